@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` and `make test`. Each one creates the
+# virtual environment when it is missing and installs the project into it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Seeds for the simulation sweep in `make test` and `make soak`.
+SIM_SEEDS  ?= 2000
+SOAK_SEEDS ?= 100000
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: demo test soak bench sim clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/raftflow sim --nodes 5 --seed 7 --steps 3000 --faults partition,crash,loss,dup,reorder --timeline
+
+test: $(STAMP)
+	RAFTFLOW_SIM_SEEDS=$(SIM_SEEDS) $(BIN)/python -m pytest -n $(JOBS) -q
+
+soak: $(STAMP)
+	$(BIN)/raftflow sim-sweep --seeds $(SOAK_SEEDS) --jobs $(JOBS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/core_bench.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .hypothesis
