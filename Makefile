@@ -20,13 +20,15 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/raftflow sim --nodes 5 --seed 7 --steps 3000 --faults partition,crash,loss,dup,reorder --timeline
+	$(BIN)/raftflow sim --nodes 5 --seed 7 --steps 1000 --faults partition,crash,loss,dup,reorder --timeline
 
 test: $(STAMP)
 	RAFTFLOW_SIM_SEEDS=$(SIM_SEEDS) $(BIN)/python -m pytest -n $(JOBS) -q
 
 soak: $(STAMP)
-	$(BIN)/raftflow sim-sweep --seeds $(SOAK_SEEDS) --jobs $(JOBS)
+	$(BIN)/raftflow sim --nodes 3 --seeds $(SOAK_SEEDS) --steps 1000 --jobs $(JOBS) --quiet
+	$(BIN)/raftflow sim --nodes 5 --seeds $(SOAK_SEEDS) --steps 1000 --jobs $(JOBS) --quiet
+	HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest -q -n $(JOBS) tests/test_sim.py -k hypothesis
 
 bench: $(STAMP)
 	$(BIN)/python bench/core_bench.py

@@ -1,0 +1,11 @@
+"""The deterministic Raft simulator: `raftflow sim` and the simulation tests."""
+
+from raft.sim.checker import LivenessViolation, SafetyChecker, SafetyViolation
+from raft.sim.schedule import FAULT_KINDS, Action, Fault, parse_fault_kinds, random_schedule
+from raft.sim.simulation import Operation, SimOptions, SimResult, Simulation, run
+
+__all__ = [
+    "FAULT_KINDS", "Action", "Fault", "LivenessViolation", "Operation", "SafetyChecker",
+    "SafetyViolation", "SimOptions", "SimResult", "Simulation", "parse_fault_kinds",
+    "random_schedule", "run",
+]
