@@ -39,6 +39,7 @@ from raft.types import (
 )
 
 TICK = 10  # time units per tick
+_DEFAULT_COMPACT_EVERY = 150
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class SimOptions:
     heartbeat_ticks: int = 1
     clients: int = 3
     read_percent: int = 25  # of client operations; half ReadIndex, half lease
-    compact_every: int = 150  # applied entries between snapshots (0: never compact)
+    compact_every: int = _DEFAULT_COMPACT_EVERY  # applied entries between snapshots (0: never compact)
     disk_delay_max: int = 15  # time units a persist may take
     liveness_ticks: int = 300  # after faults end, a leader and a commit within this
     schedule: tuple[Fault, ...] | None = None  # explicit faults (otherwise from the seed)
@@ -71,7 +72,7 @@ class SimOptions:
         parts.append(f"--faults {','.join(sorted(self.faults)) or 'none'}")
         if self.mutations:
             parts.append(f"--mutate {','.join(sorted(self.mutations))}")
-        if self.compact_every != SimOptions.compact_every:
+        if self.compact_every != _DEFAULT_COMPACT_EVERY:
             parts.append(f"--compact-every {self.compact_every}")
         return " ".join(parts) + " --trace"
 
@@ -595,7 +596,8 @@ class Simulation:
             if not probe:
                 if len(leaders) == 1 and leaders[0].node.log.term(leaders[0].node.log.commit) == leaders[0].node.term:
                     host = leaders[0]
-                    op = Operation(-1, "write", b"liveness-probe", host.id, self.now)
+                    self._op_seq += 1
+                    op = Operation(-1, "write", f"liveness-probe-{self._op_seq}".encode(), host.id, self.now)
                     try:
                         op.index, op.term = host.node.propose(op.value)
                     except RaftError:
