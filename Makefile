@@ -26,8 +26,8 @@ test: $(STAMP)
 	RAFTFLOW_SIM_SEEDS=$(SIM_SEEDS) $(BIN)/python -m pytest -n $(JOBS) -q
 
 soak: $(STAMP)
-	$(BIN)/raftflow sim --nodes 3 --seeds $(SOAK_SEEDS) --steps 1000 --jobs $(JOBS) --quiet
-	$(BIN)/raftflow sim --nodes 5 --seeds $(SOAK_SEEDS) --steps 1000 --jobs $(JOBS) --quiet
+	$(BIN)/raftflow sim --nodes 3 --seed 0 --seeds $$(($(SOAK_SEEDS) / 2)) --steps 1000 --jobs $(JOBS) --quiet
+	$(BIN)/raftflow sim --nodes 5 --seed $$(($(SOAK_SEEDS) / 2)) --seeds $$(($(SOAK_SEEDS) / 2)) --steps 1000 --jobs $(JOBS) --quiet
 	HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest -q -n $(JOBS) tests/test_sim.py -k hypothesis
 
 bench: $(STAMP)

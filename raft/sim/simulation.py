@@ -426,7 +426,7 @@ class Simulation:
 
     def _expire_operations(self) -> None:
         """A client gives up on an operation after a while: its outcome is unknown."""
-        deadline = self.now - 8 * self.options.election_ticks * TICK
+        deadline = self.now - 3 * self.options.election_ticks * TICK
         for host in self.hosts.values():
             for index, op in list(host.pending_writes.items()):
                 if op.invoked < deadline:
@@ -542,7 +542,7 @@ class Simulation:
             for c in range(self.options.clients):
                 if not self._client_busy[c] and self._client_rng.random() < 0.5:
                     self._client_step(c)
-            if (self.now // TICK) % 16 == 0:
+            if (self.now // TICK) % 5 == 0:
                 self._expire_operations()
 
     def _run_until(self, end: int, stop=None) -> bool:
