@@ -66,6 +66,8 @@ def decode_message(raw: bytes) -> Message:
     try:
         v = msgpack.unpackb(raw, raw=False, strict_map_key=True)
         kind, src, dst, term, *fields = v
+        if type(kind) is not int or not 0 <= kind < len(_KINDS):  # -1 would index from the end
+            raise DecodeError(f"unknown message kind {kind!r}")
         cls = _KINDS[kind]
         if cls is AppendEntries:
             prev_index, prev_term, entries, commit = fields

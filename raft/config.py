@@ -63,7 +63,9 @@ class Config:
                 f"heartbeat_ticks={self.heartbeat_ticks} must be below "
                 f"election_ticks={self.election_ticks}"
             )
-        if self.lease_ticks < 0 or self.lease_ticks >= self.election_ticks:
+        if self.lease_ticks < 0:
+            raise ConfigError(f"lease_ticks={self.lease_ticks} must be at least 0 (0 means election_ticks - 1)")
+        if self.lease_ticks >= self.election_ticks:
             raise ConfigError(
                 f"lease_ticks={self.lease_ticks} must be below election_ticks={self.election_ticks}"
             )

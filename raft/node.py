@@ -100,6 +100,7 @@ class Node:
         self.votes: dict[int, bool] = {}
         self.progress: dict[int, Progress] = {}
         self.lead_transferee = NONE
+        self._transfer_ticks = 0
         self.ticks = 0  # ticks since start: the leader lease is measured in them
         # A restarted node has forgotten when it last heard from a leader; it refuses
         # votes for one election timeout, or a leader's lease could be cut short.
@@ -208,7 +209,9 @@ class Node:
                     return
                 for voter, pr in self.progress.items():
                     pr.recent_active = voter == self.id
-            if self.lead_transferee != NONE:
+        if self.lead_transferee != NONE:
+            self._transfer_ticks += 1
+            if self._transfer_ticks >= self.config.election_ticks:
                 self.lead_transferee = NONE  # the transfer took too long: abort it
         for pr in self.progress.values():
             if pr.state is ProgressState.SNAPSHOT:
@@ -295,6 +298,8 @@ class Node:
         lease_ticks and election_ticks."""
         if self.role is not Role.LEADER:
             raise NotLeader(self.id, self.leader)
+        if not self.config.check_quorum:
+            raise LeaseExpired("lease reads need check_quorum=True (a leader must step down when cut off)")
         if not self.lease_valid():
             raise LeaseExpired(f"node {self.id} holds no valid lease in term {self.term}")
         return self.log.commit
@@ -321,7 +326,7 @@ class Node:
         if self.lead_transferee == target:
             return
         self.lead_transferee = target
-        self.election_elapsed = 0  # the transfer gets one election timeout
+        self._transfer_ticks = 0  # the transfer gets one election timeout
         self._lease_disabled = True  # the target may win before our lease would end
         if self.progress[target].match == self.log.last_index():
             self._leader_messages.append(TimeoutNow(self.id, target, self.term))

@@ -99,8 +99,9 @@ class AppendResponse:
     Success: `index` is the last index known to match the leader's log.
     Reject: `index` is the rejected `prev_index`; `hint_index`/`hint_term` let the
     leader skip a whole conflicting term per round trip (Raft §5.3, last paragraph):
-    `hint_term` is the follower's term at `hint_index` (0 when the follower's log
-    is simply shorter, then `hint_index` is its last index + 1).
+    `hint_index` is the follower's largest index <= min(prev_index, its last index)
+    whose term is <= the rejected prev_term (stopping at its snapshot point), and
+    `hint_term` is that entry's term (0 only at index 0).
     """
 
     src: int

@@ -34,6 +34,7 @@ from raft import (
     Ready,
     ReadState,
     Role,
+    SoftState,
 )
 
 MAX_STABILIZE_ROUNDS = 10_000
@@ -74,6 +75,7 @@ class Network:
         self.applied: dict[int, list[bytes]] = {}  # each state machine: applied NORMAL payloads
         self.read_states: dict[int, list[ReadState]] = {i: [] for i in self.ids}
         self.reads_dropped: dict[int, list[ReadDropped]] = {i: [] for i in self.ids}
+        self.soft_states: dict[int, list[SoftState]] = {i: [] for i in self.ids}  # as announced
         self.queue: list[Message] = []  # sent, not yet delivered (or dropped)
         self.delivered: list[Message] = []  # everything stepped into a node, in order
         self._pending: dict[int, Ready] = {}  # taken with ready(), not yet persisted
@@ -119,19 +121,27 @@ class Network:
                 return ticks
         raise AssertionError(f"node {id} did not campaign within two election timeouts")
 
-    def elect(self, id: int | None = None) -> int:
-        """Elect a leader and let everything settle; returns its id.
+    def elect(self, id: int | None = None, *, settle: bool = True) -> int:
+        """Elect a leader; returns its id.
 
         Without `id`, every clock runs until some node's randomized timer fires
         (Raft §5.2). With `id`, that node campaigns now the way a TimeoutNow makes it
         (thesis §3.10): no pre-vote, and neither leader stickiness nor a restart's vote
-        guard holds voters back. Tests of those rules tick clocks instead.
+        guard holds voters back (tests of those rules tick clocks instead); if it
+        loses, it tries again in the next term. With settle=False, stop as soon as it
+        leads: its no-op is appended but not yet sent.
         """
         if id is not None:
-            self.nodes[id].campaign(transfer=True)
-            self.stabilize()
-            assert self.nodes[id].role is Role.LEADER, f"node {id} lost: {self.nodes[id].status()}"
-            return id
+            for _ in range(3):  # a term already used up by another candidate is lost
+                self.nodes[id].campaign(transfer=True)
+                if settle:
+                    self.stabilize()
+                else:
+                    while self.nodes[id].role is Role.CANDIDATE and self.hop():
+                        pass
+                if self.nodes[id].role is Role.LEADER:
+                    return id
+            raise AssertionError(f"node {id} cannot win: {self.nodes[id].status()}")
         for _ in range(100 * self.config(self.ids[0]).election_ticks):
             self.tick_all()
             self.stabilize()
@@ -146,9 +156,6 @@ class Network:
         terms = [t for t, _ in leaders]
         assert len(terms) == len(set(terms)), f"two leaders in one term: {leaders}"
         return leaders[-1][1] if leaders else None
-
-    def followers(self, leader: int) -> list[int]:
-        return [i for i in self.ids if i != leader]
 
     # --- the Ready loop, done by the book -----------------------------------------
 
@@ -168,33 +175,37 @@ class Network:
         if rd.snapshot is not None:
             self.applied[id] = list(msgpack.unpackb(rd.snapshot.data))
         self.applied[id].extend(e.data for e in rd.committed if e.kind is EntryKind.NORMAL)
+        if rd.soft_state is not None:
+            self.soft_states[id].append(rd.soft_state)
         self.read_states[id].extend(rd.read_states)
         self.reads_dropped[id].extend(rd.reads_dropped)
         self.nodes[id].advance(rd)
         return rd
 
     def process(self, id: int) -> Ready:
-        """One whole Ready cycle for `id`."""
+        """One whole Ready cycle for `id` (finishing a Ready taken earlier first)."""
         if id in self._pending:
             self.persist(id)
         self.ready(id)
         return self.persist(id)
 
-    def stabilize(self) -> None:
-        """Process every Ready and deliver every message until nothing moves."""
-        for _ in range(MAX_STABILIZE_ROUNDS):
-            moved = False
-            for id in sorted(self.nodes):
-                if id in self._pending:
-                    self.persist(id)
-                    moved = True
-                if self.nodes[id].has_ready():
-                    self.process(id)
-                    moved = True
-            if self.queue:
-                self.deliver()
+    def hop(self, *, hold: Callable[[Message], bool] | None = None) -> bool:
+        """One round: every node with something to do runs a whole Ready cycle, then
+        every queued message not held back is delivered once. False when nothing moved."""
+        moved = False
+        for id in sorted(self.nodes):
+            if id in self._pending or self.nodes[id].has_ready():
+                self.process(id)
                 moved = True
-            if not moved:
+        queued = len(self.queue)
+        self.deliver(where=None if hold is None else (lambda m: not hold(m)))
+        return moved or len(self.queue) < queued
+
+    def stabilize(self, *, hold: Callable[[Message], bool] | None = None) -> None:
+        """Hop until nothing moves. Messages matching `hold` stay queued: a later
+        stabilize() or deliver() can release them."""
+        for _ in range(MAX_STABILIZE_ROUNDS):
+            if not self.hop(hold=hold):
                 return
         raise AssertionError(f"the network did not settle in {MAX_STABILIZE_ROUNDS} rounds")
 
@@ -295,6 +306,3 @@ class Network:
     def count(self, kind: type, *, where: Callable[[Message], bool] | None = None) -> int:
         """How many delivered messages match."""
         return sum(1 for m in self.delivered if isinstance(m, kind) and (where is None or where(m)))
-
-
-
