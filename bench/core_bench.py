@@ -11,12 +11,18 @@ send and `decode_message` on delivery). No ticks are fed during the measured par
 so no heartbeats: only replication traffic.
 
 A leader is elected first (ticks until one wins, then everything settles and its
-no-op is applied everywhere). Then the clock starts, and each round the client
-proposes one batch of `--batch` payloads of `--payload-size` bytes to the leader with
-`Node.propose_batch` (skipping a round when the leader answers ProposalDropped:
-backpressure), until `--entries` payloads were proposed. The clock stops when the
-LEADER has applied the last one, i.e. when `--entries` payloads have come out of the
-leader's `Ready.committed`.
+no-op is applied everywhere). Then the clock starts. Each round the client proposes
+`--per-round` batches (default one) of `--batch` payloads of `--payload-size` bytes
+to the leader with `Node.propose_batch` (stopping for that round when the leader
+answers ProposalDropped: backpressure), then the round delivers what is in flight and
+runs every node's Ready; until `--entries` payloads were proposed. The clock stops
+when the LEADER has applied the last one, i.e. when `--entries` payloads have come out
+of the leader's `Ready.committed`.
+
+With one batch per round, batch=1 pays a whole replication round (three Ready cycles,
+the messages) per entry: the per-proposal cost. `--batch 1 --per-round 256` shows
+instead what 256 separate propose calls cost when the driver coalesces them into one
+Ready cycle.
 
 Every node is driven by the Ready contract exactly, in this order:
 
@@ -35,10 +41,15 @@ and messages per entry (every message any node sent during the measured part).
 
 After each run (untimed) the cluster is drained and checked: all three logs and
 state machines hold exactly the proposed payloads in order, and leadership never
-changed.
+changed. All randomness is seeded (`--seed`).
+
+Python's cyclic GC is left on by default; the GC column says how much of the wall
+time it took (it grows with the uncompacted in-memory log). `--gc off` and
+`--gc freeze` show what a driver could win back.
 
     .venv/bin/python bench/core_bench.py                      # batch 256 and 1
-    .venv/bin/python bench/core_bench.py --codec --batch 256  # with msgpack cost
+    .venv/bin/python bench/core_bench.py --codec              # plus msgpack both ways
+    .venv/bin/python bench/core_bench.py --batch 1 --per-round 256
     .venv/bin/python bench/core_bench.py --profile 30 --repeat 1 --batch 256
 """
 
@@ -239,11 +250,15 @@ class GcTimer:
         gc.callbacks.remove(self)
 
 
+GC_FREEZE_EVERY = 16  # rounds, with --gc freeze
+
+
 def run_once(entries: int, batch: int, payload_size: int, seed: int, codec: bool,
-             profiler: cProfile.Profile | None = None) -> RunResult:
+             profiler: cProfile.Profile | None = None, per_round: int = 1,
+             gc_mode: str = "on") -> RunResult:
     cluster = Cluster(seed, codec)
     lead = cluster.elect()
-    # `round` runs before the client's first batch: the cluster is quiet now.
+    # elect() settled the cluster: nothing is in flight when the clock starts.
     rng = random.Random(seed)
     payloads = [rng.randbytes(payload_size) for _ in range(entries)]
     batches = [payloads[i : i + batch] for i in range(0, entries, batch)]
@@ -253,23 +268,35 @@ def run_once(entries: int, batch: int, payload_size: int, seed: int, codec: bool
     next_batch = stalls = rounds = 0
     nbatches = len(batches)
     gc.collect()
+    freeze = gc_mode == "freeze"
+    if gc_mode == "off":
+        gc.disable()
     if profiler is not None:
         profiler.enable()
-    with GcTimer() as gct:
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        while cluster.leader_applied < entries:
-            if next_batch < nbatches:
-                try:
-                    node.propose_batch(batches[next_batch])
-                    next_batch += 1
-                except ProposalDropped:
-                    stalls += 1
-            if not cluster.round() and next_batch >= nbatches:
-                raise RuntimeError(f"stuck: leader applied {cluster.leader_applied} of {entries}")
-            rounds += 1
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    if profiler is not None:
-        profiler.disable()
+    try:
+        with GcTimer() as gct:
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            while cluster.leader_applied < entries:
+                for _ in range(per_round):
+                    if next_batch >= nbatches:
+                        break
+                    try:
+                        node.propose_batch(batches[next_batch])
+                        next_batch += 1
+                    except ProposalDropped:
+                        stalls += 1
+                        break
+                if not cluster.round() and next_batch >= nbatches:
+                    raise RuntimeError(f"stuck: leader applied {cluster.leader_applied} of {entries}")
+                rounds += 1
+                if freeze and rounds % GC_FREEZE_EVERY == 0:
+                    gc.freeze()  # what survived so far is never rescanned by the cyclic GC
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    finally:
+        if profiler is not None:
+            profiler.disable()
+        gc.enable()
+        gc.unfreeze()
     result = RunResult(entries, wall, cpu, cluster.sent, cluster.wire_bytes, stalls, rounds,
                        gct.seconds)
 
@@ -312,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="payload entries to commit per run, after a leader is elected")
     parser.add_argument("--batch", type=int, nargs="+", default=[256, 1], metavar="N",
                         help="proposal batch sizes for Node.propose_batch: one configuration each")
+    parser.add_argument("--per-round", type=int, default=1, metavar="K",
+                        help="propose_batch calls per driver round (between two Ready cycles)")
     parser.add_argument("--payload-size", type=int, default=100, help="bytes per entry")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per configuration (fresh cluster each); min/median/max reported")
@@ -319,20 +348,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="send every message through raft.codec encode_message/decode_message")
     parser.add_argument("--seed", type=int, default=1,
                         help="seeds the nodes' election RNGs and the payloads (run r uses seed+r)")
-    parser.add_argument("--no-gc", action="store_true",
-                        help="disable Python's cyclic garbage collector during the measured part")
+    parser.add_argument("--gc", choices=("on", "off", "freeze"), default="on",
+                        help="Python's cyclic garbage collector during the measured part: on "
+                        "(as is), off (gc.disable), or freeze (gc.freeze() every "
+                        f"{GC_FREEZE_EVERY} rounds, so the growing log is not rescanned by "
+                        "every full collection: a driver-side remedy)")
     parser.add_argument("--profile", type=int, default=0, metavar="TOP",
                         help="run under cProfile and print the TOP functions by tottime and "
                         "cumulative time per configuration (slows the run; figures then not comparable)")
     args = parser.parse_args(argv)
-    if args.entries < 1 or args.repeat < 1 or args.payload_size < 0 or min(args.batch) < 1:
-        parser.error("--entries, --repeat and --batch must be at least 1, --payload-size at least 0")
+    if args.entries < 1 or args.repeat < 1 or args.payload_size < 0 or min(args.batch) < 1 or args.per_round < 1:
+        parser.error("--entries, --repeat, --batch and --per-round must be at least 1, "
+                     "--payload-size at least 0")
 
     random.seed(args.seed)  # nothing uses the global RNG; seeded anyway
     print(
         f"raftflow core bench: 3 nodes, instant in-process network, MemoryStorage, "
         f"{args.payload_size}-byte entries, {args.entries:,} entries/run, {args.repeat} runs/config, "
-        f"codec={'msgpack' if args.codec else 'off'}, gc={'off' if args.no_gc else 'on'}, "
+        f"{args.per_round} propose_batch call(s)/round, "
+        f"codec={'msgpack' if args.codec else 'off'}, gc={args.gc}, "
         f"Python {platform.python_version()}"
         + (" [cProfile on: figures inflated]" if args.profile else ""),
         flush=True,
@@ -342,13 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         results: list[RunResult] = []
         profiler = cProfile.Profile() if args.profile else None
         for r in range(args.repeat):
-            if args.no_gc:
-                gc.disable()
-            try:
-                res = run_once(args.entries, batch, args.payload_size, args.seed + r,
-                               args.codec, profiler)
-            finally:
-                gc.enable()
+            res = run_once(args.entries, batch, args.payload_size, args.seed + r,
+                           args.codec, profiler, args.per_round, args.gc)
             results.append(res)
             print(
                 f"  batch={batch:<5} run {r + 1}/{args.repeat}: {res.entries / res.wall:>10,.0f} entries/s  "
