@@ -50,10 +50,14 @@ def entry_from_list(v: list) -> Entry:
     return Entry(index, term, data, EntryKind(kind))
 
 
+_ENTRY_KINDS = {int(k): k for k in EntryKind}  # EntryKind(n) costs ~350 ns
+
+
 def encode_message(m: Message) -> bytes:
     kind = _KIND_OF[type(m)]
     if isinstance(m, AppendEntries):
-        fields = [m.prev_index, m.prev_term, [entry_to_list(e) for e in m.entries], m.commit]
+        # inline, no int(): msgpack packs an IntEnum as its int value
+        fields = [m.prev_index, m.prev_term, [[e.index, e.term, e.kind, e.data] for e in m.entries], m.commit]
     elif isinstance(m, InstallSnapshot):
         s = m.snapshot
         fields = [[s.index, s.term, s.data]]
@@ -71,12 +75,16 @@ def decode_message(raw: bytes) -> Message:
         cls = _KINDS[kind]
         if cls is AppendEntries:
             prev_index, prev_term, entries, commit = fields
-            return AppendEntries(src, dst, term, prev_index, prev_term, [entry_from_list(e) for e in entries], commit)
+            kinds = _ENTRY_KINDS  # inline, dict lookup instead of EntryKind(kind)
+            return AppendEntries(
+                src, dst, term, prev_index, prev_term,
+                [Entry(i, t, d, kinds[k]) for i, t, k, d in entries], commit,
+            )
         if cls is InstallSnapshot:
             (snap,) = fields
             return InstallSnapshot(src, dst, term, Snapshot(*snap))
         return cls(src, dst, term, *fields)
-    except (ValueError, TypeError, IndexError, msgpack.UnpackException) as exc:
+    except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException) as exc:
         raise DecodeError(f"not a raft message ({len(raw)} bytes): {exc}") from exc
 
 

@@ -85,6 +85,7 @@ class Node:
         self.config = config
         self.id = config.id
         self.peers = tuple(v for v in config.voters if v != config.id)
+        self._quorum = config.quorum  # cached: Config.quorum is computed on each access
         self._rng = rng
         self.log = RaftLog(snapshot, entries)
         assert hard_state.commit <= self.log.last_index(), (hard_state.commit, self.log.last_index())
@@ -495,7 +496,7 @@ class Node:
                 pr.become_replicate()
             elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
                 pr.become_replicate()
-            if self._maybe_commit():
+            if pr.match > self.log.commit and self._maybe_commit():
                 self._append_needed = True  # tell everyone the new commit index
             if follower == self.lead_transferee and pr.match == self.log.last_index():
                 self._leader_messages.append(TimeoutNow(self.id, follower, self.term))
@@ -514,8 +515,8 @@ class Node:
     def _maybe_commit(self) -> bool:
         """Commit the highest index a quorum holds, but only by counting replicas of
         an entry from the current term (Raft §5.4.2, Figure 8)."""
-        matches = sorted((pr.match for pr in self.progress.values()), reverse=True)
-        index = matches[self.config.quorum - 1]
+        matches = sorted([pr.match for pr in self.progress.values()], reverse=True)
+        index = matches[self._quorum - 1]
         if index <= self.log.commit:
             return False
         if self.log.term(index) != self.term and "commit-old-term" not in self.config.mutations:
@@ -565,6 +566,7 @@ class Node:
         self._leader_messages.append(
             AppendEntries(self.id, to, self.term, prev, prev_term, entries, log.commit)
         )
+        pr.sent_commit = log.commit
         if entries or pr.state is ProgressState.PROBE:
             pr.sent_entries(prev + len(entries))
         return True
@@ -612,8 +614,14 @@ class Node:
             return
         if self._append_needed:
             self._append_needed = False
+            commit = self.log.commit
             for peer in self.peers:
-                self._send_appends(peer, send_if_empty=True)
+                pr = self.progress[peer]
+                # an empty AppendEntries only when it tells the follower something
+                self._send_appends(
+                    peer,
+                    send_if_empty=pr.state is not ProgressState.REPLICATE or pr.can_bump_commit(commit),
+                )
         if self._read_round_needed:
             self._read_round_needed = False
             self._broadcast_heartbeat()
@@ -643,12 +651,12 @@ class Node:
         self._flush()
         log = self.log
         rd = Ready()
-        soft = SoftState(self.leader, self.role)
-        if soft != self._prev_soft_state:
-            rd.soft_state = self._prev_soft_state = soft
-        hard = HardState(self.term, self.vote, log.commit)
-        if hard != self._prev_hard_state:
-            rd.hard_state = self._prev_hard_state = hard
+        prev_soft = self._prev_soft_state  # build SoftState/HardState only on change
+        if prev_soft.leader != self.leader or prev_soft.role is not self.role:
+            rd.soft_state = self._prev_soft_state = SoftState(self.leader, self.role)
+        prev_hard = self._prev_hard_state
+        if prev_hard.commit != log.commit or prev_hard.term != self.term or prev_hard.vote != self.vote:
+            rd.hard_state = self._prev_hard_state = HardState(self.term, self.vote, log.commit)
         if log.pending_snapshot is not None:
             rd.snapshot, log.pending_snapshot = log.pending_snapshot, None
         if log.unstable_from <= log.last_index():
@@ -684,7 +692,7 @@ class Node:
             me = self.progress[self.id]
             if log.stable > me.match:
                 me.match = log.stable
-                if self._maybe_commit():
+                if me.match > log.commit and self._maybe_commit():
                     self._append_needed = True
 
     # --- introspection ----------------------------------------------------------

@@ -32,6 +32,7 @@ class Progress:
         "snapshot_ticks",
         "recent_active",
         "ack_seq",
+        "sent_commit",
     )
 
     def __init__(self, next_index: int) -> None:
@@ -44,6 +45,12 @@ class Progress:
         self.snapshot_ticks = 0  # SNAPSHOT: ticks since it was sent
         self.recent_active = False  # heard from within this election timeout (CheckQuorum)
         self.ack_seq = 0  # highest heartbeat round acknowledged (ReadIndex, lease)
+        self.sent_commit = 0  # highest commit index sent in an AppendEntries
+
+    def can_bump_commit(self, commit: int) -> bool:
+        """(etcd's Progress.CanBumpCommit): an empty AppendEntries carrying
+        `commit` could still advance the follower's commit index."""
+        return commit > self.sent_commit and self.sent_commit < self.next - 1
 
     def __repr__(self) -> str:
         return (
