@@ -104,8 +104,10 @@ class Node:
         self._transfer_ticks = 0
         self.ticks = 0  # ticks since start: the leader lease is measured in them
         # A restarted node has forgotten when it last heard from a leader; it refuses
-        # votes for one election timeout, or a leader's lease could be cut short.
-        self._vote_guard_ticks = config.election_ticks if config.check_quorum else 0
+        # votes for one election timeout, or a leader's lease could be cut short. A
+        # node that never had a term never acknowledged a leader: no guard.
+        restarted = hard_state.term > 0
+        self._vote_guard_ticks = config.election_ticks if config.check_quorum and restarted else 0
         # ReadIndex and lease state (leader only).
         self._heartbeat_seq = 0
         self._seq_ticks: deque[tuple[int, int]] = deque(maxlen=4 * config.election_ticks + 16)

@@ -246,11 +246,16 @@ class Network:
         are queued, not delivered."""
         arrived = []
         for m in self.take(kind, src=src, dst=dst, where=where):
-            if (m.src, m.dst) in self._cut or m.dst not in self.nodes:
+            if self.lost(m):
                 continue
             self.step(m)
             arrived.append(m)
         return arrived
+
+    def lost(self, m: Message) -> bool:
+        """Whether `m` would be lost if delivered now: its link is cut or its
+        destination is down."""
+        return (m.src, m.dst) in self._cut or m.dst not in self.nodes
 
     def step(self, m: Message) -> None:
         self.delivered.append(m)
@@ -296,11 +301,22 @@ class Network:
     def propose(self, id: int, *payloads: bytes) -> tuple[int, int]:
         return self.nodes[id].propose_batch(list(payloads))
 
-    def compact(self, id: int) -> None:
-        """Snapshot `id`'s state machine at its applied index and compact its log."""
+    def compact(self, id: int, index: int | None = None) -> None:
+        """Snapshot `id`'s state machine at `index` (default: its applied index) and
+        compact its log up to there."""
         node = self.nodes[id]
         assert id not in self._pending, "finish the Ready before compacting"
-        node.compact(node.log.applied, msgpack.packb(self.applied[id]))
+        if index is None:
+            node.compact(node.log.applied, msgpack.packb(self.applied[id]))
+        else:
+            assert index <= node.log.applied, f"index {index} is past applied {node.log.applied}"
+            state = list(msgpack.unpackb(node.snapshot.data)) if node.snapshot else []
+            state.extend(
+                e.data
+                for e in node.log.entries
+                if e.index <= index and e.kind is EntryKind.NORMAL
+            )
+            node.compact(index, msgpack.packb(state))
         self.storages[id].compact(node.snapshot)
 
     def count(self, kind: type, *, where: Callable[[Message], bool] | None = None) -> int:
