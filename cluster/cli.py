@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--compact-every", type=_positive, default=150, help="entries between snapshots, 0 = never (default 150)"
     )
+    sim.add_argument(
+        "--storage",
+        choices=("disk", "memory"),
+        default="disk",
+        help="disk: the real write-ahead log on a simulated file system that loses unsynced "
+        "writes on a crash (default); memory: the in-memory store",
+    )
     sim.add_argument("--seeds", type=_positive, default=1, help="run this many seeds from --seed (a sweep)")
     sim.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="processes for a sweep")
     show = sim.add_mutually_exclusive_group()
@@ -104,6 +111,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         faults=args.faults,
         mutations=args.mutate,
         compact_every=args.compact_every,
+        storage=args.storage,
     )
     if args.seeds > 1:
         return _sweep(options, args, sweep)

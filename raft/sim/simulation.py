@@ -25,7 +25,9 @@ from raft.node import Node
 from raft.sim.checker import LivenessViolation, SafetyChecker, SafetyViolation, chain_hash
 from raft.sim.network import Network
 from raft.sim.schedule import FAULT_KINDS, Action, Fault, random_schedule
-from raft.storage import MemoryStorage
+from raft.disk import DiskStorage
+from raft.fs import SimFS
+from raft.storage import LogStore, MemoryStorage
 from raft.types import (
     NONE,
     EntryKind,
@@ -57,12 +59,17 @@ class SimOptions:
     disk_delay_max: int = 15  # time units a persist may take
     liveness_ticks: int = 300  # after faults end, a leader and a commit within this
     schedule: tuple[Fault, ...] | None = None  # explicit faults (otherwise from the seed)
+    # "disk": the real write-ahead log (raft.disk) over a simulated file system that
+    # loses what was not fsynced; "memory": raft.storage.MemoryStorage.
+    storage: str = "disk"
 
     def __post_init__(self) -> None:
         if self.nodes not in (1, 3, 5, 7):
             raise ValueError(f"nodes={self.nodes}: the simulator runs 1, 3, 5 or 7 nodes")
         if self.steps < 0:
             raise ValueError(f"steps={self.steps} must not be negative")
+        if self.storage not in ("disk", "memory"):
+            raise ValueError(f"storage={self.storage!r}: choose disk or memory")
         unknown = self.faults - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kind(s) {sorted(unknown)}; choose from {', '.join(FAULT_KINDS)}")
@@ -74,6 +81,8 @@ class SimOptions:
             parts.append(f"--mutate {','.join(sorted(self.mutations))}")
         if self.compact_every != _DEFAULT_COMPACT_EVERY:
             parts.append(f"--compact-every {self.compact_every}")
+        if self.storage != "disk":
+            parts.append(f"--storage {self.storage}")
         return " ".join(parts) + " --trace"
 
 
@@ -160,9 +169,10 @@ class SimMachine:
 class _Host:
     """One simulated server: the durable storage outlives the node and machine."""
 
-    def __init__(self, node_id: int) -> None:
+    def __init__(self, node_id: int, storage: str, rng: random.Random) -> None:
         self.id = node_id
-        self.storage = MemoryStorage()
+        self.fs = SimFS(rng) if storage == "disk" else None
+        self.storage: LogStore = self._open_storage(create=True)
         self.node: Node | None = None
         self.machine = SimMachine()
         self.incarnation = 0
@@ -170,6 +180,25 @@ class _Host:
         self.pending_writes: dict[int, Operation] = {}  # index -> op proposed here
         self.pending_reads: dict[bytes, Operation] = {}  # ctx -> op waiting for ReadState
         self.reads_waiting_apply: list[tuple[int, Operation]] = []  # (index, op)
+
+    def _open_storage(self, *, create: bool) -> LogStore:
+        if self.fs is None:
+            return self.storage if not create else MemoryStorage()
+        return DiskStorage(
+            f"/node{self.id}", cluster_id="sim", node_id=self.id, create=create, fs=self.fs,
+            segment_bytes_max=16 << 10,
+        )
+
+    def crash(self) -> None:
+        """Power cut: the disk keeps only what was fsynced."""
+        self.node = None
+        if self.fs is not None:
+            self.storage.close()
+            self.fs.crash()
+
+    def reopen(self) -> None:
+        if self.fs is not None:
+            self.storage = self._open_storage(create=False)
 
 
 class Simulation:
@@ -186,7 +215,8 @@ class Simulation:
             o.schedule if o.schedule is not None else random_schedule(schedule_rng, self.ids, o.faults, o.steps)
         )
         self.checker = SafetyChecker()
-        self.hosts = {i: _Host(i) for i in self.ids}
+        disk_rng = random.Random(master.getrandbits(64))
+        self.hosts = {i: _Host(i, o.storage, random.Random(disk_rng.getrandbits(64))) for i in self.ids}
         self.now = 0
         self._events: list[tuple] = []
         self._seq = 0
@@ -241,6 +271,8 @@ class Simulation:
 
     def _start(self, node_id: int) -> None:
         host = self.hosts[node_id]
+        if host.incarnation:
+            host.reopen()
         durable = host.storage.load()
         host.machine = SimMachine()
         if durable.snapshot is not None:
@@ -259,7 +291,7 @@ class Simulation:
         host = self.hosts[node_id]
         if host.node is None:
             return
-        host.node = None
+        host.crash()
         self.stats["crashes"] += 1
         for op in list(host.pending_writes.values()) + list(host.pending_reads.values()):
             self._finish(op, "unknown", "the node crashed")

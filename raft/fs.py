@@ -1,0 +1,204 @@
+"""The file system seam under durable storage, and a simulated twin.
+
+`OsFS` is the real thing. `SimFS` keeps what was written apart from what was made
+durable: a file's bytes become durable only at `sync()`, a create, rename or remove
+only at `sync_dir()` of its folder. `SimFS.crash()` throws away everything not
+durable (keeping, at random, a torn prefix of unsynced appends), which is exactly
+what a power cut may do, so the storage code can be tested at every crash point.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from typing import Protocol
+
+
+class File(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def sync(self) -> None: ...  # data durable (fdatasync)
+    def truncate(self, size: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class FS(Protocol):
+    def makedirs(self, path: str) -> None: ...
+    def listdir(self, path: str) -> list[str]: ...
+    def exists(self, path: str) -> bool: ...
+    def read(self, path: str) -> bytes: ...
+    def open_append(self, path: str) -> File: ...  # creates the file if missing
+    def rename(self, src: str, dst: str) -> None: ...
+    def remove(self, path: str) -> None: ...
+    def sync_dir(self, path: str) -> None: ...
+
+
+# --- the real file system ------------------------------------------------------
+
+
+class _OsFile:
+    __slots__ = ("fd",)
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+
+    def sync(self) -> None:
+        os.fdatasync(self.fd)
+
+    def truncate(self, size: int) -> None:
+        os.ftruncate(self.fd, size)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class OsFS:
+    def makedirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(os.listdir(path))
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def read(self, path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    def open_append(self, path: str) -> File:
+        return _OsFile(path)
+
+    def rename(self, src: str, dst: str) -> None:
+        os.rename(src, dst)
+
+    def remove(self, path: str) -> None:
+        os.remove(path)
+
+    def sync_dir(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# --- the simulated file system -------------------------------------------------
+
+
+class _SimFile:
+    __slots__ = ("fs", "path", "closed")
+
+    def __init__(self, fs: SimFS, path: str) -> None:
+        self.fs = fs
+        self.path = path
+        self.closed = False
+
+    def _node(self) -> _SimNode:
+        assert not self.closed, f"{self.path} is closed"
+        return self.fs._nodes[self.path]
+
+    def write(self, data: bytes) -> None:
+        self.fs._fail_if_injected("write", self.path)
+        self._node().data += data
+
+    def sync(self) -> None:
+        self.fs._fail_if_injected("sync", self.path)
+        node = self._node()
+        node.synced = bytes(node.data)
+
+    def truncate(self, size: int) -> None:
+        node = self._node()
+        del node.data[size:]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _SimNode:
+    __slots__ = ("data", "synced")
+
+    def __init__(self) -> None:
+        self.data = bytearray()  # what readers see now
+        self.synced = b""  # what survives a crash
+
+
+class SimFS:
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random(0)
+        self._nodes: dict[str, _SimNode] = {}  # path -> file contents (live names)
+        self._dirs: set[str] = set()
+        self._durable_names: dict[str, _SimNode] = {}  # path -> file, as of the last sync_dir
+        self.fail_next: dict[str, OSError] = {}  # "write"/"sync" -> error to raise once
+
+    def _fail_if_injected(self, op: str, path: str) -> None:
+        err = self.fail_next.pop(op, None)
+        if err is not None:
+            raise err
+
+    def makedirs(self, path: str) -> None:
+        self._dirs.add(path)
+
+    def listdir(self, path: str) -> list[str]:
+        if path not in self._dirs:
+            raise FileNotFoundError(errno.ENOENT, "no such directory", path)
+        prefix = path.rstrip("/") + "/"
+        return sorted(p[len(prefix) :] for p in self._nodes if p.startswith(prefix) and "/" not in p[len(prefix) :])
+
+    def exists(self, path: str) -> bool:
+        return path in self._nodes or path in self._dirs
+
+    def read(self, path: str) -> bytes:
+        try:
+            return bytes(self._nodes[path].data)
+        except KeyError:
+            raise FileNotFoundError(errno.ENOENT, "no such file", path) from None
+
+    def open_append(self, path: str) -> File:
+        if path not in self._nodes:
+            self._nodes[path] = _SimNode()
+        return _SimFile(self, path)
+
+    def rename(self, src: str, dst: str) -> None:
+        self._nodes[dst] = self._nodes.pop(src)
+
+    def remove(self, path: str) -> None:
+        del self._nodes[path]
+
+    def sync_dir(self, path: str) -> None:
+        prefix = path.rstrip("/") + "/"
+        for p in [p for p in self._durable_names if p.startswith(prefix)]:
+            del self._durable_names[p]
+        for p, node in self._nodes.items():
+            if p.startswith(prefix):
+                self._durable_names[p] = node
+
+    # --- faults ------------------------------------------------------------
+
+    def crash(self) -> None:
+        """Power cut: names revert to the last sync_dir, contents to the last sync,
+        except that an unsynced append may have reached the disk in part."""
+        survivors: dict[str, _SimNode] = {}
+        for path, node in self._durable_names.items():
+            data = node.synced
+            if len(node.data) > len(data) and bytes(node.data[: len(data)]) == data:
+                torn = self._rng.randint(0, len(node.data) - len(data))
+                data = bytes(node.data[: len(data) + torn])
+            fresh = _SimNode()
+            fresh.data = bytearray(data)
+            fresh.synced = data
+            survivors[path] = fresh
+        self._nodes = dict(survivors)
+        self._durable_names = dict(survivors)
+
+    def corrupt(self, path: str, offset: int, xor: int = 0x40) -> None:
+        """Flip bits at `offset` of a file, durably (a bad sector)."""
+        node = self._nodes[path]
+        node.data[offset] ^= xor
+        node.synced = bytes(node.data)

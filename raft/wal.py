@@ -1,0 +1,105 @@
+"""The write-ahead log: framed, checksummed records in numbered segment files.
+
+Record layout (little-endian): `length u32 | crc32 u32 | type u8 | payload`, where
+`length` counts the payload and the CRC covers type and payload. Payloads are msgpack.
+A segment `NNNNNNNNNNNNNNNN.wal` starts with a META record (format, cluster id, node
+id, segment number) and the HARD_STATE and COMPACT records in force when it was
+opened, so every segment can be read on its own terms.
+
+Recovery reads every segment in order and checks every CRC. Only the end of the last
+segment may be torn (a write the crash cut short): it is truncated away. Anything
+else that fails a check stops recovery with `WalCorruption`, naming file and offset.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from dataclasses import dataclass
+
+import msgpack
+
+HEADER = struct.Struct("<IIB")
+FORMAT_VERSION = 1
+RECORD_BYTES_MAX = 1 << 30
+
+
+class RecordType(enum.IntEnum):
+    META = 1  # [format, cluster_id, node_id, segment]
+    HARD_STATE = 2  # [term, vote, commit]
+    ENTRIES = 3  # [[index, term, kind, data], ...]; overwrites any suffix from the first index
+    SNAPSHOT = 4  # [index, term]: the log was replaced by a snapshot received from the leader
+    COMPACT = 5  # [index, term]: entries up to index are in a local snapshot
+
+
+class WalCorruption(Exception):
+    """The log on disk is damaged where a crash cannot explain it; the node must not
+    start on it."""
+
+    def __init__(self, path: str, offset: int, problem: str) -> None:
+        self.path = path
+        self.offset = offset
+        super().__init__(f"{path} at offset {offset}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    type: RecordType
+    payload: object
+    offset: int
+
+
+def encode_record(rtype: RecordType, payload: object) -> bytes:
+    body = msgpack.packb(payload, use_bin_type=True)
+    crc = zlib.crc32(body, zlib.crc32(bytes((rtype,))))
+    return HEADER.pack(len(body), crc, rtype) + body
+
+
+def segment_name(number: int) -> str:
+    return f"{number:016d}.wal"
+
+
+def segment_number(name: str) -> int | None:
+    stem, dot, ext = name.partition(".")
+    if ext != "wal" or not dot or len(stem) != 16 or not stem.isdigit():
+        return None
+    return int(stem)
+
+
+def read_segment(path: str, data: bytes, *, last: bool) -> tuple[list[Record], int]:
+    """Parse one segment. Returns its records and the length of its valid prefix
+    (shorter than `data` only for the torn tail of the last segment)."""
+    records: list[Record] = []
+    offset, size = 0, len(data)
+    while offset < size:
+        problem = None
+        if size - offset < HEADER.size:
+            problem = f"{size - offset} bytes where a record header needs {HEADER.size}"
+            torn = True
+        else:
+            length, crc, rtype = HEADER.unpack_from(data, offset)
+            end = offset + HEADER.size + length
+            if length == 0 and crc == 0 and rtype == 0 and not any(data[offset:]):
+                problem, torn = "zero-filled tail", True
+            elif length > RECORD_BYTES_MAX or end > size:
+                problem, torn = f"record of {length} bytes runs past the end ({size})", True
+            else:
+                body = data[offset + HEADER.size : end]
+                if zlib.crc32(body, zlib.crc32(bytes((rtype,)))) != crc:
+                    problem, torn = "checksum mismatch", end == size
+                elif rtype not in RecordType._value2member_map_:
+                    problem, torn = f"unknown record type {rtype}", False
+                else:
+                    try:
+                        payload = msgpack.unpackb(body, raw=False)
+                    except (ValueError, msgpack.UnpackException) as exc:
+                        problem, torn = f"undecodable payload ({exc})", False
+                    else:
+                        records.append(Record(RecordType(rtype), payload, offset))
+                        offset = end
+                        continue
+        if torn and last:
+            return records, offset
+        raise WalCorruption(path, offset, problem)
+    return records, offset
