@@ -60,7 +60,7 @@ def encode_message(m: Message) -> bytes:
         fields = [m.prev_index, m.prev_term, [[e.index, e.term, e.kind, e.data] for e in m.entries], m.commit]
     elif isinstance(m, InstallSnapshot):
         s = m.snapshot
-        fields = [[s.index, s.term, s.data]]
+        fields = [[s.index, s.term, s.data], m.offset, m.done]
     else:
         fields = [getattr(m, f) for f in type(m).__slots__[3:]]
     return msgpack.packb([kind, m.src, m.dst, m.term, *fields], use_bin_type=True)
@@ -81,8 +81,8 @@ def decode_message(raw: bytes) -> Message:
                 [Entry(i, t, d, kinds[k]) for i, t, k, d in entries], commit,
             )
         if cls is InstallSnapshot:
-            (snap,) = fields
-            return InstallSnapshot(src, dst, term, Snapshot(*snap))
+            snap, offset, done = fields
+            return InstallSnapshot(src, dst, term, Snapshot(*snap), offset, done)
         return cls(src, dst, term, *fields)
     except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException) as exc:
         raise DecodeError(f"not a raft message ({len(raw)} bytes): {exc}") from exc

@@ -36,6 +36,7 @@ class Config:
     max_inflight_msgs: int = 64  # pipelined AppendEntries per follower
     max_uncommitted_entries: int = 1 << 16  # proposals beyond this are dropped
     max_pending_reads: int = 4096  # ReadIndex requests waiting for a heartbeat round
+    max_snapshot_chunk_bytes: int = 1 << 20  # InstallSnapshot sends a snapshot in chunks this big
     mutations: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
@@ -55,6 +56,7 @@ class Config:
             "max_inflight_msgs",
             "max_uncommitted_entries",
             "max_pending_reads",
+            "max_snapshot_chunk_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")

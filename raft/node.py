@@ -69,6 +69,15 @@ class Status:
     progress: dict[int, str]  # leader only: follower id -> summary
 
 
+class _IncomingSnapshot:
+    __slots__ = ("key", "chunks", "total")
+
+    def __init__(self, key: tuple[int, int, int, int]) -> None:
+        self.key = key  # (sender, its term, snapshot index, snapshot term)
+        self.chunks: dict[int, bytes] = {}  # offset -> bytes
+        self.total: int | None = None  # known once the last chunk arrived
+
+
 class Node:
     """One Raft peer. Not thread-safe: one driver calls it at a time."""
 
@@ -91,6 +100,7 @@ class Node:
         assert hard_state.commit <= self.log.last_index(), (hard_state.commit, self.log.last_index())
         self.log.commit = max(hard_state.commit, self.log.snapshot_index)
         self.snapshot = snapshot  # the newest snapshot, sent to followers that need it
+        self._incoming_snapshot: _IncomingSnapshot | None = None  # chunks being received
         self.term = hard_state.term
         self.vote = hard_state.vote
         self.role = Role.FOLLOWER
@@ -463,13 +473,39 @@ class Node:
     def _handle_snapshot(self, m: InstallSnapshot) -> None:
         snap, log = m.snapshot, self.log
         if snap.index <= log.commit:
-            pass  # old news: we are past it
+            self._incoming_snapshot = None  # old news: we are past it
         elif log.matches(snap.index, snap.term):
+            self._incoming_snapshot = None
             log.commit_to(snap.index)  # we have that entry: just learn it is committed
         else:
-            log.restore(snap)
-            log.applying = snap.index
+            whole = self._assemble_snapshot(m)
+            if whole is None:
+                return  # more chunks to come; answer once the last is in
+            log.restore(whole)
+            log.applying = whole.index
         self._messages.append(AppendResponse(self.id, m.src, self.term, True, log.commit))
+
+    def _assemble_snapshot(self, m: InstallSnapshot) -> Snapshot | None:
+        """Collect chunks (in any order, duplicates harmless); the whole snapshot
+        once every byte up to the last chunk's end is here."""
+        key = (m.src, m.term, m.snapshot.index, m.snapshot.term)
+        incoming = self._incoming_snapshot
+        if incoming is None or incoming.key != key:
+            incoming = self._incoming_snapshot = _IncomingSnapshot(key)
+        incoming.chunks[m.offset] = m.snapshot.data
+        if m.done:
+            incoming.total = m.offset + len(m.snapshot.data)
+        if incoming.total is None:
+            return None
+        data = bytearray()
+        for offset in sorted(incoming.chunks):
+            if offset != len(data):
+                return None
+            data += incoming.chunks[offset]
+        if len(data) != incoming.total:
+            return None
+        self._incoming_snapshot = None
+        return Snapshot(m.snapshot.index, m.snapshot.term, bytes(data))
 
     def _step_leader(self, m: Message) -> None:
         pr = self.progress.get(m.src)
@@ -555,7 +591,7 @@ class Node:
         prev_term = log.term(prev)
         if prev_term is None:  # the follower needs entries we compacted
             assert self.snapshot is not None and prev < log.snapshot_index, (prev, log.snapshot_index)
-            self._leader_messages.append(InstallSnapshot(self.id, to, self.term, self.snapshot))
+            self._send_snapshot(to)
             pr.become_snapshot(self.snapshot.index)
             return True
         last = log.last_index()
@@ -572,6 +608,16 @@ class Node:
         if entries or pr.state is ProgressState.PROBE:
             pr.sent_entries(prev + len(entries))
         return True
+
+    def _send_snapshot(self, to: int) -> None:
+        snap = self.snapshot
+        assert snap is not None
+        data, chunk = snap.data, self.config.max_snapshot_chunk_bytes
+        offsets = range(0, len(data), chunk) if data else range(1)
+        for offset in offsets:
+            part = Snapshot(snap.index, snap.term, data[offset : offset + chunk])
+            done = offset + chunk >= len(data)
+            self._leader_messages.append(InstallSnapshot(self.id, to, self.term, part, offset, done))
 
     def _broadcast_heartbeat(self) -> None:
         self._heartbeat_seq += 1

@@ -138,10 +138,16 @@ class HeartbeatResponse:
 
 @dataclass(frozen=True, slots=True)
 class InstallSnapshot:
+    """One chunk of a snapshot (Raft §7): `snapshot` names its index and term and
+    carries the bytes at [offset, offset + len(data)); `done` marks the last chunk.
+    Chunks may arrive in any order; the follower installs once it holds them all."""
+
     src: int
     dst: int
     term: int
     snapshot: Snapshot
+    offset: int = 0
+    done: bool = True
 
 
 @dataclass(frozen=True, slots=True)

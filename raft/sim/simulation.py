@@ -266,6 +266,7 @@ class Simulation:
             heartbeat_ticks=o.heartbeat_ticks,
             max_msg_entries=64,
             max_inflight_msgs=8,
+            max_snapshot_chunk_bytes=8,  # many chunks, to exercise their reassembly
             mutations=o.mutations,
         )
 
