@@ -6,11 +6,15 @@ Layout of a data directory:
     wal/0000000000000000.wal ...  segments of the write-ahead log (raft.wal)
     snap/<index>-<term>.snap      snapshots (one checksummed record each)
 
-`persist()` writes one Ready's snapshot mark, entries and hard state as one write
-and one fdatasync: group commit, never one sync per entry. A snapshot file is
-written to a temporary name, synced, renamed and its folder synced before the log
-refers to it. After a failed write or sync the storage refuses everything: an
-fsync error leaves the page cache in an unknown state, so it is not retried.
+`persist()` writes one Ready's snapshot mark, entries and hard state as one record
+(one checksum), one write and one fdatasync: group commit, never one sync per entry,
+and a crash keeps all of the Ready or none of it. A snapshot file is written to a
+temporary name, synced, renamed and its folder synced before the log refers to it,
+and counts only once the log does: recovery deletes a newer snapshot file the log
+never mentions (the call that wrote it never returned). A new segment appears whole,
+header included, the same way. After a failed write or sync the storage refuses
+everything: an fsync error leaves the page cache in an unknown state, so it is not
+retried.
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ import os
 from raft.fs import FS, File, OsFS
 from raft.storage import DurableState
 from raft.types import Entry, EntryKind, HardState, Snapshot
-from raft.wal import FORMAT_VERSION, RecordType, WalCorruption, encode_record, read_segment, segment_name, segment_number
+from raft.wal import (
+    FORMAT_VERSION,
+    Record,
+    RecordType,
+    WalCorruption,
+    encode_record,
+    read_segment,
+    segment_name,
+    segment_number,
+)
 
 META_FILE = "raftflow.meta"
 _KINDS = {int(k): k for k in EntryKind}
@@ -125,11 +138,38 @@ class DiskStorage:
 
     def _recover(self) -> DurableState:
         snapshot = self._newest_snapshot()
+        hard_state, entries, marked, active_bytes = self._replay(snapshot)
+        while snapshot is not None and marked < snapshot.index:
+            # A crash fell between saving this snapshot file and logging it: the
+            # persist() or compact() that wrote it never returned, so it did not happen.
+            self.fs.remove(os.path.join(self._snap_dir, _snapshot_name(snapshot.index, snapshot.term)))
+            self.fs.sync_dir(self._snap_dir)
+            snapshot = self._newest_snapshot()
+            hard_state, entries, marked, active_bytes = self._replay(snapshot)
+        snap_index = snapshot.index if snapshot else 0
+        last_index = snap_index + len(entries)
+        if hard_state.commit > last_index:
+            raise WalCorruption(
+                self._wal_dir, 0, f"hard state commit {hard_state.commit} is past the last entry {last_index}"
+            )
+        if snapshot and snapshot.index > hard_state.commit:
+            hard_state = HardState(hard_state.term, hard_state.vote, snapshot.index)
+        # A process that died between a write and its fsync left data that reads back
+        # now but may not be on disk: make what recovery returns durable before the
+        # node acts on it (the active segment is synced in _open_active).
+        self.fs.sync_dir(self._wal_dir)
+        self.fs.sync_dir(self._snap_dir)
+        self._open_active(active_bytes, hard_state=hard_state, snapshot=snapshot)
+        return DurableState(hard_state, snapshot, entries)
+
+    def _replay(self, snapshot: Snapshot | None) -> tuple[HardState, list[Entry], int, int]:
+        """Read every segment on top of `snapshot`: the hard state, the entries after
+        the snapshot, the highest snapshot index the log refers to, and the valid
+        length of the last segment."""
         snap_index = snapshot.index if snapshot else 0
         hard_state = HardState()
         entries: list[Entry] = []
         marked = 0  # the highest snapshot index the log itself refers to
-        term_at_snapshot = 0  # the log's own term at the snapshot's index
         active_bytes = 0
         numbers = self._segment_numbers()
         self._segments: list[list[int]] = []  # [number, highest entry index written]
@@ -153,53 +193,39 @@ class DiskStorage:
                 )
             top = 0
             for rec in records[1:]:
-                p = rec.payload
-                if rec.type is RecordType.HARD_STATE:
-                    hard_state = HardState(*p)
-                elif rec.type is RecordType.ENTRIES:
-                    batch = [Entry(i, t, d, _KINDS[k]) for i, t, k, d in p]
-                    top = max(top, batch[-1].index)
-                    if batch[0].index <= snap_index <= batch[-1].index:
-                        term_at_snapshot = batch[snap_index - batch[0].index].term
-                    batch = [e for e in batch if e.index > snap_index]
-                    if batch:
+                for rtype, p in _parts(seg_path, rec):
+                    if rtype is RecordType.HARD_STATE:
+                        hard_state = HardState(*p)
+                    elif rtype is RecordType.ENTRIES:
+                        batch = [Entry(i, t, d, _KINDS[k]) for i, t, k, d in p]
+                        top = max(top, batch[-1].index)
                         first = batch[0].index
                         if first > snap_index + len(entries) + 1:
                             raise WalCorruption(
                                 seg_path, rec.offset,
                                 f"entries jump from {snap_index + len(entries)} to {first}",
                             )
-                        del entries[first - snap_index - 1 :]
-                        entries.extend(batch)
-                elif rec.type in (RecordType.SNAPSHOT, RecordType.COMPACT):
-                    index, _term = p
-                    marked = max(marked, index)
-                    if index > snap_index:
-                        raise WalCorruption(
-                            seg_path, rec.offset,
-                            f"the log refers to a snapshot at index {index} but the newest snapshot file "
-                            f"is at {snap_index}",
-                        )
-                    if rec.type is RecordType.SNAPSHOT:
-                        entries.clear()  # the leader's snapshot replaced the whole log
-                else:
-                    raise WalCorruption(seg_path, rec.offset, f"unexpected {rec.type.name} record")
+                        # The batch overwrites every entry from its first on, even when
+                        # the snapshot covers all of the batch itself.
+                        del entries[max(first - snap_index - 1, 0) :]
+                        entries.extend(e for e in batch if e.index > snap_index)
+                    elif rtype in (RecordType.SNAPSHOT, RecordType.COMPACT):
+                        index, _term = p
+                        marked = max(marked, index)
+                        if index > snap_index:
+                            raise WalCorruption(
+                                seg_path, rec.offset,
+                                f"the log refers to a snapshot at index {index} but the newest snapshot file "
+                                f"is at {snap_index}",
+                            )
+                        if rtype is RecordType.SNAPSHOT:
+                            entries.clear()  # the leader's snapshot replaced the whole log
+                    else:
+                        raise WalCorruption(seg_path, rec.offset, f"unexpected {rtype.name} record")
             self._segments.append([number, top])
-        if snapshot and marked < snapshot.index and term_at_snapshot != snapshot.term:
-            # A crash fell between saving the leader's snapshot and logging it: the
-            # entries on disk belong to a history the snapshot replaced.
-            entries.clear()
-        last_index = snap_index + len(entries)
-        if hard_state.commit > last_index:
-            raise WalCorruption(
-                self._wal_dir, 0, f"hard state commit {hard_state.commit} is past the last entry {last_index}"
-            )
-        if snapshot and snapshot.index > hard_state.commit:
-            hard_state = HardState(hard_state.term, hard_state.vote, snapshot.index)
         if not self._segments:
             self._segments.append([0, 0])
-        self._open_active(active_bytes, hard_state=hard_state, snapshot=snapshot)
-        return DurableState(hard_state, snapshot, entries)
+        return hard_state, entries, marked, active_bytes
 
     def _segment_numbers(self) -> list[int]:
         numbers = []
@@ -247,19 +273,24 @@ class DiskStorage:
 
     def _open_active(self, size: int, *, hard_state: HardState, snapshot: Snapshot | None) -> None:
         number = self._segments[-1][0]
-        path = os.path.join(self._wal_dir, segment_name(number))
-        self._active: File = self.fs.open_append(path)
-        self._active_bytes = size
         if size == 0:
-            self._write_segment_header(number, hard_state, snapshot)
+            self._active_bytes = self._start_segment(number, hard_state, snapshot)
+        else:
+            self._active_bytes = size
+        self._active: File = self.fs.open_append(os.path.join(self._wal_dir, segment_name(number)))
+        if size:
+            self._active.sync()
 
-    def _write_segment_header(self, number: int, hard_state: HardState, snapshot: Snapshot | None) -> None:
+    def _start_segment(self, number: int, hard_state: HardState, snapshot: Snapshot | None) -> int:
+        """Write segment `number` with its header, all of it or none (temp file,
+        rename): a torn header could lose the hard state once older segments go.
+        Returns its size."""
         header = bytearray(encode_record(RecordType.META, [FORMAT_VERSION, self.cluster_id, self.node_id, number]))
         header += encode_record(RecordType.HARD_STATE, [hard_state.term, hard_state.vote, hard_state.commit])
         if snapshot is not None:
             header += encode_record(RecordType.COMPACT, [snapshot.index, snapshot.term])
-        self._write_and_sync(bytes(header))
-        self.fs.sync_dir(self._wal_dir)
+        self._write_atomically(self._wal_dir, segment_name(number), bytes(header))
+        return len(header)
 
     # --- the LogStore interface -----------------------------------------------------
 
@@ -269,33 +300,40 @@ class DiskStorage:
 
     def persist(self, snapshot: Snapshot | None, entries: list[Entry], hard_state: HardState | None) -> None:
         self._check_usable()
-        buf = bytearray()
+        snap_index, last_index = self._snap_index, self._last_index
+        parts: list[list] = []
         if snapshot is not None:
-            self._write_snapshot_file(snapshot)
-            buf += encode_record(RecordType.SNAPSHOT, [snapshot.index, snapshot.term])
-            self._snap_index, self._snap_term = snapshot.index, snapshot.term
-            self._last_index = snapshot.index
+            snap_index = last_index = snapshot.index
+            parts.append([RecordType.SNAPSHOT, [snapshot.index, snapshot.term]])
         if entries:
             first = entries[0].index
-            assert self._snap_index < first <= self._last_index + 1, (self._snap_index, first, self._last_index)
-            buf += encode_record(RecordType.ENTRIES, [[e.index, e.term, e.kind, e.data] for e in entries])
-            self._last_index = entries[-1].index
+            assert snap_index < first <= last_index + 1, (snap_index, first, last_index)
+            parts.append([RecordType.ENTRIES, [[e.index, e.term, e.kind, e.data] for e in entries]])
+            last_index = entries[-1].index
         if hard_state is not None:
-            assert hard_state.commit <= self._last_index, (
-                f"commit {hard_state.commit} past the durable log end {self._last_index}"
+            assert hard_state.commit <= last_index, (
+                f"commit {hard_state.commit} past the durable log end {last_index}"
             )
-            buf += encode_record(RecordType.HARD_STATE, [hard_state.term, hard_state.vote, hard_state.commit])
-        if not buf:
+            parts.append([RecordType.HARD_STATE, [hard_state.term, hard_state.vote, hard_state.commit]])
+        if not parts:
             return
-        self._maybe_rotate(len(buf))
-        self._write_and_sync(bytes(buf))
-        if hard_state is not None:
-            self._hard_state = hard_state
-        if entries:
-            seg = self._segments[-1]
-            seg[1] = max(seg[1], self._last_index)
-        if snapshot is not None:
-            self._drop_obsolete()
+        record = encode_record(*parts[0]) if len(parts) == 1 else encode_record(RecordType.READY, parts)
+        try:
+            if snapshot is not None:
+                self._write_snapshot_file(snapshot)
+            self._maybe_rotate(len(record))  # the new header describes the log before this call
+            self._write_and_sync(record)
+            self._last_index = last_index
+            if hard_state is not None:
+                self._hard_state = hard_state
+            if entries:
+                seg = self._segments[-1]
+                seg[1] = max(seg[1], last_index)
+            if snapshot is not None:
+                self._snap_index, self._snap_term = snapshot.index, snapshot.term
+                self._drop_obsolete()
+        except OSError as exc:
+            raise self._stop(exc) from exc
 
     def compact(self, snapshot: Snapshot) -> None:
         """Save a local snapshot of applied state and drop the log it covers."""
@@ -303,10 +341,13 @@ class DiskStorage:
         if snapshot.index <= self._snap_index:
             return
         assert snapshot.index <= self._last_index, (snapshot.index, self._last_index)
-        self._write_snapshot_file(snapshot)
-        self._write_and_sync(encode_record(RecordType.COMPACT, [snapshot.index, snapshot.term]))
-        self._snap_index, self._snap_term = snapshot.index, snapshot.term
-        self._drop_obsolete()
+        try:
+            self._write_snapshot_file(snapshot)
+            self._write_and_sync(encode_record(RecordType.COMPACT, [snapshot.index, snapshot.term]))
+            self._snap_index, self._snap_term = snapshot.index, snapshot.term
+            self._drop_obsolete()
+        except OSError as exc:
+            raise self._stop(exc) from exc
 
     def close(self) -> None:
         self._active.close()
@@ -317,36 +358,32 @@ class DiskStorage:
         if self._failed is not None:
             raise StorageFailed(f"storage at {self.path} stopped after an earlier failure: {self._failed}")
 
+    def _stop(self, exc: OSError) -> StorageFailed:
+        """Any failed change (write, sync, rename, remove) stops the storage for good."""
+        self._failed = exc
+        return StorageFailed(
+            f"writing to {self.path} failed ({exc.strerror or exc}); nothing more is durable, the node must stop"
+        )
+
     def _write_and_sync(self, data: bytes) -> None:
-        try:
-            self._active.write(data)
-            self._active.sync()
-        except OSError as exc:
-            self._failed = exc
-            raise StorageFailed(
-                f"writing the log in {self._wal_dir} failed ({exc.strerror or exc}); nothing more is "
-                f"durable, the node must stop"
-            ) from exc
+        self._active.write(data)
+        self._active.sync()
         self._active_bytes += len(data)
 
     def _maybe_rotate(self, incoming: int) -> None:
         if self._active_bytes + incoming <= self.segment_bytes_max or self._active_bytes < 512:
             return
-        self._active.close()
         number = self._segments[-1][0] + 1
-        self._segments.append([number, 0])
-        self._active = self.fs.open_append(os.path.join(self._wal_dir, segment_name(number)))
-        self._active_bytes = 0
         snap = Snapshot(self._snap_index, self._snap_term) if self._snap_index else None
-        self._write_segment_header(number, self._hard_state, snap)
+        size = self._start_segment(number, self._hard_state, snap)
+        active = self.fs.open_append(os.path.join(self._wal_dir, segment_name(number)))
+        self._active.close()
+        self._active, self._active_bytes = active, size
+        self._segments.append([number, 0])
 
     def _write_snapshot_file(self, snapshot: Snapshot) -> None:
         record = encode_record(RecordType.SNAPSHOT, [snapshot.index, snapshot.term, snapshot.data])
-        try:
-            self._write_atomically(self._snap_dir, _snapshot_name(snapshot.index, snapshot.term), record)
-        except OSError as exc:
-            self._failed = exc
-            raise StorageFailed(f"writing a snapshot in {self._snap_dir} failed ({exc.strerror or exc})") from exc
+        self._write_atomically(self._snap_dir, _snapshot_name(snapshot.index, snapshot.term), record)
 
     def _drop_obsolete(self) -> None:
         """Delete whole segments the snapshot covers, and all but the newest snapshots."""
@@ -364,3 +401,15 @@ class DiskStorage:
 
 def _snapshot_name(index: int, term: int) -> str:
     return f"{index:016d}-{term:016d}.snap"
+
+
+def _parts(path: str, rec: Record) -> list[tuple[RecordType, object]]:
+    """The parts of a READY record in order, or the record itself."""
+    if rec.type is not RecordType.READY:
+        return [(rec.type, rec.payload)]
+    parts = []
+    for rtype, payload in rec.payload:
+        if rtype not in (RecordType.SNAPSHOT, RecordType.ENTRIES, RecordType.HARD_STATE):
+            raise WalCorruption(path, rec.offset, f"a READY record holds a part of type {rtype}")
+        parts.append((RecordType(rtype), payload))
+    return parts

@@ -7,8 +7,10 @@ id, segment number) and the HARD_STATE and COMPACT records in force when it was
 opened, so every segment can be read on its own terms.
 
 Recovery reads every segment in order and checks every CRC. Only the end of the last
-segment may be torn (a write the crash cut short): it is truncated away. Anything
-else that fails a check stops recovery with `WalCorruption`, naming file and offset.
+segment may be torn (a write the crash cut short): it is truncated away. A bad record
+followed by a whole, good one is not a torn end: the records after it were
+acknowledged. Anything else that fails a check stops recovery with `WalCorruption`,
+naming file and offset.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class RecordType(enum.IntEnum):
     ENTRIES = 3  # [[index, term, kind, data], ...]; overwrites any suffix from the first index
     SNAPSHOT = 4  # [index, term]: the log was replaced by a snapshot received from the leader
     COMPACT = 5  # [index, term]: entries up to index are in a local snapshot
+    READY = 6  # [[type, payload], ...]: the SNAPSHOT, ENTRIES and HARD_STATE of one persist()
+    # under one checksum, so that a torn write keeps all of them or none
 
 
 class WalCorruption(Exception):
@@ -83,11 +87,13 @@ def read_segment(path: str, data: bytes, *, last: bool) -> tuple[list[Record], i
             if length == 0 and crc == 0 and rtype == 0 and not any(data[offset:]):
                 problem, torn = "zero-filled tail", True
             elif length > RECORD_BYTES_MAX or end > size:
-                problem, torn = f"record of {length} bytes runs past the end ({size})", True
+                problem = f"record of {length} bytes runs past the end ({size})"
+                torn = last and not _record_follows(data, offset + HEADER.size)
             else:
                 body = data[offset + HEADER.size : end]
                 if zlib.crc32(body, zlib.crc32(bytes((rtype,)))) != crc:
-                    problem, torn = "checksum mismatch", end == size
+                    problem = "checksum mismatch"
+                    torn = end == size and last and not _record_follows(data, offset + HEADER.size)
                 elif rtype not in RecordType._value2member_map_:
                     problem, torn = f"unknown record type {rtype}", False
                 else:
@@ -103,3 +109,20 @@ def read_segment(path: str, data: bytes, *, last: bool) -> tuple[list[Record], i
             return records, offset
         raise WalCorruption(path, offset, problem)
     return records, offset
+
+
+def _record_follows(data: bytes, start: int) -> bool:
+    """Whether a whole record with a good checksum starts anywhere from `start` on. A
+    crash only cuts the end of the file short, so damage followed by such a record (a
+    flipped length, say) is corruption, not a torn tail."""
+    size = len(data)
+    for offset in range(start, size - HEADER.size + 1):
+        length, crc, rtype = HEADER.unpack_from(data, offset)
+        end = offset + HEADER.size + length
+        if (
+            rtype in RecordType._value2member_map_
+            and end <= size
+            and zlib.crc32(data[offset + HEADER.size : end], zlib.crc32(bytes((rtype,)))) == crc
+        ):
+            return True
+    return False

@@ -1,0 +1,169 @@
+"""The write-ahead log's framing on its own: records round-trip, and `read_segment`
+tells a torn tail (the end of the last segment, cut short by a crash: truncated)
+from corruption (anything else: WalCorruption naming file and offset)."""
+
+from __future__ import annotations
+
+import zlib
+
+import msgpack
+import pytest
+
+from raft.wal import (
+    HEADER,
+    Record,
+    RecordType,
+    WalCorruption,
+    encode_record,
+    read_segment,
+    segment_name,
+    segment_number,
+)
+
+PATH = "/data/wal/0000000000000003.wal"
+
+
+def three_records() -> tuple[bytes, list[Record]]:
+    """A META, an ENTRIES and a HARD_STATE record, and what reading them gives."""
+    payloads = [
+        (RecordType.META, [1, "c1", 2, 3]),
+        (RecordType.ENTRIES, [[5, 2, 0, b"five"], [6, 2, 1, b""]]),
+        (RecordType.HARD_STATE, [2, 1, 6]),
+    ]
+    data, records = b"", []
+    for rtype, payload in payloads:
+        records.append(Record(rtype, payload, len(data)))
+        data += encode_record(rtype, payload)
+    return data, records
+
+
+def flip(data: bytes, offset: int, xor: int = 0x01) -> bytes:
+    out = bytearray(data)
+    out[offset] ^= xor
+    return bytes(out)
+
+
+# --- names ----------------------------------------------------------------------------
+
+
+def test_segment_names_sort_by_number_and_parse_back():
+    assert segment_name(3) == "0000000000000003.wal"
+    assert [segment_number(segment_name(n)) for n in (0, 7, 10**15)] == [0, 7, 10**15]
+    assert sorted([segment_name(10), segment_name(9)]) == [segment_name(9), segment_name(10)]
+
+
+@pytest.mark.parametrize("name", ["3.wal", "000000000000000x.wal", "0000000000000003.snap",
+                                  "0000000000000003.wal.tmp", "0000000000000003"])
+def test_other_names_are_not_segments(name):
+    assert segment_number(name) is None
+
+
+# --- reading whole segments -------------------------------------------------------------
+
+
+def test_records_round_trip_with_their_offsets():
+    data, records = three_records()
+    assert read_segment(PATH, data, last=False) == (records, len(data))
+    assert read_segment(PATH, data, last=True) == (records, len(data))
+
+
+def test_an_empty_segment_has_no_records():
+    assert read_segment(PATH, b"", last=True) == ([], 0)
+
+
+def test_the_checksum_covers_the_type():
+    # A record whose type byte changed is not read as a record of the other type.
+    data = encode_record(RecordType.HARD_STATE, [1, 0, 0])
+    changed = data[: HEADER.size - 1] + bytes((RecordType.COMPACT,)) + data[HEADER.size :]
+    with pytest.raises(WalCorruption, match="checksum mismatch"):
+        read_segment(PATH, changed + encode_record(RecordType.HARD_STATE, [1, 0, 0]), last=True)
+
+
+# --- the torn tail ----------------------------------------------------------------------
+
+
+def test_a_cut_anywhere_in_the_last_record_of_the_last_segment_is_a_torn_tail():
+    data, records = three_records()
+    last_start = records[-1].offset
+    for cut in range(last_start, len(data)):
+        assert read_segment(PATH, data[:cut], last=True) == (records[:-1], last_start), cut
+
+
+def test_a_cut_in_a_segment_that_is_not_the_last_is_corruption():
+    data, records = three_records()
+    last_start = records[-1].offset
+    for cut in range(last_start + 1, len(data)):
+        with pytest.raises(WalCorruption) as caught:
+            read_segment(PATH, data[:cut], last=False)
+        assert (caught.value.path, caught.value.offset) == (PATH, last_start), cut
+        assert f"{PATH} at offset {last_start}" in str(caught.value)
+
+
+def test_a_zero_filled_tail_is_torn_in_the_last_segment_only():
+    # The file grew (its size reached the disk) but the data blocks never did.
+    data, records = three_records()
+    assert read_segment(PATH, data + bytes(100), last=True) == (records, len(data))
+    blanked = data[: records[-1].offset] + bytes(len(data) - records[-1].offset)
+    assert read_segment(PATH, blanked, last=True) == (records[:-1], records[-1].offset)
+    with pytest.raises(WalCorruption, match="zero-filled tail"):
+        read_segment(PATH, data + bytes(100), last=False)
+
+
+def test_a_last_record_whose_body_never_reached_the_disk_is_torn():
+    data, records = three_records()
+    start = records[-1].offset + HEADER.size
+    blanked = data[:start] + bytes(len(data) - start)
+    assert read_segment(PATH, blanked, last=True) == (records[:-1], records[-1].offset)
+
+
+def test_a_bad_checksum_on_the_last_record_is_torn_but_on_an_earlier_one_is_corruption():
+    data, records = three_records()
+    body_of = [r.offset + HEADER.size for r in records]
+    assert read_segment(PATH, flip(data, body_of[2]), last=True) == (records[:2], records[2].offset)
+    with pytest.raises(WalCorruption, match=f"at offset {records[1].offset}: checksum mismatch"):
+        read_segment(PATH, flip(data, body_of[1]), last=True)
+
+
+@pytest.mark.parametrize("byte", [0, 1, 2, 3])
+def test_a_length_flipped_in_a_middle_record_is_corruption_not_a_torn_tail(byte):
+    # The records after it were acknowledged: a header claiming to run past the end
+    # of the file is torn only when no whole record follows it.
+    data, records = three_records()
+    middle = records[1]
+    for bit in range(8):
+        damaged = flip(data, middle.offset + byte, 1 << bit)
+        with pytest.raises(WalCorruption) as caught:
+            read_segment(PATH, damaged, last=True)
+        assert caught.value.offset == middle.offset, (byte, bit)
+
+
+def test_a_length_flipped_in_the_last_record_is_torn():
+    data, records = three_records()
+    damaged = flip(data, records[-1].offset + 3, 0x80)  # claims ~2 GiB
+    assert read_segment(PATH, damaged, last=True) == (records[:-1], records[-1].offset)
+
+
+def test_a_short_header_at_the_end_is_torn():
+    data, records = three_records()
+    stub = data + encode_record(RecordType.HARD_STATE, [3, 0, 6])[:5]
+    assert read_segment(PATH, stub, last=True) == (records, len(data))
+    with pytest.raises(WalCorruption, match=f"at offset {len(data)}: 5 bytes where a record header needs 9"):
+        read_segment(PATH, stub, last=False)
+
+
+# --- damage no crash explains ---------------------------------------------------------------
+
+
+def test_an_unknown_record_type_with_a_good_checksum_is_corruption_even_at_the_end():
+    body = msgpack.packb([1], use_bin_type=True)
+    bogus = HEADER.pack(len(body), zlib.crc32(body, zlib.crc32(bytes((99,)))), 99) + body
+    data, _ = three_records()
+    with pytest.raises(WalCorruption, match=f"at offset {len(data)}: unknown record type 99"):
+        read_segment(PATH, data + bogus, last=True)
+
+
+def test_an_undecodable_payload_with_a_good_checksum_is_corruption_even_at_the_end():
+    body = b"\xc1"  # never used in msgpack
+    bogus = HEADER.pack(1, zlib.crc32(body, zlib.crc32(bytes((RecordType.ENTRIES,)))), RecordType.ENTRIES) + body
+    with pytest.raises(WalCorruption, match="at offset 0: undecodable payload"):
+        read_segment(PATH, bogus, last=True)
