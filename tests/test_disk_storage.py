@@ -866,3 +866,24 @@ def test_a_million_entry_log_restarts_whole(tmp_path):
     assert st.entries[-1] == Entry(count, 1, payload)
     assert st.hard_state == HardState(1, 1, count - batch)
     print(f"restart with {count} entries: {restart_seconds:.2f} s")
+
+
+def test_create_finishes_what_a_crash_during_creation_left(tmp_path):
+    # A crash after making wal/ and snap/ but before the meta file is durable leaves
+    # a folder that is neither empty nor a data directory: creating again finishes it.
+    path = tmp_path / "n1"
+    (path / "wal").mkdir(parents=True)
+    (path / "snap").mkdir()
+    (path / "raftflow.meta.tmp").write_bytes(b"half")
+    store = DiskStorage(str(path), cluster_id="c1", node_id=1, create=True)
+    store.persist(None, [Entry(1, 1, b"a")], HardState(1, 1, 1))
+    store.close()
+    assert DiskStorage(str(path), cluster_id="c1", node_id=1).load().entries == [Entry(1, 1, b"a")]
+
+
+def test_create_still_refuses_a_folder_with_foreign_files_in_wal(tmp_path):
+    path = tmp_path / "n1"
+    (path / "wal").mkdir(parents=True)
+    (path / "wal" / "notes.txt").write_text("mine")
+    with pytest.raises(DataDirError, match="not empty and is not a raftflow data directory"):
+        DiskStorage(str(path), cluster_id="c1", node_id=1, create=True)

@@ -25,10 +25,10 @@ PATH = "/data/wal/0000000000000003.wal"
 
 def three_records() -> tuple[bytes, list[Record]]:
     """A META, an ENTRIES and a HARD_STATE record, and what reading them gives."""
-    payloads = [
-        (RecordType.META, [1, "c1", 2, 3]),
-        (RecordType.ENTRIES, [[5, 2, 0, b"five"], [6, 2, 1, b""]]),
-        (RecordType.HARD_STATE, [2, 1, 6]),
+    payloads = [  # read back as tuples (msgpack arrays decode to tuples)
+        (RecordType.META, (1, "c1", 2, 3)),
+        (RecordType.ENTRIES, ((5, 2, 0, b"five"), (6, 2, 1, b""))),
+        (RecordType.HARD_STATE, (2, 1, 6)),
     ]
     data, records = b"", []
     for rtype, payload in payloads:
