@@ -20,7 +20,7 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/raftflow sim --nodes 5 --seed 7 --steps 1000 --faults partition,crash,loss,dup,reorder --timeline
+	$(BIN)/raftflow sim --nodes 5 --seed 18 --steps 1000 --faults partition,crash,loss,dup,reorder --timeline
 
 test: $(STAMP)
 	RAFTFLOW_SIM_SEEDS=$(SIM_SEEDS) $(BIN)/python -m pytest -n $(JOBS) -q
