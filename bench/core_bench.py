@@ -67,6 +67,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from _report import GcTimer, fmt_int, triple
 from raft import (
     Config,
     Entry,
@@ -229,27 +230,6 @@ class RunResult:
     gc_seconds: float  # wall time inside the cyclic garbage collector
 
 
-class GcTimer:
-    """Adds up the time spent in gc collections while enabled (via gc.callbacks)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._t0 = 0.0
-
-    def __call__(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._t0 = time.perf_counter()
-        else:
-            self.seconds += time.perf_counter() - self._t0
-
-    def __enter__(self) -> "GcTimer":
-        gc.callbacks.append(self)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        gc.callbacks.remove(self)
-
-
 GC_FREEZE_EVERY = 16  # rounds, with --gc freeze
 
 
@@ -316,14 +296,6 @@ def run_once(entries: int, batch: int, payload_size: int, seed: int, codec: bool
     assert expected[0].kind is EntryKind.NOOP
     assert [e.data for e in expected[1:]] == payloads, "payloads lost, duplicated or reordered"
     return result
-
-
-def fmt_int(x: float) -> str:
-    return f"{x:,.0f}"
-
-
-def triple(values: list[float], fmt) -> str:
-    return f"{fmt(min(values))} / {fmt(statistics.median(values))} / {fmt(max(values))}"
 
 
 def main(argv: list[str] | None = None) -> int:

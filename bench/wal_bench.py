@@ -79,6 +79,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if os.path.dirname(_HERE) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, os.path.dirname(_HERE))
 
+from _report import GcTimer, triple
+from _report import fmt_int as f_int
 from raft.disk import DiskStorage  # noqa: E402
 from raft.types import Entry, HardState  # noqa: E402
 
@@ -289,27 +291,6 @@ def measure_pairs(root: str, batch: int, args: argparse.Namespace, rep: int,
     return PairResult(batch, res[0], res[1], res[2] if args.prealloc else None)
 
 
-class GcTimer:
-    """Adds up the time spent in gc collections while enabled (via gc.callbacks)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._t0 = 0.0
-
-    def __call__(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._t0 = time.perf_counter()
-        else:
-            self.seconds += time.perf_counter() - self._t0
-
-    def __enter__(self) -> "GcTimer":
-        gc.callbacks.append(self)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        gc.callbacks.remove(self)
-
-
 @dataclass
 class RestartData:
     path: str
@@ -396,14 +377,6 @@ def open_once(data: RestartData, cold: bool, profiler: cProfile.Profile | None =
 
 
 # --- output ----------------------------------------------------------------------
-
-
-def triple(values: list[float], fmt) -> str:
-    return f"{fmt(min(values))} / {fmt(statistics.median(values))} / {fmt(max(values))}"
-
-
-def f_int(x: float) -> str:
-    return f"{x:,.0f}"
 
 
 def f_1(x: float) -> str:

@@ -37,7 +37,6 @@ from raft.types import (
     RaftError,
     Ready,
     Role,
-    Snapshot,
 )
 
 TICK = 10  # time units per tick

@@ -1,0 +1,37 @@
+"""What the benchmarks share: spread formatting and a garbage-collector timer."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+
+
+def triple(values: list[float], fmt) -> str:
+    """min / median / max, each through `fmt`."""
+    return f"{fmt(min(values))} / {fmt(statistics.median(values))} / {fmt(max(values))}"
+
+
+def fmt_int(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+class GcTimer:
+    """Adds up the time spent in gc collections while enabled (via gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._t0
+
+    def __enter__(self) -> "GcTimer":
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self)
