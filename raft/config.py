@@ -37,6 +37,9 @@ class Config:
     max_uncommitted_entries: int = 1 << 16  # proposals beyond this are dropped
     max_pending_reads: int = 4096  # ReadIndex requests waiting for a heartbeat round
     max_snapshot_chunk_bytes: int = 1 << 20  # InstallSnapshot sends a snapshot in chunks this big
+    # Entries kept in memory when the node has a reader to fetch older ones back
+    # from storage; older entries keep only their term (8 bytes each).
+    max_cached_entries: int = 1 << 16
     mutations: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
@@ -57,6 +60,7 @@ class Config:
             "max_uncommitted_entries",
             "max_pending_reads",
             "max_snapshot_chunk_bytes",
+            "max_cached_entries",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")

@@ -19,6 +19,7 @@ retried.
 
 from __future__ import annotations
 
+import bisect
 import gc
 import os
 
@@ -27,6 +28,7 @@ from raft.storage import DurableState
 from raft.types import Entry, EntryKind, HardState, Snapshot
 from raft.wal import (
     FORMAT_VERSION,
+    HEADER,
     Record,
     RecordType,
     WalCorruption,
@@ -193,6 +195,7 @@ class DiskStorage:
         active_bytes = 0
         numbers = self._segment_numbers()
         self._segments: list[list[int]] = []  # [number, highest entry index written]
+        self._where: list[list[int]] = []  # [first, last, segment, record offset] by index
         for pos, number in enumerate(numbers):
             seg_path = os.path.join(self._wal_dir, segment_name(number))
             data = self.fs.read(seg_path)
@@ -220,6 +223,7 @@ class DiskStorage:
                         batch = [Entry(i, t, d, _KINDS[k]) for i, t, k, d in p]
                         top = max(top, batch[-1].index)
                         first = batch[0].index
+                        self._note_batch(first, batch[-1].index, number, rec.offset)
                         if first > snap_index + len(entries) + 1:
                             raise WalCorruption(
                                 seg_path, rec.offset,
@@ -243,6 +247,7 @@ class DiskStorage:
                             )
                         if rtype is RecordType.SNAPSHOT:
                             entries.clear()  # the leader's snapshot replaced the whole log
+                            self._where.clear()
                     else:
                         raise WalCorruption(seg_path, rec.offset, f"unexpected {rtype.name} record")
             self._segments.append([number, top])
@@ -345,7 +350,12 @@ class DiskStorage:
             if snapshot is not None:
                 self._write_snapshot_file(snapshot)
             self._maybe_rotate(len(record))  # the new header describes the log before this call
+            offset = self._active_bytes
             self._write_and_sync(record)
+            if snapshot is not None:
+                self._where.clear()
+            if entries:
+                self._note_batch(entries[0].index, last_index, self._segments[-1][0], offset)
             self._last_index = last_index
             if hard_state is not None:
                 self._hard_state = hard_state
@@ -374,6 +384,42 @@ class DiskStorage:
 
     def close(self) -> None:
         self._active.close()
+
+    def entries(self, lo: int, hi: int) -> list[Entry]:
+        """Durable entries [lo, hi), read back from the log (each record's checksum is
+        checked again on the way)."""
+        assert self._snap_index < lo <= hi <= self._last_index + 1, (self._snap_index, lo, hi, self._last_index)
+        where, out = self._where, []
+        pos = bisect.bisect_right(where, lo, key=_first_index) - 1
+        while lo < hi:
+            first, last, number, offset = where[pos]
+            assert first <= lo <= last, (lo, where[pos])
+            batch = self._read_batch(number, offset)
+            taken = batch[lo - first : min(hi, last + 1) - first]
+            out.extend(taken)
+            lo += len(taken)
+            pos += 1
+        return out
+
+    def _note_batch(self, first: int, last: int, segment: int, offset: int) -> None:
+        """Entries [first, last] are now in the record at (segment, offset); they
+        overwrite whatever older records held from `first` on."""
+        where = self._where
+        while where and where[-1][0] >= first:
+            where.pop()
+        if where and where[-1][1] >= first:
+            where[-1][1] = first - 1
+        where.append([first, last, segment, offset])
+
+    def _read_batch(self, segment: int, offset: int) -> list[Entry]:
+        path = os.path.join(self._wal_dir, segment_name(segment))
+        header = self.fs.read_range(path, offset, HEADER.size)
+        length = HEADER.unpack(header)[0]
+        records, _ = read_segment(path, header + self.fs.read_range(path, offset + HEADER.size, length), last=False)
+        for rtype, p in _parts(path, records[0]):
+            if rtype is RecordType.ENTRIES:
+                return [Entry(i, t, d, _KINDS[k]) for i, t, k, d in p]
+        raise WalCorruption(path, offset, "expected entries here")
 
     # --- writing ------------------------------------------------------------------
 
@@ -417,9 +463,15 @@ class DiskStorage:
             removed = True
         if removed:
             self.fs.sync_dir(self._wal_dir)
+        while self._where and self._where[0][1] <= self._snap_index:
+            self._where.pop(0)
         snaps = sorted(n for n in self.fs.listdir(self._snap_dir) if n.endswith(".snap"))
         for name in snaps[: -self.snapshots_kept]:
             self.fs.remove(os.path.join(self._snap_dir, name))
+
+
+def _first_index(location: list[int]) -> int:
+    return location[0]
 
 
 def _snapshot_name(index: int, term: int) -> str:

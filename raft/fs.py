@@ -27,6 +27,7 @@ class FS(Protocol):
     def listdir(self, path: str) -> list[str]: ...
     def exists(self, path: str) -> bool: ...
     def read(self, path: str) -> bytes: ...
+    def read_range(self, path: str, offset: int, size: int) -> bytes: ...
     def open_append(self, path: str) -> File: ...  # creates the file if missing
     def rename(self, src: str, dst: str) -> None: ...
     def remove(self, path: str) -> None: ...
@@ -71,6 +72,13 @@ class OsFS:
     def read(self, path: str) -> bytes:
         with open(path, "rb") as f:
             return f.read()
+
+    def read_range(self, path: str, offset: int, size: int) -> bytes:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return os.pread(fd, size, offset)
+        finally:
+            os.close(fd)
 
     def open_append(self, path: str) -> File:
         return _OsFile(path)
@@ -159,6 +167,9 @@ class SimFS:
             return bytes(self._nodes[path].data)
         except KeyError:
             raise FileNotFoundError(errno.ENOENT, "no such file", path) from None
+
+    def read_range(self, path: str, offset: int, size: int) -> bytes:
+        return self.read(path)[offset : offset + size]
 
     def open_append(self, path: str) -> File:
         if path not in self._nodes:

@@ -5,19 +5,26 @@ Indices (invariants, asserted where they change):
     stable <= last_index                 # entries durable on this node's disk
     unstable_from <= last_index + 1      # entries not yet handed to the driver
 
-The whole suffix after the snapshot is kept in memory; durable storage (WAL) is the
-driver's job, told through `Ready.entries` and acknowledged with `stable_to`.
+Durable storage (WAL) is the driver's job, told through `Ready.entries` and
+acknowledged with `stable_to`. Entries after the snapshot are held in memory from
+`cached_from` on; below it (only durable, applied entries) the log keeps just each
+entry's term and reads the entry back through `reader` when a lagging follower needs
+it:  snapshot_index < cached_from <= min(stable, applied) + 1.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 
 from raft.types import Entry, Snapshot
 
 
-def _entry_term(entry: Entry) -> int:
-    return entry.term
+def _entry_term(entry: Entry | int) -> int:
+    return entry if type(entry) is int else entry.term
+
+
+EntryReader = Callable[[int, int], list[Entry]]  # durable entries [lo, hi) from storage
 
 
 class RaftLog:
@@ -31,13 +38,23 @@ class RaftLog:
         "stable",
         "unstable_from",
         "pending_snapshot",
+        "cached_from",
+        "reader",
     )
 
-    def __init__(self, snapshot: Snapshot | None = None, entries: list[Entry] | None = None) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot | None = None,
+        entries: list[Entry] | None = None,
+        reader: EntryReader | None = None,
+    ) -> None:
         """A log restored from durable state: everything given is already stable."""
         self.snapshot_index = snapshot.index if snapshot else 0
         self.snapshot_term = snapshot.term if snapshot else 0
-        self.entries: list[Entry] = list(entries or [])
+        # Entries, or below cached_from only their terms (ints).
+        self.entries: list[Entry | int] = list(entries or [])
+        self.cached_from = self.snapshot_index + 1
+        self.reader = reader
         if self.entries:
             assert self.entries[0].index == self.snapshot_index + 1, (
                 self.entries[0].index,
@@ -59,7 +76,7 @@ class RaftLog:
         return self.snapshot_index + len(self.entries)
 
     def last_term(self) -> int:
-        return self.entries[-1].term if self.entries else self.snapshot_term
+        return _entry_term(self.entries[-1]) if self.entries else self.snapshot_term
 
     def term(self, index: int) -> int | None:
         """The term of the entry at `index`; None when compacted away or past the end."""
@@ -68,7 +85,7 @@ class RaftLog:
             return self.snapshot_term
         if offset < 0 or offset > len(self.entries):
             return None
-        return self.entries[offset - 1].term
+        return _entry_term(self.entries[offset - 1])
 
     def matches(self, index: int, term: int) -> bool:
         return self.term(index) == term
@@ -79,7 +96,14 @@ class RaftLog:
         assert lo > self.snapshot_index, (lo, self.snapshot_index)
         start = lo - self.snapshot_index - 1
         stop = min(hi - self.snapshot_index - 1, start + max_count)
-        out = self.entries[start:stop]
+        if lo < self.cached_from:  # a lagging follower: read the old part back
+            assert self.reader is not None
+            boundary = min(stop, self.cached_from - self.snapshot_index - 1)
+            out = self.reader(lo, self.snapshot_index + 1 + boundary)
+            assert len(out) == boundary - start and out[0].index == lo, (lo, boundary, len(out))
+            out.extend(self.entries[boundary:stop])
+        else:
+            out = self.entries[start:stop]
         size = 0
         for n, entry in enumerate(out):
             size += len(entry.data)
@@ -141,6 +165,7 @@ class RaftLog:
     def _truncate(self, index: int) -> None:
         """Drop entries >= index (a follower's conflicting suffix)."""
         assert index > self.commit, f"truncating committed entry {index} (commit={self.commit})"
+        assert index >= self.cached_from, (index, self.cached_from)
         del self.entries[index - self.snapshot_index - 1 :]
         self.stable = min(self.stable, index - 1)
         self.unstable_from = min(self.unstable_from, index)
@@ -161,6 +186,7 @@ class RaftLog:
         self.commit = snapshot.index
         self.stable = snapshot.index  # persisted with the Ready that carries it
         self.unstable_from = snapshot.index + 1
+        self.cached_from = snapshot.index + 1
         self.pending_snapshot = snapshot
 
     def compact(self, index: int) -> int:
@@ -172,7 +198,19 @@ class RaftLog:
         del self.entries[: index - self.snapshot_index]
         self.snapshot_index = index
         self.snapshot_term = term
+        self.cached_from = max(self.cached_from, index + 1)
         return term
+
+    def evict(self, index: int) -> None:
+        """Keep only the terms of entries up to `index` (durable and applied); the
+        reader brings them back when needed."""
+        assert self.reader is not None, "evicting without a reader to read entries back"
+        assert index <= min(self.stable, self.applied), (index, self.stable, self.applied)
+        base = self.snapshot_index + 1
+        entries = self.entries
+        for pos in range(self.cached_from - base, index - base + 1):
+            entries[pos] = entries[pos].term
+        self.cached_from = max(self.cached_from, index + 1)
 
     # --- handing out to the driver and hearing back --------------------------
 
@@ -181,6 +219,7 @@ class RaftLog:
         return self.entries[start:] if start < len(self.entries) else []
 
     def committed_to_apply(self) -> list[Entry]:
+        assert self.applying + 1 >= self.cached_from, (self.applying, self.cached_from)
         start = self.applying - self.snapshot_index
         stop = self.commit - self.snapshot_index
         return self.entries[start:stop] if stop > start else []

@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from raft.config import Config
-from raft.log import RaftLog
+from raft.log import EntryReader, RaftLog
 from raft.progress import Progress, ProgressState
 from raft.types import (
     NONE,
@@ -88,15 +88,17 @@ class Node:
         hard_state: HardState = HardState(),
         snapshot: Snapshot | None = None,
         entries: list[Entry] | None = None,
+        reader: EntryReader | None = None,
     ) -> None:
         """Start from durable state (empty for a new node). The driver has already
-        restored `snapshot` into its state machine."""
+        restored `snapshot` into its state machine. With a `reader` (the storage's
+        `entries(lo, hi)`), at most `max_cached_entries` entries stay in memory."""
         self.config = config
         self.id = config.id
         self.peers = tuple(v for v in config.voters if v != config.id)
         self._quorum = config.quorum  # cached: Config.quorum is computed on each access
         self._rng = rng
-        self.log = RaftLog(snapshot, entries)
+        self.log = RaftLog(snapshot, entries, reader)
         assert hard_state.commit <= self.log.last_index(), (hard_state.commit, self.log.last_index())
         self.log.commit = max(hard_state.commit, self.log.snapshot_index)
         self.snapshot = snapshot  # the newest snapshot, sent to followers that need it
@@ -736,6 +738,10 @@ class Node:
             applied = rd.committed[-1].index
             assert applied > log.applied, (applied, log.applied)
             log.applied = applied
+        if log.reader is not None:
+            evictable = min(log.applied, log.stable, log.last_index() - self.config.max_cached_entries)
+            if evictable >= log.cached_from:
+                log.evict(evictable)
         if self.role is Role.LEADER:
             me = self.progress[self.id]
             if log.stable > me.match:

@@ -28,6 +28,9 @@ class LogStore(Protocol):
     def load(self) -> DurableState:
         """What survived: the newest snapshot and the entries after it."""
 
+    def entries(self, lo: int, hi: int) -> list[Entry]:
+        """Durable entries [lo, hi), all after the snapshot: a new list."""
+
 
 class MemoryStorage:
     """A LogStore whose 'disk' is a Python object: it survives a simulated crash
@@ -63,3 +66,9 @@ class MemoryStorage:
     def load(self) -> DurableState:
         st = self.state
         return DurableState(st.hard_state, st.snapshot, list(st.entries))
+
+    def entries(self, lo: int, hi: int) -> list[Entry]:
+        st = self.state
+        base = st.snapshot.index if st.snapshot else 0
+        assert base < lo <= hi <= base + len(st.entries) + 1, (base, lo, hi, len(st.entries))
+        return st.entries[lo - base - 1 : hi - base - 1]

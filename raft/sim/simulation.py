@@ -266,6 +266,7 @@ class Simulation:
             max_msg_entries=64,
             max_inflight_msgs=8,
             max_snapshot_chunk_bytes=8,  # many chunks, to exercise their reassembly
+            max_cached_entries=16,  # lagging followers are served from storage
             mutations=o.mutations,
         )
 
@@ -283,6 +284,7 @@ class Simulation:
             durable.hard_state,
             durable.snapshot,
             durable.entries,
+            reader=host.storage.entries,
         )
         host.incarnation += 1
         host.persisting = False
