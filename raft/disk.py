@@ -89,8 +89,10 @@ class DiskStorage:
 
     # --- identity ---------------------------------------------------------------
 
-    def _meta_record(self) -> bytes:
-        return encode_record(RecordType.META, [FORMAT_VERSION, self.cluster_id, self.node_id, -1])
+    def _meta_record(self, newest_segment: int) -> bytes:
+        """The meta file also records the newest segment ever started, so that a
+        deleted last segment is noticed instead of silently losing the log's tail."""
+        return encode_record(RecordType.META, [FORMAT_VERSION, self.cluster_id, self.node_id, newest_segment])
 
     def _open_or_create(self, create: bool) -> None:
         fs, meta_path = self.fs, os.path.join(self.path, META_FILE)
@@ -98,7 +100,7 @@ class DiskStorage:
             records, _ = read_segment(meta_path, fs.read(meta_path), last=False)
             if len(records) != 1 or records[0].type is not RecordType.META:
                 raise WalCorruption(meta_path, 0, "expected exactly one META record")
-            fmt, cluster_id, node_id, _ = records[0].payload
+            fmt, cluster_id, node_id, self._newest_segment = records[0].payload
             if fmt != FORMAT_VERSION:
                 raise DataDirError(f"{self.path} has data format {fmt}; this build reads format {FORMAT_VERSION}")
             if (cluster_id, node_id) != (self.cluster_id, self.node_id):
@@ -117,7 +119,8 @@ class DiskStorage:
         parent = os.path.dirname(os.path.abspath(self.path))
         for d in (self.path, self._wal_dir, self._snap_dir):
             fs.makedirs(d)
-        self._write_atomically(self.path, META_FILE, self._meta_record())
+        self._newest_segment = -1
+        self._write_atomically(self.path, META_FILE, self._meta_record(-1))
         fs.sync_dir(self._wal_dir)
         fs.sync_dir(self._snap_dir)
         fs.sync_dir(self.path)
@@ -265,6 +268,9 @@ class DiskStorage:
             if n is not None:
                 numbers.append(n)
         numbers.sort()
+        if (numbers[-1] if numbers else -1) < self._newest_segment:
+            missing = os.path.join(self._wal_dir, segment_name(self._newest_segment))
+            raise WalCorruption(missing, 0, "segment missing: the data directory records that it was started")
         for a, b in zip(numbers, numbers[1:]):
             if b != a + 1:
                 raise WalCorruption(
@@ -318,6 +324,9 @@ class DiskStorage:
         if snapshot is not None:
             header += encode_record(RecordType.COMPACT, [snapshot.index, snapshot.term])
         self._write_atomically(self._wal_dir, segment_name(number), bytes(header))
+        if number > self._newest_segment:
+            self._newest_segment = number
+            self._write_atomically(self.path, META_FILE, self._meta_record(number))
         return len(header)
 
     # --- the LogStore interface -----------------------------------------------------

@@ -887,3 +887,18 @@ def test_create_still_refuses_a_folder_with_foreign_files_in_wal(tmp_path):
     (path / "wal" / "notes.txt").write_text("mine")
     with pytest.raises(DataDirError, match="not empty and is not a raftflow data directory"):
         DiskStorage(str(path), cluster_id="c1", node_id=1, create=True)
+
+
+def test_a_deleted_last_segment_is_named_not_silently_dropped(tmp_path):
+    # The meta file records the newest segment ever started: deleting the last
+    # segment (with acknowledged entries in it) stops recovery instead of losing them.
+    path = str(tmp_path / "n1")
+    store = DiskStorage(path, cluster_id="c1", node_id=1, create=True, segment_bytes_max=4096)
+    for n in range(40):
+        store.persist(None, [Entry(n + 1, 1, b"x" * 100)], HardState(1, 1, n))
+    store.close()
+    segments = sorted(os.listdir(os.path.join(path, "wal")))
+    assert len(segments) >= 2
+    os.remove(os.path.join(path, "wal", segments[-1]))
+    with pytest.raises(WalCorruption, match=segments[-1] + ".*segment missing"):
+        DiskStorage(path, cluster_id="c1", node_id=1, segment_bytes_max=4096)
