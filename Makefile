@@ -33,6 +33,7 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/core_bench.py
+	$(BIN)/python bench/wal_bench.py --quick
 
 clean:
 	rm -rf $(VENV) *.egg-info .hypothesis
