@@ -80,9 +80,12 @@ class DiskStorage:
         self._snap_dir = os.path.join(path, "snap")
         self._failed: BaseException | None = None
         self._open_or_create(create)
-        self._recovered = self._recover()
-        st = self._recovered
+        st = self._recover()
+        # Handed over by the first load() and then forgotten: the node owns them, and
+        # its entry cache could not free them while we kept a reference.
+        self._recovered_entries: list[Entry] | None = st.entries
         self._hard_state = st.hard_state
+        self._snapshot = st.snapshot
         self._snap_index = st.snapshot.index if st.snapshot else 0
         self._snap_term = st.snapshot.term if st.snapshot else 0
         self._last_index = self._snap_index + len(st.entries)
@@ -332,8 +335,13 @@ class DiskStorage:
     # --- the LogStore interface -----------------------------------------------------
 
     def load(self) -> DurableState:
-        st = self._recovered
-        return DurableState(st.hard_state, st.snapshot, list(st.entries))
+        """The durable state: what recovery found, handed over on the first call
+        (later calls read the entries back from the log)."""
+        entries = self._recovered_entries
+        self._recovered_entries = None
+        if entries is None:
+            entries = self.entries(self._snap_index + 1, self._last_index + 1)
+        return DurableState(self._hard_state, self._snapshot, entries)
 
     def persist(self, snapshot: Snapshot | None, entries: list[Entry], hard_state: HardState | None) -> None:
         self._check_usable()
@@ -373,6 +381,7 @@ class DiskStorage:
                 seg[1] = max(seg[1], last_index)
             if snapshot is not None:
                 self._snap_index, self._snap_term = snapshot.index, snapshot.term
+                self._snapshot = snapshot
                 self._drop_obsolete()
         except OSError as exc:
             raise self._stop(exc) from exc
@@ -387,6 +396,7 @@ class DiskStorage:
             self._write_snapshot_file(snapshot)
             self._write_and_sync(encode_record(RecordType.COMPACT, [snapshot.index, snapshot.term]))
             self._snap_index, self._snap_term = snapshot.index, snapshot.term
+            self._snapshot = snapshot
             self._drop_obsolete()
         except OSError as exc:
             raise self._stop(exc) from exc

@@ -475,9 +475,8 @@ class Node:
     def _handle_snapshot(self, m: InstallSnapshot) -> None:
         snap, log = m.snapshot, self.log
         if snap.index <= log.commit:
-            self._incoming_snapshot = None  # old news: we are past it
+            pass  # old news: we are past it
         elif log.matches(snap.index, snap.term):
-            self._incoming_snapshot = None
             log.commit_to(snap.index)  # we have that entry: just learn it is committed
         else:
             whole = self._assemble_snapshot(m)
@@ -485,6 +484,9 @@ class Node:
                 return  # more chunks to come; answer once the last is in
             log.restore(whole)
             log.applying = whole.index
+        incoming = self._incoming_snapshot
+        if incoming is not None and incoming.key[2] <= log.commit:
+            self._incoming_snapshot = None  # a partial snapshot we no longer need
         self._messages.append(AppendResponse(self.id, m.src, self.term, True, log.commit))
 
     def _assemble_snapshot(self, m: InstallSnapshot) -> Snapshot | None:
@@ -493,6 +495,8 @@ class Node:
         key = (m.src, m.term, m.snapshot.index, m.snapshot.term)
         incoming = self._incoming_snapshot
         if incoming is None or incoming.key != key:
+            if incoming is not None and (m.term, m.snapshot.index) < (incoming.key[1], incoming.key[2]):
+                return None  # a chunk of an older snapshot than the one being received
             incoming = self._incoming_snapshot = _IncomingSnapshot(key)
         incoming.chunks[m.offset] = m.snapshot.data
         if m.done:

@@ -124,3 +124,23 @@ def test_reading_back_a_damaged_record_raises_naming_the_file():
     fs.corrupt(segment, len(fs.read(segment)) - 12)
     with pytest.raises(WalCorruption, match="0000000000000000.wal"):
         disk.entries(1, 5)
+
+
+def test_load_hands_recovered_entries_over_then_reads_the_current_state_back(tmp_path):
+    path = str(tmp_path / "d")
+    disk = DiskStorage(path, cluster_id="c", node_id=1, create=True)
+    model = MemoryStorage()
+    for s in (disk, model):
+        s.persist(None, [Entry(i, 1, b"v%d" % i) for i in range(1, 9)], HardState(1, 1, 4))
+    disk.close()
+    disk = DiskStorage(path, cluster_id="c", node_id=1)
+    first = disk.load()
+    assert first.entries == model.load().entries
+    for s in (disk, model):
+        s.persist(None, [Entry(7, 2, b"new")], HardState(2, 0, 5))
+        s.compact(Snapshot(3, 1, b"state"))
+    again = disk.load()
+    expected = model.load()
+    assert (again.hard_state, again.snapshot, again.entries) == (
+        expected.hard_state, expected.snapshot, expected.entries
+    )

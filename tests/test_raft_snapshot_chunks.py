@@ -71,3 +71,29 @@ def test_chunks_from_a_different_snapshot_start_over():
     node.step(second[1])
     node.step(first[1])  # the first snapshot's chunk 0 was discarded with the switch
     assert node.ready().snapshot is None
+
+
+def test_chunks_of_an_older_snapshot_do_not_reset_a_newer_transfer():
+    # Reordering interleaves a retried older snapshot with a newer one (the leader
+    # compacted in between): the newer transfer completes.
+    node = _follower()
+    old = _chunks(10, 1, b"oooooooo", 4)
+    new = _chunks(20, 1, b"nnnnnnnnnnnn", 4)
+    for a, b in zip(new, old + [old[0]]):
+        node.step(a)
+        node.step(b)
+    rd = node.ready()
+    assert rd.snapshot == Snapshot(20, 1, b"nnnnnnnnnnnn")
+
+
+def test_a_late_duplicate_of_an_installed_snapshot_keeps_the_transfer_in_progress():
+    node = _follower()
+    first = _chunks(10, 1, b"aaaaaaaa", 4)
+    for m in first:
+        node.step(m)
+    node.advance(node.ready())
+    second = _chunks(20, 1, b"bbbbbbbb", 4)
+    node.step(second[0])
+    node.step(first[0])  # duplicated by the network: old news
+    node.step(second[1])
+    assert node.ready().snapshot == Snapshot(20, 1, b"bbbbbbbb")
