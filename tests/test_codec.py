@@ -94,3 +94,25 @@ def test_unknown_message_kind_is_rejected(kind, fields):
     raw = msgpack.packb([kind, 1, 2, 3, *fields], use_bin_type=True)
     with pytest.raises(DecodeError, match="unknown message kind"):
         decode_message(raw)
+
+
+@pytest.mark.parametrize(
+    "fields, named",
+    [
+        ([0, "1", 2, 5, 10, 4, True, False], "src"),  # RequestVote with a string src
+        ([0, 1, 2, 5, 10, 4, 1, False], "pre_vote"),  # an int where a bool belongs
+        ([0, 1, 2, -5, 10, 4, True, False], "term"),  # a negative term
+        ([3, 1, 2, 5, True], "AppendResponse has 4 fields"),  # too few fields
+        ([2, 1, 2, 5, 9, 4, [[10, 5, 7, b"x"]], 8], "malformed entry"),  # unknown entry kind
+        ([2, 1, 2, 5, 9, 4, [[10, 5, 0, "x"]], 8], "malformed entry"),  # str data
+        ([6, 1, 2, 5, [3, 1, "data"], 0, True], "snapshot data"),
+    ],
+)
+def test_malformed_fields_are_refused_naming_the_field(fields, named):
+    with pytest.raises(DecodeError, match=named):
+        decode_message(msgpack.packb(fields, use_bin_type=True))
+
+
+def test_a_malformed_hard_state_is_refused():
+    with pytest.raises(DecodeError, match="vote"):
+        decode_hard_state(msgpack.packb([1, "x", 0]))
