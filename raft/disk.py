@@ -23,9 +23,10 @@ import bisect
 import gc
 import os
 
+from raft.codec import entries_from_rows, entries_to_rows
 from raft.fs import FS, File, OsFS
 from raft.storage import DurableState
-from raft.types import Entry, EntryKind, HardState, Snapshot
+from raft.types import Entry, HardState, Snapshot
 from raft.wal import (
     FORMAT_VERSION,
     HEADER,
@@ -39,7 +40,6 @@ from raft.wal import (
 )
 
 META_FILE = "raftflow.meta"
-_KINDS = {int(k): k for k in EntryKind}
 
 
 class DataDirError(Exception):
@@ -226,7 +226,7 @@ class DiskStorage:
                     if rtype is RecordType.HARD_STATE:
                         hard_state = HardState(*p)
                     elif rtype is RecordType.ENTRIES:
-                        batch = [Entry(i, t, d, _KINDS[k]) for i, t, k, d in p]
+                        batch = entries_from_rows(p)
                         top = max(top, batch[-1].index)
                         first = batch[0].index
                         self._note_batch(first, batch[-1].index, number, rec.offset)
@@ -353,7 +353,7 @@ class DiskStorage:
         if entries:
             first = entries[0].index
             assert snap_index < first <= last_index + 1, (snap_index, first, last_index)
-            parts.append([RecordType.ENTRIES, [[e.index, e.term, e.kind, e.data] for e in entries]])
+            parts.append([RecordType.ENTRIES, entries_to_rows(entries)])
             last_index = entries[-1].index
         if hard_state is not None:
             assert hard_state.commit <= last_index, (
@@ -437,7 +437,7 @@ class DiskStorage:
         records, _ = read_segment(path, header + self.fs.read_range(path, offset + HEADER.size, length), last=False)
         for rtype, p in _parts(path, records[0]):
             if rtype is RecordType.ENTRIES:
-                return [Entry(i, t, d, _KINDS[k]) for i, t, k, d in p]
+                return entries_from_rows(p)
         raise WalCorruption(path, offset, "expected entries here")
 
     # --- writing ------------------------------------------------------------------

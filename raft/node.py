@@ -692,12 +692,17 @@ class Node:
             or log.unstable_from <= log.last_index()
             or log.commit > log.applying
             or log.pending_snapshot is not None
-            or self._prev_soft_state.leader != self.leader
-            or self._prev_soft_state.role is not self.role
-            or self._prev_hard_state.term != self.term
-            or self._prev_hard_state.vote != self.vote
-            or self._prev_hard_state.commit != log.commit
+            or self._soft_state_changed()
+            or self._hard_state_changed()
         )
+
+    def _soft_state_changed(self) -> bool:
+        prev = self._prev_soft_state
+        return prev.leader != self.leader or prev.role is not self.role
+
+    def _hard_state_changed(self) -> bool:
+        prev = self._prev_hard_state
+        return prev.commit != self.log.commit or prev.term != self.term or prev.vote != self.vote
 
     def ready(self) -> Ready:
         """Collect every pending effect. Call `advance()` with it before the next
@@ -705,11 +710,9 @@ class Node:
         self._flush()
         log = self.log
         rd = Ready()
-        prev_soft = self._prev_soft_state  # build SoftState/HardState only on change
-        if prev_soft.leader != self.leader or prev_soft.role is not self.role:
+        if self._soft_state_changed():  # build SoftState/HardState only on change
             rd.soft_state = self._prev_soft_state = SoftState(self.leader, self.role)
-        prev_hard = self._prev_hard_state
-        if prev_hard.commit != log.commit or prev_hard.term != self.term or prev_hard.vote != self.vote:
+        if self._hard_state_changed():
             rd.hard_state = self._prev_hard_state = HardState(self.term, self.vote, log.commit)
         if log.pending_snapshot is not None:
             rd.snapshot, log.pending_snapshot = log.pending_snapshot, None
