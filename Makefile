@@ -9,7 +9,7 @@ SIM_SEEDS  ?= 2000
 SOAK_SEEDS ?= 100000
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: demo test soak bench clean
+.PHONY: demo test soak bench proto clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/core_bench.py
 	$(BIN)/python bench/wal_bench.py --quick
+
+# Regenerate the gRPC modules from proto/*.proto (they are committed, so installing
+# needs no generator; tests/test_proto.py fails when they are out of date).
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --pyi_out=. proto/*.proto
 
 clean:
 	rm -rf $(VENV) *.egg-info .hypothesis

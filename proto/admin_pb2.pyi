@@ -1,0 +1,87 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PeerState(_message.Message):
+    __slots__ = ("id", "address", "connected", "last_heard_s", "progress")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARD_S_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    address: str
+    connected: bool
+    last_heard_s: float
+    progress: str
+    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., connected: _Optional[bool] = ..., last_heard_s: _Optional[float] = ..., progress: _Optional[str] = ...) -> None: ...
+
+class StatusReply(_message.Message):
+    __slots__ = ("id", "address", "cluster_id", "role", "term", "leader_id", "leader_address", "last_index", "commit_index", "applied_index", "snapshot_index", "leader_unknown_s", "peers", "pid", "pending_proposals", "version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LAST_INDEX_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LEADER_UNKNOWN_S_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    PENDING_PROPOSALS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    address: str
+    cluster_id: str
+    role: str
+    term: int
+    leader_id: int
+    leader_address: str
+    last_index: int
+    commit_index: int
+    applied_index: int
+    snapshot_index: int
+    leader_unknown_s: float
+    peers: _containers.RepeatedCompositeFieldContainer[PeerState]
+    pid: int
+    pending_proposals: int
+    version: str
+    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., cluster_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., last_index: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., leader_unknown_s: _Optional[float] = ..., peers: _Optional[_Iterable[_Union[PeerState, _Mapping]]] = ..., pid: _Optional[int] = ..., pending_proposals: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
+
+class TransferRequest(_message.Message):
+    __slots__ = ("target_id",)
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    target_id: int
+    def __init__(self, target_id: _Optional[int] = ...) -> None: ...
+
+class TransferReply(_message.Message):
+    __slots__ = ("leader_id", "term")
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    leader_id: int
+    term: int
+    def __init__(self, leader_id: _Optional[int] = ..., term: _Optional[int] = ...) -> None: ...
+
+class StateHashRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StateHashReply(_message.Message):
+    __slots__ = ("applied_index", "hash")
+    APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    applied_index: int
+    hash: str
+    def __init__(self, applied_index: _Optional[int] = ..., hash: _Optional[str] = ...) -> None: ...
