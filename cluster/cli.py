@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--quiet", action="store_true", help="print only the verdict")
     sim.add_argument("--history", metavar="FILE", help="write the client history as JSON lines")
     sim.set_defaults(func=_cmd_sim)
+    from cluster.commands import add_commands  # noqa: PLC0415
+
+    add_commands(sub)
     return parser
 
 
@@ -161,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        if args.command == "sim":
+            return args.func(args)
+        from cluster.commands import run  # noqa: PLC0415
+
+        return run(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -46,8 +46,8 @@ class ClientStub:
                 _registered_method=True)
         self.ExecuteStream = channel.stream_stream(
                 '/raftflow.client.Client/ExecuteStream',
-                request_serializer=proto_dot_client__pb2.Command.SerializeToString,
-                response_deserializer=proto_dot_client__pb2.CommandReply.FromString,
+                request_serializer=proto_dot_client__pb2.CommandBatch.SerializeToString,
+                response_deserializer=proto_dot_client__pb2.ReplyBatch.FromString,
                 _registered_method=True)
         self.Read = channel.unary_unary(
                 '/raftflow.client.Client/Read',
@@ -100,8 +100,8 @@ def add_ClientServicer_to_server(servicer, server):
             ),
             'ExecuteStream': grpc.stream_stream_rpc_method_handler(
                     servicer.ExecuteStream,
-                    request_deserializer=proto_dot_client__pb2.Command.FromString,
-                    response_serializer=proto_dot_client__pb2.CommandReply.SerializeToString,
+                    request_deserializer=proto_dot_client__pb2.CommandBatch.FromString,
+                    response_serializer=proto_dot_client__pb2.ReplyBatch.SerializeToString,
             ),
             'Read': grpc.unary_unary_rpc_method_handler(
                     servicer.Read,
@@ -188,8 +188,8 @@ class Client:
             request_iterator,
             target,
             '/raftflow.client.Client/ExecuteStream',
-            proto_dot_client__pb2.Command.SerializeToString,
-            proto_dot_client__pb2.CommandReply.FromString,
+            proto_dot_client__pb2.CommandBatch.SerializeToString,
+            proto_dot_client__pb2.ReplyBatch.FromString,
             options,
             channel_credentials,
             insecure,

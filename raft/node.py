@@ -732,6 +732,15 @@ class Node:
             rd.reads_dropped, self._reads_dropped = self._reads_dropped, []
         return rd
 
+    def take_leader_messages(self) -> list[Message]:
+        """The leader's messages due now, without a Ready: what `ready()` would put
+        in `leader_messages`. They promise nothing about this node's disk, so a
+        driver may send them while it is still persisting an earlier Ready, which
+        keeps heartbeats and replication flowing through a slow fsync."""
+        self._flush()
+        messages, self._leader_messages = self._leader_messages, []
+        return messages
+
     def advance(self, rd: Ready) -> None:
         """The driver did everything `rd` asked (persisted, sent, applied)."""
         log = self.log

@@ -209,7 +209,10 @@ class Ready:
        all together;
     3. then send `messages` (votes and acknowledgements that promise what was
        just persisted);
-    4. restore `snapshot` into the state machine, then apply `committed` in order;
+    4. restore `snapshot` into the state machine, then apply `committed` in order
+       (when there is no snapshot and every committed entry is at or below the
+       node's durable index `log.stable`, they may be applied before step 2: they
+       are committed and on this disk, whatever this Ready persists);
     5. call `Node.advance(ready)`.
     """
 

@@ -1,0 +1,614 @@
+"""The raftflow client: leader discovery, retries within a deadline, and
+exactly-once commands through a session (Raft thesis §6.3).
+
+    client = Client(["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"])
+    client.put("greeting", b"hello")
+    client.get("greeting").value            # b"hello"
+
+`AsyncClient` is the same API for asyncio code. Commands travel on one stream per
+node (many in flight, matched by request id); each carries (session id, sequence
+number) so that a retry after a timeout or a leader change is answered from the
+state machine's record instead of being applied twice.
+
+Failures are exceptions whose message names the cause in one line:
+`Unavailable` (no node reachable, no quorum, no leader), `InvalidArgument`,
+`Busy` (the leader's queue is full and stayed full until the deadline),
+`OutcomeUnknown` (the deadline passed while a command may have been applied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from dataclasses import dataclass
+
+import grpc
+
+from cluster.config import ConfigError, parse_address
+from cluster.transport import CHANNEL_OPTIONS
+from proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc
+
+NODE_METADATA = "raftflow-node"  # set by a node on every error it reports itself
+LEADER_METADATA = "raftflow-leader"
+CONSISTENCY_LEVELS = {"linearizable": client_pb2.LINEARIZABLE, "lease": client_pb2.LEASE, "stale": client_pb2.STALE}
+
+
+class RaftflowError(Exception):
+    """Base of every client failure; str() is one line naming the cause."""
+
+
+class Unavailable(RaftflowError):
+    """No node reachable, no quorum, or no leader within the grace period."""
+
+
+class InvalidArgument(RaftflowError):
+    """The request is malformed; nothing was changed."""
+
+
+class Busy(RaftflowError):
+    """The leader refused the command for lack of room until the deadline."""
+
+
+class OutcomeUnknown(RaftflowError):
+    """The deadline passed while the command may or may not have been applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    index: int  # the log index the command was applied at
+    revision: int  # the store's revision after it
+    succeeded: bool  # cas: the comparison held; delete: a key was deleted; put: True
+    prev: KeyValue | None = None  # put: the value replaced; delete: the value deleted
+    current: KeyValue | None = None  # cas: the value now, or the one that failed the comparison
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    kv: KeyValue | None
+    applied_index: int
+    node_id: int
+    stale: bool
+    leader_id: int
+    since_leader_s: float
+    revision: int
+
+    @property
+    def value(self) -> bytes | None:
+        return None if self.kv is None else self.kv.value
+
+
+def _kv(message, present: bool) -> KeyValue | None:
+    if not present:
+        return None
+    return KeyValue(message.key, message.value, message.create_revision, message.mod_revision, message.version)
+
+
+def parse_endpoints(text: str) -> list[str]:
+    endpoints = [e.strip() for e in text.split(",") if e.strip()]
+    if not endpoints:
+        raise InvalidArgument("no endpoints given; pass host:port[,host:port...]")
+    for e in endpoints:
+        try:
+            parse_address(e, what="endpoint")
+        except ConfigError as exc:
+            raise InvalidArgument(str(exc)) from None
+    return endpoints
+
+
+class _Stream:
+    """One ExecuteStream call to one node: many commands in flight. gRPC allows
+    one write at a time per call, so commands go through an outbox that gRPC
+    drains itself (the request iterator)."""
+
+    def __init__(self, stub: client_pb2_grpc.ClientStub) -> None:
+        self._outbox: asyncio.Queue[client_pb2.Command | None] = asyncio.Queue()
+        self.call = stub.ExecuteStream(self._requests())
+        self.pending: dict[int, asyncio.Future] = {}
+        self.failed: BaseException | None = None
+        self.reader = asyncio.create_task(self._read())
+
+    async def _requests(self):
+        outbox = self._outbox
+        while True:
+            batch = [await outbox.get()]
+            while not outbox.empty():  # everything queued meanwhile rides along
+                batch.append(outbox.get_nowait())
+            closing = None in batch
+            commands = [cmd for cmd in batch if cmd is not None]
+            if commands:
+                yield client_pb2.CommandBatch(commands=commands)
+            if closing:
+                return
+
+    async def _read(self) -> None:
+        try:
+            async for batch in self.call:
+                for reply in batch.replies:
+                    future = self.pending.pop(reply.request_id, None)
+                    if future is not None and not future.done():
+                        future.set_result(reply)
+            error: BaseException = ConnectionError("the node closed the stream")
+        except grpc.aio.AioRpcError as exc:
+            error = exc
+        except asyncio.CancelledError:
+            error = ConnectionError("stream closed")
+        self.failed = error
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self.pending.clear()
+
+    async def send(self, cmd: client_pb2.Command) -> client_pb2.CommandReply:
+        if self.failed is not None:
+            raise self.failed
+        future = asyncio.get_running_loop().create_future()
+        self.pending[cmd.request_id] = future
+        self._outbox.put_nowait(cmd)
+        try:
+            return await future
+        finally:
+            self.pending.pop(cmd.request_id, None)
+
+    def close(self) -> None:
+        self._outbox.put_nowait(None)
+        self.call.cancel()
+        self.reader.cancel()
+
+
+def _describe_rpc_error(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        details = exc.details() or exc.code().name
+        if "Connection refused" in details:
+            return "not reachable (connection refused)"
+        if "DNS resolution failed" in details or "Name or service not known" in details:
+            return "not reachable (unknown host)"
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return "not answering (timed out)"
+        return f"not reachable ({details.splitlines()[0][:120]})"
+    return f"not reachable ({exc})"
+
+
+def _from_node(exc: grpc.aio.AioRpcError) -> bool:
+    return any(key == NODE_METADATA for key, _ in (exc.trailing_metadata() or ()))
+
+
+_NETWORK_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+
+
+def _network_failure(exc: grpc.aio.AioRpcError) -> bool:
+    """The call never reached a node's handler, or the connection broke."""
+    if _from_node(exc):
+        return False
+    if exc.code() not in _NETWORK_CODES:
+        raise RaftflowError(f"the node failed the call: {exc.code().name}: {exc.details()}") from None
+    return True
+
+
+def _leader_hint(exc: grpc.aio.AioRpcError) -> str | None:
+    for key, value in exc.trailing_metadata() or ():
+        if key == LEADER_METADATA:
+            _, _, address = value.partition(" ")
+            return address or None
+    return None
+
+
+class AsyncClient:
+    """A client for asyncio code. Not shared between event loops."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        timeout: float = 5.0,
+        no_leader_timeout: float = 1.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        """`timeout`: how long one call may take in all, retries included.
+        `no_leader_timeout`: how long to wait for a leader (or for any node to
+        answer) before giving up with `Unavailable` naming the cause."""
+        if not endpoints:
+            raise InvalidArgument("no endpoints given")
+        self.endpoints = list(endpoints)
+        self.timeout = timeout
+        self.no_leader_timeout = no_leader_timeout
+        self._rng = rng or random.Random()
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._streams: dict[str, _Stream] = {}
+        self._leader: str | None = None
+        self._session_id = 0
+        self._session_lock = asyncio.Lock()
+        self._seqs = itertools.count(1)
+        self._outstanding: set[int] = set()
+        self._request_ids = itertools.count(1)
+        self._next_endpoint = 0
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for stream in self._streams.values():
+            stream.close()
+        self._streams.clear()
+        await asyncio.gather(*(ch.close() for ch in self._channels.values()), return_exceptions=True)
+        self._channels.clear()
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def _channel(self, endpoint: str) -> grpc.aio.Channel:
+        channel = self._channels.get(endpoint)
+        if channel is None:
+            channel = self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+        return channel
+
+    def _stream(self, endpoint: str) -> _Stream:
+        stream = self._streams.get(endpoint)
+        if stream is None or stream.failed is not None:
+            stream = self._streams[endpoint] = _Stream(client_pb2_grpc.ClientStub(self._channel(endpoint)))
+        return stream
+
+    def _candidate(self) -> str:
+        if self._leader is not None:
+            return self._leader
+        endpoint = self.endpoints[self._next_endpoint % len(self.endpoints)]
+        self._next_endpoint += 1
+        return endpoint
+
+    def _follow(self, leader_address: str) -> None:
+        if leader_address and leader_address not in self.endpoints:
+            self.endpoints.append(leader_address)
+        self._leader = leader_address or None
+
+    def _lost(self, endpoint: str) -> None:
+        if self._leader == endpoint:
+            self._leader = None
+        stream = self._streams.pop(endpoint, None)
+        if stream is not None:
+            stream.close()
+
+    async def _backoff(self, attempt: int, deadline: float) -> None:
+        delay = min(0.2, 0.005 * 2 ** min(attempt, 6)) * (0.5 + self._rng.random())
+        await asyncio.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+
+    # --- commands -------------------------------------------------------------------
+
+    async def _ensure_session(self, deadline: float) -> int:
+        async with self._session_lock:
+            if self._session_id == 0:
+                reply = await self._unary(
+                    lambda stub: stub.OpenSession(client_pb2.OpenSessionRequest(), timeout=self._remaining(deadline)),
+                    deadline,
+                )
+                self._session_id = reply.session_id
+            return self._session_id
+
+    def _remaining(self, deadline: float) -> float:
+        return max(0.001, deadline - time.monotonic())
+
+    async def _unary(self, call, deadline: float, *, any_node: bool = False):
+        """Run `call(ClientStub)` against the leader (or any node), following
+        hints and retrying until the deadline or the no-leader grace ends."""
+        tracker = _Tracker(self, deadline)
+        while True:
+            endpoint = self._candidate()
+            try:
+                return await call(client_pb2_grpc.ClientStub(self._channel(endpoint)))
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if _network_failure(exc):
+                    self._lost(endpoint)
+                    tracker.unreachable(endpoint, _describe_rpc_error(exc))
+                elif code == grpc.StatusCode.FAILED_PRECONDITION and _leader_hint(exc):
+                    self._follow(_leader_hint(exc))
+                    tracker.redirected()
+                    continue
+                elif code == grpc.StatusCode.UNAVAILABLE:
+                    self._lost(endpoint)
+                    tracker.no_leader(exc.details())
+                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    tracker.busy(exc.details())
+                elif code == grpc.StatusCode.INVALID_ARGUMENT:
+                    raise InvalidArgument(exc.details()) from None
+                else:
+                    raise RaftflowError(f"{code.name}: {exc.details()}") from None
+            await tracker.wait()
+
+    async def _command(self, build) -> WriteResult:
+        """Run one command exactly once: the same (session, seq) on every retry."""
+        deadline = time.monotonic() + self.timeout
+        session_id = await self._ensure_session(deadline)
+        seq = next(self._seqs)
+        self._outstanding.add(seq)
+        tracker = _Tracker(self, deadline)
+        sent = False  # once sent, the command may have been applied
+        try:
+            while True:
+                endpoint = self._candidate()
+                cmd = build(client_pb2.Command(
+                    request_id=next(self._request_ids), session_id=session_id, seq=seq,
+                    ack_floor=min(self._outstanding),
+                ))
+                try:
+                    reply = await asyncio.wait_for(self._stream(endpoint).send(cmd), self._remaining(deadline))
+                except (grpc.aio.AioRpcError, ConnectionError) as exc:
+                    sent = True
+                    self._lost(endpoint)
+                    tracker.unreachable(endpoint, _describe_rpc_error(exc), outcome_unknown=sent)
+                    await tracker.wait()
+                    continue
+                except asyncio.TimeoutError:
+                    raise OutcomeUnknown(
+                        f"no reply within {self.timeout:.1f}s; the command may or may not have been applied"
+                    ) from None
+                code = grpc.StatusCode(_status(reply.code))
+                if code == grpc.StatusCode.OK:
+                    return WriteResult(
+                        reply.index, reply.revision, reply.succeeded,
+                        _kv(reply.prev, reply.HasField("prev")), _kv(reply.current, reply.HasField("current")),
+                    )
+                if code == grpc.StatusCode.FAILED_PRECONDITION and reply.leader_address:
+                    self._follow(reply.leader_address)
+                    tracker.redirected()
+                    continue
+                if code == grpc.StatusCode.INVALID_ARGUMENT:
+                    raise InvalidArgument(reply.message)
+                if code == grpc.StatusCode.NOT_FOUND:  # the session expired
+                    if sent:
+                        raise OutcomeUnknown(f"{reply.message}; an earlier attempt may have been applied")
+                    self._session_id = 0
+                    self._outstanding.discard(seq)
+                    session_id = await self._ensure_session(deadline)
+                    seq = next(self._seqs)
+                    self._outstanding.add(seq)
+                    continue
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    sent = sent or "lost" in reply.message or "unknown" in reply.message
+                    self._lost(endpoint)
+                    tracker.no_leader(reply.message, outcome_unknown=sent)
+                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    tracker.busy(reply.message)
+                else:
+                    raise RaftflowError(f"{code.name}: {reply.message}")
+                await tracker.wait()
+        finally:
+            self._outstanding.discard(seq)
+
+    async def put(self, key: str, value: bytes) -> WriteResult:
+        def build(cmd):
+            cmd.put.key, cmd.put.value = key, value
+            return cmd
+        return await self._command(build)
+
+    async def delete(self, key: str) -> WriteResult:
+        def build(cmd):
+            cmd.delete.key = key
+            return cmd
+        return await self._command(build)
+
+    async def cas(
+        self, key: str, value: bytes, *, expected_value: bytes | None = None, expected_revision: int | None = None
+    ) -> WriteResult:
+        if (expected_value is None) == (expected_revision is None):
+            raise InvalidArgument("cas needs exactly one of expected_value and expected_revision")
+
+        def build(cmd):
+            cmd.cas.key, cmd.cas.value = key, value
+            if expected_value is not None:
+                cmd.cas.expected_value = expected_value
+            else:
+                cmd.cas.expected_revision = expected_revision
+            return cmd
+        return await self._command(build)
+
+    async def get(self, key: str, *, consistency: str = "linearizable", endpoint: str | None = None) -> ReadResult:
+        level = CONSISTENCY_LEVELS.get(consistency)
+        if level is None:
+            raise InvalidArgument(f"consistency {consistency!r} is not one of {', '.join(CONSISTENCY_LEVELS)}")
+        deadline = time.monotonic() + self.timeout
+        request = client_pb2.ReadRequest(key=key, consistency=level)
+        if endpoint is not None:  # ask this node, whatever it is
+            try:
+                reply = await client_pb2_grpc.ClientStub(self._channel(endpoint)).Read(
+                    request, timeout=self._remaining(deadline)
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise _one_node_error(endpoint, exc) from None
+        else:
+            reply = await self._unary(lambda stub: stub.Read(request, timeout=self._remaining(deadline)), deadline)
+        return ReadResult(
+            _kv(reply.kv, reply.found), reply.applied_index, reply.node_id, reply.stale, reply.leader_id,
+            reply.since_leader_s, reply.revision,
+        )
+
+    # --- admin ------------------------------------------------------------------------
+
+    async def status(self, endpoint: str, *, timeout: float = 1.0) -> admin_pb2.StatusReply:
+        try:
+            return await admin_pb2_grpc.AdminStub(self._channel(endpoint)).Status(
+                admin_pb2.StatusRequest(), timeout=timeout, wait_for_ready=True
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _one_node_error(endpoint, exc) from None
+
+    async def cluster_status(self, *, timeout: float = 1.0) -> list[tuple[str, admin_pb2.StatusReply | str]]:
+        """Every endpoint's status, or one line saying why it has none."""
+        async def one(endpoint: str):
+            try:
+                return endpoint, await self.status(endpoint, timeout=timeout)
+            except RaftflowError as exc:
+                return endpoint, str(exc)
+        return list(await asyncio.gather(*(one(e) for e in self.endpoints)))
+
+    async def state_hash(self, endpoint: str) -> admin_pb2.StateHashReply:
+        try:
+            return await admin_pb2_grpc.AdminStub(self._channel(endpoint)).StateHash(
+                admin_pb2.StateHashRequest(), timeout=self.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _one_node_error(endpoint, exc) from None
+
+    async def transfer_leader(self, target: int) -> admin_pb2.TransferReply:
+        deadline = time.monotonic() + self.timeout
+        request = admin_pb2.TransferRequest(target_id=target)
+        tracker = _Tracker(self, deadline)
+        while True:
+            endpoint = self._candidate()
+            try:
+                return await admin_pb2_grpc.AdminStub(self._channel(endpoint)).TransferLeader(
+                    request, timeout=self._remaining(deadline)
+                )
+            except grpc.aio.AioRpcError as exc:
+                if _network_failure(exc):
+                    self._lost(endpoint)
+                    tracker.unreachable(endpoint, _describe_rpc_error(exc))
+                elif exc.code() == grpc.StatusCode.FAILED_PRECONDITION and _leader_hint(exc):
+                    self._follow(_leader_hint(exc))
+                    tracker.redirected()
+                    continue
+                elif exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    self._lost(endpoint)
+                    tracker.no_leader(exc.details())
+                elif exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                    raise InvalidArgument(exc.details()) from None
+                else:
+                    raise RaftflowError(exc.details()) from None
+            await tracker.wait()
+
+
+def _status(number: int) -> grpc.StatusCode:
+    for code in grpc.StatusCode:
+        if code.value[0] == number:
+            return code
+    return grpc.StatusCode.UNKNOWN
+
+
+def _one_node_error(endpoint: str, exc: grpc.aio.AioRpcError) -> RaftflowError:
+    if _network_failure(exc):
+        return Unavailable(f"node at {endpoint} is {_describe_rpc_error(exc)}")
+    if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(exc.details())
+    if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
+        return Unavailable(exc.details())
+    return RaftflowError(f"{exc.code().name}: {exc.details()}")
+
+
+class _Tracker:
+    """Why a call has not succeeded yet, and when to give up saying so."""
+
+    def __init__(self, client: AsyncClient, deadline: float) -> None:
+        self.client = client
+        self.deadline = deadline
+        self.started = time.monotonic()
+        self.attempts = 0
+        self.redirects = 0
+        self.unreachable_endpoints: dict[str, str] = {}
+        self.trouble_since: float | None = None  # no leader / nothing reachable since
+        self.last_problem = ""
+        self.outcome_unknown = False
+
+    def _trouble(self, problem: str, outcome_unknown: bool) -> None:
+        self.last_problem = problem
+        self.outcome_unknown = self.outcome_unknown or outcome_unknown
+        if self.trouble_since is None:
+            self.trouble_since = time.monotonic()
+
+    def unreachable(self, endpoint: str, why: str, *, outcome_unknown: bool = False) -> None:
+        self.unreachable_endpoints[endpoint] = why
+        reached = [e for e in self.client.endpoints if e not in self.unreachable_endpoints]
+        if reached:
+            problem = f"node at {endpoint} is {why}"
+        else:
+            problem = "no node reachable: " + "; ".join(f"{e} {w}" for e, w in self.unreachable_endpoints.items())
+        self._trouble(problem, outcome_unknown)
+
+    def no_leader(self, message: str, *, outcome_unknown: bool = False) -> None:
+        self._trouble(message, outcome_unknown)
+
+    def busy(self, message: str) -> None:
+        self.last_problem = message
+        self.attempts += 1
+        if time.monotonic() >= self.deadline:
+            raise Busy(message)
+
+    def redirected(self) -> None:
+        self.redirects += 1
+        if self.redirects > 3 * len(self.client.endpoints) + 3:
+            # Hints keep pointing around: an election is going on; back off a little.
+            self.redirects = 0
+            self._trouble("the leader keeps changing", False)
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        if self.trouble_since is not None and (
+            now - self.trouble_since >= self.client.no_leader_timeout or now >= self.deadline
+        ):
+            suffix = "; the command may or may not have been applied" if self.outcome_unknown else ""
+            error = OutcomeUnknown if self.outcome_unknown and "no node reachable" not in self.last_problem else Unavailable
+            raise error(self.last_problem + suffix)
+        if now >= self.deadline:
+            raise OutcomeUnknown(f"gave up after {now - self.started:.1f}s: {self.last_problem}")
+        self.attempts += 1
+        await self.client._backoff(self.attempts, self.deadline)
+
+
+class Client:
+    """The blocking twin of `AsyncClient`, for scripts and the CLI."""
+
+    def __init__(self, endpoints: list[str], **options) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._client = self._run(self._make(endpoints, options))
+
+    @staticmethod
+    async def _make(endpoints, options) -> AsyncClient:
+        return AsyncClient(endpoints, **options)
+
+    def _run(self, coro):
+        return self._loop.run_until_complete(coro)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._run(self._client.close())
+            self._loop.close()
+
+    def put(self, key: str, value: bytes) -> WriteResult:
+        return self._run(self._client.put(key, value))
+
+    def delete(self, key: str) -> WriteResult:
+        return self._run(self._client.delete(key))
+
+    def cas(self, key: str, value: bytes, **expected) -> WriteResult:
+        return self._run(self._client.cas(key, value, **expected))
+
+    def get(self, key: str, **options) -> ReadResult:
+        return self._run(self._client.get(key, **options))
+
+    def status(self, endpoint: str, **options) -> admin_pb2.StatusReply:
+        return self._run(self._client.status(endpoint, **options))
+
+    def cluster_status(self, **options):
+        return self._run(self._client.cluster_status(**options))
+
+    def state_hash(self, endpoint: str) -> admin_pb2.StateHashReply:
+        return self._run(self._client.state_hash(endpoint))
+
+    def transfer_leader(self, target: int) -> admin_pb2.TransferReply:
+        return self._run(self._client.transfer_leader(target))

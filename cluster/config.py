@@ -1,0 +1,163 @@
+"""A node's settings: read from a TOML file, overridden by flags, checked once.
+
+    id = 1
+    cluster_id = "raftflow-5f3c"
+    listen = "0.0.0.0:7001"          # where this node's gRPC server binds
+    advertise = "10.0.0.1:7001"      # how others reach it (default: its entry in [peers])
+    data_dir = "/var/lib/raftflow/1"
+
+    [peers]                          # every member, this node included
+    1 = "10.0.0.1:7001"
+    2 = "10.0.0.2:7001"
+    3 = "10.0.0.3:7001"
+
+Every other key is optional; see `NodeConfig` for the defaults. A mistake (unknown
+key, wrong type, bad address, this node missing from [peers]) is a `ConfigError`
+whose message names the key and the rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+
+from raft.config import Config, ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    id: int
+    peers: dict[int, str]  # node id -> address others reach it at, this node included
+    data_dir: str
+    cluster_id: str = "raftflow"
+    listen: str = ""  # default: this node's address in `peers`
+    tick_ms: int = 10  # one Raft tick
+    election_ticks: int = 15  # election timeout: [150, 300) ms at the default tick
+    heartbeat_ticks: int = 2
+    snapshot_entries: int = 10_000  # applied entries between local snapshots (0: never)
+    max_pending_proposals: int = 10_000  # queued + uncommitted client commands
+    fsync: bool = True  # off only for benchmarks: acknowledged writes may be lost on a crash
+    session_ttl_s: float = 3600.0  # a client session unused this long (leader time) expires
+    max_sessions: int = 100_000
+    seed: int | None = None  # election timer randomness; None: from the OS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, int) or self.id <= 0:
+            raise ConfigError(f"id={self.id!r} must be a positive integer")
+        if self.id not in self.peers:
+            raise ConfigError(f"id={self.id} is not in peers {sorted(self.peers)}; list every member, this node included")
+        for node_id, address in self.peers.items():
+            if not isinstance(node_id, int) or node_id <= 0:
+                raise ConfigError(f"peer id {node_id!r} must be a positive integer")
+            parse_address(address, what=f"peers.{node_id}")
+        if len(set(self.peers.values())) != len(self.peers):
+            raise ConfigError(f"peers {self.peers} gives two nodes the same address")
+        if self.listen:
+            parse_address(self.listen, what="listen")
+        if not self.data_dir:
+            raise ConfigError("data_dir is empty; name the folder this node keeps its log in")
+        if not self.cluster_id:
+            raise ConfigError("cluster_id is empty")
+        for name in ("tick_ms", "max_pending_proposals", "max_sessions"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.snapshot_entries < 0:
+            raise ConfigError(f"snapshot_entries={self.snapshot_entries} must be 0 (never) or more")
+        if self.session_ttl_s <= 0:
+            raise ConfigError(f"session_ttl_s={self.session_ttl_s} must be positive")
+        self.raft_config()  # checks election_ticks and heartbeat_ticks
+
+    @property
+    def address(self) -> str:
+        return self.peers[self.id]
+
+    @property
+    def listen_address(self) -> str:
+        return self.listen or self.address
+
+    def raft_config(self) -> Config:
+        return Config(
+            id=self.id,
+            voters=tuple(sorted(self.peers)),
+            election_ticks=self.election_ticks,
+            heartbeat_ticks=self.heartbeat_ticks,
+            max_uncommitted_entries=max(self.max_pending_proposals, 1),
+        )
+
+    def to_toml(self) -> str:
+        lines = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "peers" or value is None:
+                continue
+            lines.append(f"{f.name} = {_toml_value(value)}")
+        lines.append("")
+        lines.append("[peers]")
+        lines.extend(f'{node_id} = "{address}"' for node_id, address in sorted(self.peers.items()))
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def parse_address(text: str, *, what: str = "address") -> tuple[str, int]:
+    """'host:port' -> (host, port); IPv6 hosts in brackets: '[::1]:7001'."""
+    if not isinstance(text, str) or ":" not in text:
+        raise ConfigError(f"{what}={text!r} is not host:port")
+    host, _, port_text = text.rpartition(":")
+    if not host:
+        raise ConfigError(f"{what}={text!r} has no host")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"{what}={text!r}: port {port_text!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"{what}={text!r}: port {port} is outside 1-65535")
+    return host, port
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(NodeConfig)}
+_TYPES = {"int": int, "str": str, "bool": bool, "float": (int, float), "int | None": int}
+
+
+def load_config(path: str | None, overrides: dict[str, object] | None = None) -> NodeConfig:
+    """Settings from the TOML file at `path` (if any), then `overrides` (flags)."""
+    values: dict[str, object] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    unknown = sorted(set(values) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(_FIELDS)}")
+    peers = values.get("peers")
+    if not isinstance(peers, dict) or not peers:
+        raise ConfigError("peers is missing: a [peers] table of id = \"host:port\", this node included")
+    try:
+        values["peers"] = {int(k): v for k, v in peers.items()}
+    except ValueError:
+        raise ConfigError(f"peers: ids must be whole numbers, got {sorted(peers)}") from None
+    for name, value in values.items():
+        if name == "peers":
+            continue
+        expected = _TYPES[str(_FIELDS[name].type)]
+        if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
+            raise ConfigError(f"{name}={value!r} must be of type {_FIELDS[name].type}")
+    for required in ("id", "data_dir"):
+        if required not in values:
+            raise ConfigError(f"{required} is missing")
+    return NodeConfig(**values)  # type: ignore[arg-type]
+
+
+__all__ = ["ConfigError", "NodeConfig", "load_config", "parse_address"]

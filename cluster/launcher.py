@@ -1,0 +1,228 @@
+"""A local cluster: node processes started in the background, described by
+DIR/cluster.json (ids, addresses, pids, data dirs, config and log files).
+
+    DIR/cluster.json
+    DIR/node-1.toml   DIR/node-1.log   DIR/data-1/
+    ...
+
+`up()` on a folder that already holds a cluster starts its stopped nodes again,
+with their data. Waiting for a leader says what it waits for and gives up with a
+reason (a node that exited, with the last line of its log) rather than hang.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from cluster.config import ConfigError, NodeConfig, load_config
+
+CLUSTER_FILE = "cluster.json"
+DEFAULT_DIR = ".raftflow"
+DEFAULT_BASE_PORT = 7001
+
+
+class LauncherError(Exception):
+    """A cluster operation that cannot go ahead; the message says why."""
+
+
+@dataclass(slots=True)
+class Member:
+    id: int
+    address: str
+    data_dir: str
+    config: str
+    log: str
+    pid: int = 0
+
+
+@dataclass(slots=True)
+class ClusterFile:
+    dir: str
+    cluster_id: str
+    members: list[Member]
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.dir, CLUSTER_FILE)
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.address for m in self.members]
+
+    def member(self, node_id: int) -> Member:
+        for m in self.members:
+            if m.id == node_id:
+                return m
+        raise LauncherError(f"node {node_id} is not in {self.path}; members are {[m.id for m in self.members]}")
+
+    def save(self) -> None:
+        data = {"cluster_id": self.cluster_id, "members": [asdict(m) for m in self.members]}
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, self.path)
+
+    @classmethod
+    def load(cls, directory: str) -> ClusterFile:
+        path = os.path.join(directory, CLUSTER_FILE)
+        try:
+            with open(path) as f:
+                data = json.load(f)
+            members = [Member(**m) for m in data["members"]]
+            return cls(directory, data["cluster_id"], members)
+        except FileNotFoundError:
+            raise LauncherError(f"no cluster in {directory}: {path} does not exist (start one with `raftflow cluster up`)") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LauncherError(f"{path} is damaged: {exc}") from None
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs a raftflow node (a zombie or a reused pid is not one)."""
+    if pid <= 0:
+        return False
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap our own child if it exited
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z" and b"cluster.cli" in cmdline and b"node" in cmdline
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def create(
+    directory: str, nodes: int, base_port: int, host: str = "127.0.0.1", *, ports: list[int] | None = None, **settings
+) -> ClusterFile:
+    """Write the configs of a new cluster (nothing is started). Node i listens on
+    base_port + i - 1, or on ports[i - 1] when `ports` is given. Bad input (node count,
+    port range) is a ConfigError; ports someone else holds, a LauncherError."""
+    if nodes not in (1, 3, 5, 7):
+        raise ConfigError(f"--nodes {nodes}: a cluster has 1, 3, 5 or 7 nodes (an odd number tolerates the most failures)")
+    if ports is None:
+        if not 0 < base_port <= 65535 - nodes:
+            raise ConfigError(f"--base-port {base_port} leaves no room for {nodes} ports")
+        ports = list(range(base_port, base_port + nodes))
+    if len(ports) != nodes:
+        raise LauncherError(f"{len(ports)} ports for {nodes} nodes")
+    busy = [p for p in ports if not _port_free(host, p)]
+    if busy:
+        raise LauncherError(f"port(s) {', '.join(map(str, busy))} on {host} are in use; choose another --base-port")
+    os.makedirs(directory, exist_ok=True)
+    directory = os.path.abspath(directory)
+    cluster_id = f"raftflow-{uuid.uuid4().hex[:8]}"
+    peers = {i: f"{host}:{port}" for i, port in enumerate(ports, start=1)}
+    members = []
+    for node_id, address in peers.items():
+        data_dir = os.path.join(directory, f"data-{node_id}")
+        config_path = os.path.join(directory, f"node-{node_id}.toml")
+        config = NodeConfig(id=node_id, peers=peers, data_dir=data_dir, cluster_id=cluster_id, **settings)
+        with open(config_path, "w") as f:
+            f.write(config.to_toml())
+        members.append(Member(node_id, address, data_dir, config_path, os.path.join(directory, f"node-{node_id}.log")))
+    cluster = ClusterFile(directory, cluster_id, members)
+    cluster.save()
+    return cluster
+
+
+def start_node(cluster: ClusterFile, member: Member) -> None:
+    if process_alive(member.pid):
+        return
+    load_config(member.config)  # a broken config fails here, with its reason, not in the log
+    with open(member.log, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cluster.cli", "node", "run", "--config", member.config],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
+    member.pid = proc.pid
+    cluster.save()
+
+
+def stop_node(cluster: ClusterFile, member: Member, *, kill: bool = False, timeout: float = 10.0) -> bool:
+    """SIGTERM (graceful) or SIGKILL; waits until the process is gone. False if it
+    was not running."""
+    if not process_alive(member.pid):
+        member.pid = 0
+        cluster.save()
+        return False
+    os.kill(member.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while process_alive(member.pid):
+        if time.monotonic() > deadline:
+            os.kill(member.pid, signal.SIGKILL)
+            deadline = time.monotonic() + timeout
+        time.sleep(0.01)  # polling another process's exit: there is no event to wait on
+    member.pid = 0
+    cluster.save()
+    return True
+
+
+def last_log_line(member: Member) -> str:
+    try:
+        with open(member.log, "rb") as f:
+            f.seek(max(0, os.path.getsize(member.log) - 4096))
+            lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1].strip() if lines else "empty log"
+
+
+def wait_for_leader(
+    cluster: ClusterFile,
+    status_of: Callable[[list[str]], list[tuple[str, object]]],
+    *,
+    timeout: float = 20.0,
+    say: Callable[[str], None] = lambda text: None,
+) -> int:
+    """Wait until a leader is elected and every running node knows it; returns the
+    leader's id. `status_of(endpoints)` gives each endpoint's StatusReply or an
+    error string."""
+    deadline = time.monotonic() + timeout
+    said = ""
+    quorum = len(cluster.members) // 2 + 1
+    while True:
+        for m in cluster.members:
+            if m.pid and not process_alive(m.pid):
+                raise LauncherError(f"node {m.id} exited: {last_log_line(m)} (log: {m.log})")
+        statuses = [s for _, s in status_of(cluster.endpoints)]
+        up = [s for s in statuses if not isinstance(s, str)]
+        leaders = {s.leader_id for s in up if s.leader_id}
+        leader = next((s.id for s in up if s.role == "leader"), 0)
+        if leader and leaders == {leader} and len(up) == len(statuses):
+            return leader
+        if len(up) < quorum:
+            text = f"waiting for quorum: {len(up)} of {len(cluster.members)} nodes up"
+        else:
+            text = f"waiting for a leader: {len(up)} of {len(cluster.members)} nodes up"
+        if text != said:
+            say(text)
+            said = text
+        if time.monotonic() > deadline:
+            down = [f"node {m.id} ({last_log_line(m)})" for m, s in zip(cluster.members, statuses) if isinstance(s, str)]
+            reason = f"; not answering: {', '.join(down)}" if down else ""
+            raise LauncherError(f"no leader after {timeout:.0f}s: {text.removeprefix('waiting for ')}{reason}")
+        time.sleep(0.05)  # polling other processes' state over RPC

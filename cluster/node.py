@@ -1,0 +1,521 @@
+"""The node process: an asyncio driver around the pure Raft core, with gRPC servers.
+
+One event loop owns the `raft.Node`. Inputs (ticks, peer messages, client
+commands and reads) are stepped in as they arrive; one driver task takes each
+`Ready` and does what it asks in the order the core requires:
+
+1. send the leader's messages (they promise nothing about this disk);
+2. persist entries, hard state and snapshot in the disk thread (one write, one
+   fdatasync) while the event loop goes on: ticks, heartbeats and incoming
+   messages keep flowing through a slow fsync (`Node.take_leader_messages`);
+3. send votes and acknowledgements, which promise what was just persisted;
+4. restore a received snapshot, apply committed entries to the state machine,
+   answer the clients waiting on them and the reads waiting for their index
+   (committed entries that are already durable here are applied before step 2:
+   the fsync in between only concerns newer entries and the commit index);
+5. `advance()`, then take a local snapshot when the policy says so.
+
+Client commands are queued (bounded: beyond `max_pending_proposals` a client gets
+RESOURCE_EXHAUSTED) and proposed together, one `propose_batch` per driver cycle,
+so everything that arrived during one fsync is written by the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import heapq
+import itertools
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+import grpc
+
+from cluster.config import NodeConfig
+from cluster.transport import CHANNEL_OPTIONS, PeerService, Transport
+from proto import admin_pb2_grpc, client_pb2_grpc, peer_pb2_grpc
+from raft.disk import DiskStorage, StorageFailed
+from raft.fs import OsFS
+from raft.node import Node
+from raft.types import NONE, EntryKind, LeaseExpired, Message, NotLeader, ProposalDropped, RaftError, Ready, Role
+from statemachine import Machine
+from statemachine.commands import Command, Op, encode_command
+
+log = logging.getLogger("raftflow.node")
+
+VERSION = "0.1.0"
+
+
+class NodeError(Exception):
+    """A request this node cannot serve; `code` is the gRPC status to answer with."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, leader: int = NONE, leader_address: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.leader = leader
+        self.leader_address = leader_address
+
+
+class _NoSyncFS(OsFS):
+    """For benchmarks only (`fsync = false`): writes reach the page cache, never
+    the disk, so a machine crash may lose acknowledged writes."""
+
+    def open_append(self, path: str):
+        f = super().open_append(path)
+        f.sync = lambda: None  # type: ignore[method-assign]
+        return f
+
+    def sync_dir(self, path: str) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class _Proposal:
+    data: bytes
+    future: asyncio.Future
+
+
+class RaftNode:
+    """One member of the cluster, running in this process's event loop."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.id = config.id
+        self.tick_s = config.tick_ms / 1000
+        self.machine = Machine(session_ttl_ms=int(config.session_ttl_s * 1000), max_sessions=config.max_sessions)
+        self.transport = Transport(config.cluster_id, config.id, config.peers)
+        self._disk = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"disk-{config.id}")
+        self._storage_lock = threading.Lock()  # the disk thread writes, the loop reads back
+        self.storage: DiskStorage | None = None
+        self.node: Node | None = None
+        self.server: grpc.aio.Server | None = None
+        self._wake = asyncio.Event()
+        self._persisting = False
+        self._stopping = False
+        self._queued: list[_Proposal] = []
+        self._waiting: dict[int, tuple[int, asyncio.Future]] = {}  # index -> (term, future)
+        self._reads: dict[bytes, asyncio.Future] = {}  # ReadIndex ctx -> future of the read index
+        self._applied_waiters: list[tuple[int, int, asyncio.Future]] = []  # heap of (index, n, future)
+        self._read_ids = itertools.count(1)
+        self._leader_since: float | None = None  # monotonic time a leader became known
+        self._leader_unknown_since: float = time.monotonic()
+        self._last_leader_contact: float | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.stopped = asyncio.Event()
+        self.failure: BaseException | None = None
+
+    # --- start and stop -----------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        create = not os.path.exists(os.path.join(cfg.data_dir, "raftflow.meta"))
+        fs = OsFS() if cfg.fsync else _NoSyncFS()
+        loop = asyncio.get_running_loop()
+        self.storage = await loop.run_in_executor(
+            self._disk,
+            lambda: DiskStorage(cfg.data_dir, cluster_id=cfg.cluster_id, node_id=cfg.id, create=create, fs=fs),
+        )
+        durable = self.storage.load()
+        if durable.snapshot is not None:
+            self.machine.restore(durable.snapshot.data)
+        seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "big")
+        self.node = Node(
+            cfg.raft_config(), random.Random(seed), durable.hard_state, durable.snapshot, durable.entries,
+            reader=self._read_entries,
+        )
+        log.info(
+            "node %d starting: cluster %s, term %d, log (%d, %d], commit %d, %s",
+            cfg.id, cfg.cluster_id, durable.hard_state.term, self.node.log.snapshot_index,
+            self.node.log.last_index(), durable.hard_state.commit, "fsync on" if cfg.fsync else "FSYNC OFF",
+        )
+        self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        from cluster.services import AdminService, ClientService  # noqa: PLC0415 (they import this module)
+
+        peer_pb2_grpc.add_PeerServicer_to_server(
+            PeerService(cfg.cluster_id, cfg.id, cfg.peers, self.deliver, self.transport.last_heard), self.server
+        )
+        client_pb2_grpc.add_ClientServicer_to_server(ClientService(self), self.server)
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(self), self.server)
+        if self.server.add_insecure_port(cfg.listen_address) == 0:
+            raise OSError(f"cannot listen on {cfg.listen_address}: the address is in use or not local")
+        await self.server.start()
+        self.transport.start()
+        self._tasks = [
+            asyncio.create_task(self._drive(), name="driver"),
+            asyncio.create_task(self._tick(), name="ticker"),
+        ]
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Graceful: refuse new work, finish the Ready in progress (its fsync
+        included), close the log."""
+        if self._stopping:
+            await self.stopped.wait()
+            return
+        self._stopping = True
+        self._wake.set()
+        ticker = self._tasks[1] if len(self._tasks) > 1 else None
+        if ticker is not None:
+            ticker.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._fail_everything(NodeError(grpc.StatusCode.UNAVAILABLE, f"node {self.id} is stopping"))
+        if self.server is not None:
+            await self.server.stop(0.2)
+        await self.transport.close()
+        if self.storage is not None:
+            storage = self.storage
+            await asyncio.get_running_loop().run_in_executor(self._disk, storage.close)
+        self._disk.shutdown(wait=True)
+        log.info("node %d stopped", self.id)
+        self.stopped.set()
+
+    def _read_entries(self, lo: int, hi: int):
+        assert self.storage is not None
+        with self._storage_lock:
+            return self.storage.entries(lo, hi)
+
+    def _persist(self, rd: Ready) -> None:
+        assert self.storage is not None
+        with self._storage_lock:
+            self.storage.persist(rd.snapshot, rd.entries, rd.hard_state)
+
+    def _compact(self, snapshot) -> None:
+        assert self.storage is not None
+        with self._storage_lock:
+            self.storage.compact(snapshot)
+
+    # --- inputs ---------------------------------------------------------------------
+
+    def deliver(self, messages: list[Message]) -> None:
+        node = self.node
+        if node is None or self._stopping:
+            return
+        for m in messages:
+            if m.src == node.leader or m.term > node.term:
+                self._last_leader_contact = time.monotonic()
+            try:
+                node.step(m)
+            except RaftError as exc:  # a message the core refuses is logged, not fatal
+                log.warning("node %d refused %s: %s", self.id, type(m).__name__, exc)
+        self._poke()
+
+    def _poke(self) -> None:
+        """New input: wake the driver; if it is waiting on the disk, send what the
+        leader has to say now instead of after the fsync."""
+        if self._persisting and self.node is not None and self.node.role is Role.LEADER:
+            messages = self.node.take_leader_messages()
+            if messages:
+                self.transport.send(messages)
+        self._wake.set()
+
+    async def _tick(self) -> None:
+        """One `tick()` per tick_ms. A late loop does not catch up missed ticks:
+        a stalled process then waits longer before campaigning, never less."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        while True:
+            deadline += self.tick_s
+            delay = deadline - loop.time()
+            if delay < 0:
+                deadline = loop.time()
+                delay = 0
+            await asyncio.sleep(delay)
+            assert self.node is not None
+            self.node.tick()
+            self._poke()
+
+    # --- client requests ------------------------------------------------------------
+
+    def leader_error(self) -> NodeError:
+        node = self.node
+        assert node is not None
+        if node.leader not in (NONE, self.id):
+            address = self.config.peers.get(node.leader, "")
+            return NodeError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"node {self.id} is not the leader; the leader is node {node.leader} at {address}",
+                node.leader, address,
+            )
+        return NodeError(grpc.StatusCode.UNAVAILABLE, self.no_leader_reason())
+
+    def no_leader_reason(self) -> str:
+        total = len(self.config.peers)
+        reachable = 1 + self.transport.reachable()
+        since = time.monotonic() - self._leader_unknown_since
+        if self.node is not None and self.node.role is Role.LEADER:
+            return f"node {self.id} leads but has not yet committed in its term"
+        quorum = total // 2 + 1
+        what = "no quorum" if reachable < quorum else "no leader yet"
+        return f"{what}: {reachable} of {total} nodes reachable from node {self.id} (leader unknown since {since:.1f}s)"
+
+    def submit(self, timestamp_ms: int | None, session_id: int, seq: int, ack_floor: int, op: Op) -> asyncio.Future:
+        """Queue a command for the log; the future gets (index, result) once it is
+        applied. It fails with NodeError if it cannot be proposed here. A command
+        whose future is dropped (deadline) may still commit: the session makes a
+        retry safe."""
+        node = self.node
+        if self._stopping or node is None:
+            raise NodeError(grpc.StatusCode.UNAVAILABLE, f"node {self.id} is stopping")
+        if node.role is not Role.LEADER:
+            raise self.leader_error()
+        pending = len(self._queued) + len(self._waiting)
+        if pending >= self.config.max_pending_proposals:
+            raise NodeError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"node {self.id} has {pending} commands pending; max_pending_proposals="
+                f"{self.config.max_pending_proposals}: retry with backoff",
+            )
+        now_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+        data = encode_command(Command(now_ms, session_id, seq, ack_floor, op))
+        future = asyncio.get_running_loop().create_future()
+        self._queued.append(_Proposal(data, future))
+        self._wake.set()
+        return future
+
+    async def read_index(self, consistency: str) -> int:
+        """The index a read must wait for: ReadIndex (a heartbeat round) or the lease."""
+        node = self.node
+        assert node is not None
+        if self._stopping:
+            raise NodeError(grpc.StatusCode.UNAVAILABLE, f"node {self.id} is stopping")
+        if node.role is not Role.LEADER:
+            raise self.leader_error()
+        if consistency == "lease":
+            try:
+                return node.read_lease()
+            except LeaseExpired as exc:
+                raise NodeError(grpc.StatusCode.UNAVAILABLE, f"lease read refused: {exc}") from None
+        ctx = next(self._read_ids).to_bytes(8, "big")
+        try:
+            node.read_index(ctx)
+        except RaftError as exc:
+            raise NodeError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        future = asyncio.get_running_loop().create_future()
+        self._reads[ctx] = future
+        self._poke()
+        try:
+            return await future
+        finally:
+            self._reads.pop(ctx, None)
+
+    async def wait_applied(self, index: int) -> None:
+        if self.machine.applied_index >= index:
+            return
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._applied_waiters, (index, id(future), future))
+        await future
+
+    def since_leader_s(self) -> float:
+        node = self.node
+        if node is not None and node.role is Role.LEADER:
+            return 0.0
+        if self._last_leader_contact is None:
+            return -1.0
+        return time.monotonic() - self._last_leader_contact
+
+    def leader_unknown_s(self) -> float:
+        node = self.node
+        if node is not None and node.leader != NONE:
+            return 0.0
+        return time.monotonic() - self._leader_unknown_since
+
+    # --- the driver -----------------------------------------------------------------
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        node = self.node
+        assert node is not None
+        try:
+            while not self._stopping:
+                await self._wake.wait()
+                self._wake.clear()
+                while not self._stopping:
+                    self._propose_queued()
+                    if not node.has_ready():
+                        break
+                    rd = node.ready()
+                    await self._handle_ready(loop, rd)
+                    await self._maybe_snapshot(loop)
+        except StorageFailed as exc:
+            # The disk refused a write: nothing more is durable, so stop serving.
+            log.critical("node %d stops: %s", self.id, exc)
+            self.failure = exc
+            self._fail_everything(NodeError(grpc.StatusCode.UNAVAILABLE, f"node {self.id} failed: {exc}"))
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop()))
+
+    def _propose_queued(self) -> None:
+        if not self._queued:
+            return
+        node = self.node
+        assert node is not None
+        queued, self._queued = self._queued, []
+        try:
+            first, term = node.propose_batch([p.data for p in queued])
+        except NotLeader:
+            error = self.leader_error()
+            for p in queued:
+                _fail(p.future, error)
+            return
+        except ProposalDropped as exc:
+            error = NodeError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"proposal dropped: {exc}")
+            for p in queued:
+                _fail(p.future, error)
+            return
+        for n, p in enumerate(queued):
+            self._waiting[first + n] = (term, p.future)
+
+    async def _handle_ready(self, loop: asyncio.AbstractEventLoop, rd: Ready) -> None:
+        node = self.node
+        assert node is not None
+        if rd.soft_state is not None:
+            self._on_soft_state(rd)
+        if rd.leader_messages:
+            self.transport.send(rd.leader_messages)
+        # Committed entries already durable here (always so on a leader, which
+        # counts itself only once its write is synced) need not wait for this
+        # Ready's fsync, which only adds newer entries or the commit index: applying
+        # them first takes one fsync off every client's wait.
+        applied_early = rd.snapshot is None and bool(rd.committed) and rd.committed[-1].index <= node.log.stable
+        if applied_early:
+            self._apply(rd)
+            self._wake_applied_waiters()
+        if rd.must_persist():
+            self._persisting = True
+            try:
+                await loop.run_in_executor(self._disk, self._persist, rd)
+            finally:
+                self._persisting = False
+            # Whatever the leader queued during the fsync leaves now.
+            if node.role is Role.LEADER:
+                late = node.take_leader_messages()
+                if late:
+                    self.transport.send(late)
+        if rd.messages:
+            self.transport.send(rd.messages)
+        if rd.snapshot is not None:
+            self.machine.restore(rd.snapshot.data)
+            log.info("node %d installed a snapshot at index %d", self.id, rd.snapshot.index)
+            self._fail_waiting_through(rd.snapshot.index)
+        if not applied_early:
+            self._apply(rd)
+        for rs in rd.read_states:
+            future = self._reads.get(rs.ctx)
+            if future is not None and not future.done():
+                future.set_result(rs.index)
+        for dropped in rd.reads_dropped:
+            future = self._reads.get(dropped.ctx)
+            if future is not None:
+                _fail(future, NodeError(grpc.StatusCode.UNAVAILABLE, f"read dropped: {dropped.reason}"))
+        node.advance(rd)
+        self._wake_applied_waiters()
+
+    def _apply(self, rd: Ready) -> None:
+        machine = self.machine
+        waiting = self._waiting
+        for entry in rd.committed:
+            if entry.kind is EntryKind.NOOP:
+                machine.apply_noop(entry.index)
+                result = None
+            else:
+                result = machine.apply(entry.index, entry.data)
+            slot = waiting.pop(entry.index, None)
+            if slot is None:
+                continue
+            term, future = slot
+            if future.done():
+                continue
+            if term == entry.term:
+                future.set_result((entry.index, result))
+            else:
+                _fail(future, NodeError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the command at index {entry.index} was lost in a leader change (term {term} -> {entry.term}); "
+                    "retrying with the same session and sequence is safe",
+                ))
+
+    def _fail_waiting_through(self, index: int) -> None:
+        """A snapshot replaced the log through `index`: proposals there have an
+        unknown outcome (the client's retry gets the session's cached result)."""
+        for i in [i for i in self._waiting if i <= index]:
+            _, future = self._waiting.pop(i)
+            _fail(future, NodeError(grpc.StatusCode.UNAVAILABLE, "outcome unknown after a snapshot install; retry"))
+
+    def _wake_applied_waiters(self) -> None:
+        applied = self.machine.applied_index
+        waiters = self._applied_waiters
+        while waiters and waiters[0][0] <= applied:
+            _, _, future = heapq.heappop(waiters)
+            if not future.done():
+                future.set_result(None)
+
+    def _on_soft_state(self, rd: Ready) -> None:
+        soft = rd.soft_state
+        assert soft is not None and self.node is not None
+        now = time.monotonic()
+        if soft.leader == NONE:
+            self._leader_unknown_since = now
+        else:
+            self._leader_since = now
+            self._last_leader_contact = now
+        log.info("node %d is %s in term %d; leader %s", self.id, soft.role.value, self.node.term, soft.leader or "unknown")
+        if soft.role is not Role.LEADER:
+            error = self.leader_error()
+            queued, self._queued = self._queued, []
+            for p in queued:
+                _fail(p.future, error)
+            for future in self._reads.values():
+                _fail(future, error)
+
+    async def _maybe_snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
+        node = self.node
+        assert node is not None
+        every = self.config.snapshot_entries
+        if not every or node.log.applied - node.log.snapshot_index < every:
+            return
+        assert self.machine.applied_index == node.log.applied, (self.machine.applied_index, node.log.applied)
+        node.compact(node.log.applied, self.machine.snapshot())
+        snapshot = node.snapshot
+        await loop.run_in_executor(self._disk, self._compact, snapshot)
+        log.info("node %d took a snapshot at index %d", self.id, snapshot.index)
+
+    def _fail_everything(self, error: NodeError) -> None:
+        for p in self._queued:
+            _fail(p.future, error)
+        self._queued = []
+        for _, future in self._waiting.values():
+            _fail(future, error)
+        self._waiting.clear()
+        for future in self._reads.values():
+            _fail(future, error)
+        for _, _, future in self._applied_waiters:
+            _fail(future, error)
+        self._applied_waiters.clear()
+
+
+def _fail(future: asyncio.Future, error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+async def serve(config: NodeConfig) -> int:
+    """Run a node until SIGTERM/SIGINT (graceful stop) or a storage failure."""
+    node = RaftNode(config)
+    await node.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"raftflow node {config.id} serving on {config.listen_address} (pid {os.getpid()})", flush=True)
+    waiter = asyncio.create_task(stop.wait())
+    stopped = asyncio.create_task(node.stopped.wait())
+    await asyncio.wait([waiter, stopped], return_when=asyncio.FIRST_COMPLETED)
+    await node.stop()
+    waiter.cancel()
+    return 1 if node.failure is not None else 0

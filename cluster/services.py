@@ -1,0 +1,288 @@
+"""The client and admin gRPC services of a node: protobuf in, typed commands to the
+node, typed results back to protobuf. The conversion happens here, once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import grpc
+
+from cluster.node import VERSION, NodeError, RaftNode
+from proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc
+from raft.types import NONE, RaftError, Role
+from statemachine.commands import (
+    Cas,
+    CasResult,
+    CommandError,
+    Delete,
+    DeleteResult,
+    KeyValue,
+    OpenSession,
+    Put,
+    PutResult,
+    Rejected,
+    RejectReason,
+    SessionOpened,
+    validate_op,
+)
+
+LEADER_METADATA = "raftflow-leader"  # "ID ADDRESS" of the leader, on FAILED_PRECONDITION
+NODE_METADATA = "raftflow-node"  # on every error a node reports itself
+_CONSISTENCY = {
+    client_pb2.LINEARIZABLE: "linearizable",
+    client_pb2.LEASE: "lease",
+    client_pb2.STALE: "stale",
+}
+_REJECT_CODES = {
+    RejectReason.SESSION_UNKNOWN: grpc.StatusCode.NOT_FOUND,
+    RejectReason.STALE_SEQUENCE: grpc.StatusCode.FAILED_PRECONDITION,
+    RejectReason.TOO_MANY_PENDING: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    RejectReason.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+def op_from_proto(cmd: client_pb2.Command):
+    """The typed operation of a Command; CommandError names what is wrong."""
+    which = cmd.WhichOneof("op")
+    if which is None:
+        raise CommandError("command has no operation: set put, delete or cas")
+    if cmd.session_id == 0:
+        raise CommandError("session_id is 0: open a session first (OpenSession)")
+    if cmd.seq == 0:
+        raise CommandError("seq is 0: sequence numbers start at 1")
+    if cmd.ack_floor > cmd.seq:
+        raise CommandError(f"ack_floor {cmd.ack_floor} is above seq {cmd.seq}")
+    if which == "put":
+        op = Put(cmd.put.key, cmd.put.value)
+    elif which == "delete":
+        op = Delete(cmd.delete.key)
+    else:
+        expected = cmd.cas.WhichOneof("expected")
+        if expected is None:
+            raise CommandError("cas needs expected_value or expected_revision")
+        if expected == "expected_value":
+            op = Cas(cmd.cas.key, cmd.cas.value, expected_value=cmd.cas.expected_value)
+        else:
+            op = Cas(cmd.cas.key, cmd.cas.value, expected_revision=cmd.cas.expected_revision)
+    validate_op(op)
+    return op
+
+
+def kv_to_proto(kv: KeyValue | None, out: client_pb2.KeyValue) -> None:
+    if kv is not None:
+        out.key = kv.key
+        out.value = kv.value
+        out.create_revision = kv.create_revision
+        out.mod_revision = kv.mod_revision
+        out.version = kv.version
+
+
+def reply_for(request_id: int, index: int, result) -> client_pb2.CommandReply:
+    reply = client_pb2.CommandReply(request_id=request_id, index=index)
+    if isinstance(result, PutResult):
+        reply.revision, reply.succeeded = result.revision, True
+        kv_to_proto(result.prev, reply.prev)
+    elif isinstance(result, DeleteResult):
+        reply.revision, reply.succeeded = result.revision, result.deleted is not None
+        kv_to_proto(result.deleted, reply.prev)
+    elif isinstance(result, CasResult):
+        reply.revision, reply.succeeded = result.revision, result.succeeded
+        kv_to_proto(result.current, reply.current)
+    elif isinstance(result, Rejected):
+        reply.code = _REJECT_CODES[result.reason].value[0]
+        reply.message = f"{result.reason.name}: {result.message}"
+    else:
+        raise AssertionError(f"unexpected result {result!r}")
+    return reply
+
+
+def error_reply(request_id: int, error: NodeError) -> client_pb2.CommandReply:
+    return client_pb2.CommandReply(
+        request_id=request_id, code=error.code.value[0], message=error.message,
+        leader_id=error.leader, leader_address=error.leader_address,
+    )
+
+
+async def _abort(context, error: NodeError, node_id: int):
+    """End the call with the error's status. The metadata says a node answered
+    (not the network), and where the leader is when that is known."""
+    metadata = [(NODE_METADATA, str(node_id))]
+    if error.leader != NONE:
+        metadata.append((LEADER_METADATA, f"{error.leader} {error.leader_address}"))
+    await context.abort(error.code, error.message, trailing_metadata=tuple(metadata))
+
+
+class ClientService(client_pb2_grpc.ClientServicer):
+    def __init__(self, node: RaftNode) -> None:
+        self.node = node
+
+    async def _fail(self, context, code: grpc.StatusCode, message: str):
+        await _abort(context, NodeError(code, message), self.node.id)
+
+    def _submit(self, cmd: client_pb2.Command) -> asyncio.Future:
+        try:
+            op = op_from_proto(cmd)
+        except CommandError as exc:
+            raise NodeError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        return self.node.submit(None, cmd.session_id, cmd.seq, cmd.ack_floor, op)
+
+    async def OpenSession(self, request, context):
+        try:
+            index, result = await self.node.submit(None, 0, 0, 0, OpenSession())
+        except NodeError as error:
+            await _abort(context, error, self.node.id)
+        assert isinstance(result, SessionOpened), result
+        return client_pb2.OpenSessionReply(session_id=result.session_id, leader_id=self.node.id)
+
+    async def Execute(self, request, context):
+        try:
+            index, result = await self._submit(request)
+        except NodeError as error:
+            await _abort(context, error, self.node.id)
+        reply = reply_for(request.request_id, index, result)
+        if reply.code:
+            await self._fail(context, _code(reply.code), reply.message)
+        return reply
+
+    async def ExecuteStream(self, request_iterator, context):
+        """Batches of commands in, batches of replies out in completion order (each
+        write carries every reply ready by then); the stream ends once the
+        client has finished sending and every command has its reply."""
+        replies: asyncio.Queue[client_pb2.CommandReply | None] = asyncio.Queue()
+        inflight = 0
+        reading = True
+
+        def done(request_id: int, future: asyncio.Future) -> None:
+            nonlocal inflight
+            inflight -= 1
+            error = None if future.cancelled() else future.exception()
+            if future.cancelled():
+                error = NodeError(grpc.StatusCode.CANCELLED, "cancelled")
+            if error is None:
+                index, result = future.result()
+                replies.put_nowait(reply_for(request_id, index, result))
+            elif isinstance(error, NodeError):
+                replies.put_nowait(error_reply(request_id, error))
+            else:
+                replies.put_nowait(error_reply(request_id, NodeError(grpc.StatusCode.INTERNAL, repr(error))))
+
+        async def read() -> None:
+            nonlocal inflight, reading
+            try:
+                async for batch in request_iterator:
+                    for cmd in batch.commands:
+                        try:
+                            future = self._submit(cmd)
+                        except NodeError as error:
+                            replies.put_nowait(error_reply(cmd.request_id, error))
+                            continue
+                        inflight += 1
+                        future.add_done_callback(lambda f, rid=cmd.request_id: done(rid, f))
+            finally:
+                reading = False
+                replies.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while reading or inflight or not replies.empty():
+                batch = [await replies.get()]
+                while not replies.empty():
+                    batch.append(replies.get_nowait())
+                batch = [r for r in batch if r is not None]
+                if batch:
+                    await context.write(client_pb2.ReplyBatch(replies=batch))
+        finally:
+            reader.cancel()
+
+    async def Read(self, request, context):
+        node = self.node
+        if not request.key:
+            await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, "key is empty")
+        consistency = _CONSISTENCY.get(request.consistency)
+        if consistency is None:
+            await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, f"unknown consistency {request.consistency}")
+        try:
+            if consistency != "stale":
+                index = await node.read_index(consistency)
+                await node.wait_applied(index)
+        except NodeError as error:
+            await _abort(context, error, self.node.id)
+        kv = node.machine.get(request.key)
+        reply = client_pb2.ReadReply(
+            found=kv is not None, applied_index=node.machine.applied_index, node_id=node.id,
+            stale=consistency == "stale", leader_id=node.node.leader, since_leader_s=node.since_leader_s(),
+            revision=node.machine.revision,
+        )
+        kv_to_proto(kv, reply.kv)
+        return reply
+
+
+def _code(number: int) -> int:
+    for code in grpc.StatusCode:
+        if code.value[0] == number:
+            return code
+    return grpc.StatusCode.UNKNOWN
+
+
+class AdminService(admin_pb2_grpc.AdminServicer):
+    def __init__(self, node: RaftNode) -> None:
+        self.node = node
+
+    async def _fail(self, context, code: grpc.StatusCode, message: str):
+        await _abort(context, NodeError(code, message), self.node.id)
+
+    async def Status(self, request, context):
+        rn = self.node
+        node = rn.node
+        st = node.status()
+        now = time.monotonic()
+        reply = admin_pb2.StatusReply(
+            id=rn.id, address=rn.config.address, cluster_id=rn.config.cluster_id, role=st.role.value,
+            term=st.term, leader_id=st.leader, leader_address=rn.config.peers.get(st.leader, ""),
+            last_index=st.last_index, commit_index=st.commit, applied_index=rn.machine.applied_index,
+            snapshot_index=st.snapshot_index, leader_unknown_s=rn.leader_unknown_s(), pid=os.getpid(),
+            pending_proposals=len(rn._queued) + len(rn._waiting), version=VERSION,
+        )
+        for peer_id, address in sorted(rn.config.peers.items()):
+            if peer_id == rn.id:
+                continue
+            link = rn.transport.links[peer_id]
+            heard = rn.transport.last_heard.get(peer_id)
+            reply.peers.append(admin_pb2.PeerState(
+                id=peer_id, address=address, connected=link.connected,
+                last_heard_s=-1.0 if heard is None else now - heard, progress=st.progress.get(peer_id, ""),
+            ))
+        return reply
+
+    async def TransferLeader(self, request, context):
+        rn = self.node
+        node = rn.node
+        target = request.target_id
+        if target not in rn.config.peers:
+            await self._fail(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"node {target} is not a member; members are {sorted(rn.config.peers)}"
+            )
+        if node.role is not Role.LEADER:
+            await _abort(context, rn.leader_error(), rn.id)
+        try:
+            node.transfer_leadership(target)
+        except RaftError as exc:
+            await self._fail(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        rn._poke()
+        # The transfer is given up after one election timeout; wait a little longer.
+        deadline = time.monotonic() + 3 * rn.config.election_ticks * rn.tick_s
+        while time.monotonic() < deadline:
+            if node.leader == target or (node.role is not Role.LEADER and node.leader not in (NONE, rn.id)):
+                return admin_pb2.TransferReply(leader_id=node.leader, term=node.term)
+            await asyncio.sleep(rn.tick_s)  # polls the node's own state once per tick
+        await self._fail(
+            context, grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"node {target} did not take over within {3 * rn.config.election_ticks * rn.config.tick_ms} ms; "
+            f"node {node.leader or 'unknown'} leads",
+        )
+
+    async def StateHash(self, request, context):
+        machine = self.node.machine
+        return admin_pb2.StateHashReply(applied_index=machine.applied_index, hash=machine.state_hash())

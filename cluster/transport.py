@@ -1,0 +1,259 @@
+"""Raft messages between nodes over gRPC: one long-lived stream per peer.
+
+Outbound, each peer has a `PeerLink`: messages are encoded when sent and gathered
+into batches; one task writes the batches on a client stream (`Peer.Send`) and
+reopens it when it breaks. Raft tolerates lost messages, so while a peer is
+unreachable its messages are dropped rather than queued without bound. Snapshot
+chunks go on their own stream (`Peer.InstallSnapshot`) so that a large transfer
+never holds up heartbeats.
+
+Inbound, `PeerService` checks every batch (cluster id, addressee, sender) and
+hands each decoded message to the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import grpc
+
+from proto import peer_pb2, peer_pb2_grpc
+from raft.codec import DecodeError, decode_message, encode_message
+from raft.types import InstallSnapshot, Message
+
+log = logging.getLogger("raftflow.transport")
+
+# Channel settings: reconnect quickly after a peer restarts (gRPC's default backoff
+# grows to two minutes), and allow messages as large as a snapshot chunk batch.
+MAX_MESSAGE_BYTES = 64 << 20
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 500),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+BATCH_BYTES_MAX = 4 << 20  # one RaftBatch stays under this (at least one message)
+PENDING_BYTES_MAX = 32 << 20  # per peer; beyond it, messages are dropped (Raft resends)
+RECONNECT_DELAY_S = 0.05
+
+
+class PeerLink:
+    """The outbound half of the connection to one peer."""
+
+    def __init__(self, cluster_id: str, self_id: int, peer_id: int, address: str) -> None:
+        self.cluster_id = cluster_id
+        self.self_id = self_id
+        self.peer_id = peer_id
+        self.address = address
+        self.connected = False  # the last write on the stream succeeded
+        self.dropped = 0  # messages dropped while the peer was unreachable
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._wake = asyncio.Event()
+        self._snapshots: asyncio.Queue[list[bytes]] = asyncio.Queue(maxsize=1)
+        self._channel: grpc.aio.Channel | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"peer-{self.peer_id}"),
+            asyncio.create_task(self._run_snapshots(), name=f"peer-{self.peer_id}-snapshots"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._channel is not None:
+            await self._channel.close()
+
+    def send(self, encoded: bytes) -> None:
+        if self._pending_bytes + len(encoded) > PENDING_BYTES_MAX:
+            self.dropped += 1
+            return
+        self._pending.append(encoded)
+        self._pending_bytes += len(encoded)
+        self._wake.set()
+
+    def send_snapshot(self, chunks: list[bytes]) -> None:
+        """All chunks of one snapshot; dropped if a transfer is already queued
+        (the leader retries a snapshot it hears nothing about)."""
+        try:
+            self._snapshots.put_nowait(chunks)
+        except asyncio.QueueFull:
+            self.dropped += len(chunks)
+
+    def _take_batch(self) -> list[bytes]:
+        pending = self._pending
+        size, n = 0, 0
+        for n, raw in enumerate(pending):  # noqa: B007
+            size += len(raw)
+            if size > BATCH_BYTES_MAX and n > 0:
+                break
+        else:
+            n = len(pending)
+        batch, self._pending = pending[:n], pending[n:]
+        self._pending_bytes -= sum(len(raw) for raw in batch)
+        if self._pending:
+            self._wake.set()
+        return batch
+
+    def _drop_pending(self) -> None:
+        self.dropped += len(self._pending)
+        self._pending = []
+        self._pending_bytes = 0
+
+    async def _run(self) -> None:
+        stub = peer_pb2_grpc.PeerStub(self._channel)
+        while True:
+            await self._wake.wait()
+            call = stub.Send()
+            try:
+                while True:
+                    await self._wake.wait()
+                    self._wake.clear()
+                    batch = self._take_batch()
+                    if not batch:
+                        continue
+                    await call.write(
+                        peer_pb2.RaftBatch(
+                            cluster_id=self.cluster_id, from_id=self.self_id, to_id=self.peer_id, messages=batch
+                        )
+                    )
+                    self.connected = True
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError) as exc:
+                self._lost(exc, call)
+            except asyncio.CancelledError:
+                call.cancel()
+                raise
+            # Messages queued while the stream was down are stale; Raft resends.
+            self._drop_pending()
+            await asyncio.sleep(RECONNECT_DELAY_S)  # backoff before reopening the stream
+
+    def _lost(self, exc: BaseException, call: grpc.aio.StreamUnaryCall) -> None:
+        if self.connected:
+            log.info("stream to node %d at %s lost: %s", self.peer_id, self.address, _describe(exc))
+        self.connected = False
+        call.cancel()
+
+    async def _run_snapshots(self) -> None:
+        stub = peer_pb2_grpc.PeerStub(self._channel)
+        while True:
+            chunks = await self._snapshots.get()
+            requests = [
+                peer_pb2.SnapshotChunk(cluster_id=self.cluster_id, from_id=self.self_id, to_id=self.peer_id, message=c)
+                for c in chunks
+            ]
+            try:
+                await stub.InstallSnapshot(iter(requests), timeout=60)
+            except grpc.aio.AioRpcError as exc:
+                log.info("snapshot to node %d failed: %s", self.peer_id, _describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return repr(exc)
+
+
+class Transport:
+    """Every outbound link of one node, and when each peer was last heard from."""
+
+    def __init__(self, cluster_id: str, self_id: int, peers: dict[int, str]) -> None:
+        self.links = {
+            peer_id: PeerLink(cluster_id, self_id, peer_id, address)
+            for peer_id, address in peers.items()
+            if peer_id != self_id
+        }
+        self.last_heard: dict[int, float] = {}  # peer id -> time.monotonic()
+
+    def start(self) -> None:
+        for link in self.links.values():
+            link.start()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(link.close() for link in self.links.values()))
+
+    def send(self, messages: list[Message]) -> None:
+        snapshots: dict[int, list[bytes]] = {}
+        for m in messages:
+            link = self.links.get(m.dst)
+            if link is None:
+                continue
+            if isinstance(m, InstallSnapshot):
+                snapshots.setdefault(m.dst, []).append(encode_message(m))
+            else:
+                link.send(encode_message(m))
+        for dst, chunks in snapshots.items():
+            self.links[dst].send_snapshot(chunks)
+
+    def reachable(self) -> int:
+        """Peers whose stream is up (this node not counted)."""
+        return sum(1 for link in self.links.values() if link.connected)
+
+
+class PeerService(peer_pb2_grpc.PeerServicer):
+    """Inbound Raft messages. `deliver(messages)` steps them into the node."""
+
+    def __init__(
+        self, cluster_id: str, self_id: int, peers: dict[int, str], deliver: Callable[[list[Message]], None],
+        last_heard: dict[int, float],
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.self_id = self_id
+        self.peers = peers
+        self.deliver = deliver
+        self.last_heard = last_heard
+
+    def _check(self, cluster_id: str, from_id: int, to_id: int) -> str | None:
+        if cluster_id != self.cluster_id:
+            return f"cluster id {cluster_id!r} is not this node's cluster {self.cluster_id!r}"
+        if to_id != self.self_id:
+            return f"batch for node {to_id} reached node {self.self_id}"
+        if from_id not in self.peers or from_id == self.self_id:
+            return f"node {from_id} is not a member; members are {sorted(self.peers)}"
+        return None
+
+    def _decode(self, raw_messages, from_id: int) -> list[Message]:
+        out = []
+        for raw in raw_messages:
+            m = decode_message(raw)
+            if m.src != from_id or m.dst != self.self_id:
+                raise DecodeError(f"message from {m.src} to {m.dst} on the stream from node {from_id}")
+            out.append(m)
+        return out
+
+    async def _accept(self, context, cluster_id: str, from_id: int, to_id: int, raw_messages, what: str) -> None:
+        problem = self._check(cluster_id, from_id, to_id)
+        if problem:
+            log.warning("refused a peer stream: %s", problem)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, problem)
+        try:
+            messages = self._decode(raw_messages, from_id)
+        except DecodeError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {what}: {exc}")
+        self.last_heard[from_id] = time.monotonic()
+        self.deliver(messages)
+
+    async def Send(self, request_iterator, context):
+        received = 0
+        async for batch in request_iterator:
+            await self._accept(context, batch.cluster_id, batch.from_id, batch.to_id, batch.messages, "raft message")
+            received += 1
+        return peer_pb2.StreamClosed(received=received)
+
+    async def InstallSnapshot(self, request_iterator, context):
+        received = 0
+        async for chunk in request_iterator:
+            await self._accept(context, chunk.cluster_id, chunk.from_id, chunk.to_id, [chunk.message], "snapshot chunk")
+            received += 1
+        return peer_pb2.StreamClosed(received=received)

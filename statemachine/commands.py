@@ -1,0 +1,376 @@
+"""Commands the state machine applies, the results it returns, and their encodings.
+
+A command is an op (what the client asks for) inside the envelope the leader proposes:
+the client's session, sequence number and ack floor, and the leader's clock. In a log
+entry it is the msgpack array
+
+    [COMMAND_FORMAT, timestamp_ms, session_id, seq, ack_floor, [op_code, *op_fields]]
+
+and a result is `[RESULT_FORMAT, result_code, *fields]`. One conversion each way, and
+every field is checked on the way in: entry data that does not decode is a
+CommandError, never a crash, because every replica must reach the same state from the
+same log (STYLE §5).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import msgpack
+
+MAX_KEY_BYTES = 1024  # a key's UTF-8 encoding
+MAX_VALUE_BYTES = 1 << 20  # a value, and a Cas's expected_value
+MAX_INT = (1 << 64) - 1  # every integer field: msgpack's unsigned range, like raft's indices
+COMMAND_FORMAT = 1  # bump when the command layout changes; decode refuses other versions
+RESULT_FORMAT = 1
+
+
+class CommandError(ValueError):
+    """Entry data or an op that is not a valid command; the message names the field."""
+
+
+class ResultError(ValueError):
+    """Bytes that are not an encoded result; the message names the field."""
+
+
+class SnapshotError(ValueError):
+    """Bytes that are not a snapshot this machine can restore; the message names the field."""
+
+
+# --- ops ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """Opens a client session; its id is the index of the entry (thesis §6.3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cas:
+    """Put `value` if the key's value is `expected_value`, or if its mod_revision is
+    `expected_revision` (0: the key must not exist). Exactly one of the two is given."""
+
+    key: str
+    value: bytes
+    expected_value: bytes | None = None
+    expected_revision: int | None = None
+
+
+Op: TypeAlias = OpenSession | Put | Delete | Cas
+
+
+class OpCode(enum.IntEnum):
+    OPEN_SESSION = 0
+    PUT = 1
+    DELETE = 2
+    CAS = 3
+
+
+_OP_CLASSES: dict[int, type] = {OpCode.OPEN_SESSION: OpenSession, OpCode.PUT: Put, OpCode.DELETE: Delete, OpCode.CAS: Cas}
+_OP_CODES: dict[type, OpCode] = {cls: OpCode(code) for code, cls in _OP_CLASSES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An op as the leader proposed it. Only OpenSession has session_id 0 and seq 0."""
+
+    timestamp_ms: int  # the leader's clock when it proposed the entry, never a replica's
+    session_id: int  # the index of the entry that opened the session
+    seq: int  # the client's number for this command in its session, from 1
+    ack_floor: int  # <= seq: every seq below it has been answered and may be forgotten
+    op: Op
+
+
+# --- results --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    """A key as etcd shows it. Revisions count mutations that changed something, across
+    all keys; 1 <= create_revision <= mod_revision <= the store's revision."""
+
+    key: str
+    value: bytes
+    create_revision: int  # the revision that created the key (since its last delete)
+    mod_revision: int  # the revision of its last change
+    version: int  # changes since creation, 1 at creation
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    revision: int  # the revision this put made
+    prev: KeyValue | None  # the key before the put, None if it did not exist
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    revision: int  # the revision the delete made; unchanged if there was nothing to delete
+    deleted: KeyValue | None
+
+
+@dataclass(frozen=True, slots=True)
+class CasResult:
+    succeeded: bool
+    revision: int  # the store's revision after the operation
+    current: KeyValue | None  # the key after the put if it succeeded, else what made it fail
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOpened:
+    session_id: int
+
+
+class RejectReason(enum.IntEnum):
+    SESSION_UNKNOWN = 0  # never opened, or expired: the client must open a new session
+    STALE_SEQUENCE = 1  # seq below the session's ack floor: its reply was delivered and forgotten
+    TOO_MANY_PENDING = 2  # the session holds max_results_per_session unacknowledged results
+    MALFORMED = 3  # the entry's data is not a command
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The command was not applied and changed nothing (it may be retried)."""
+
+    reason: RejectReason
+    message: str
+
+
+Result: TypeAlias = PutResult | DeleteResult | CasResult | SessionOpened | Rejected
+
+
+class ResultCode(enum.IntEnum):
+    SESSION_OPENED = 0
+    PUT = 1
+    DELETE = 2
+    CAS = 3
+    REJECTED = 4
+
+
+# --- field checks, shared by every decoder in the package ------------------------------
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def unpack(data: object, error: type[ValueError], what: str) -> object:
+    """msgpack bytes -> Python values, or `error` naming `what`; never anything else."""
+    if type(data) is not bytes:
+        raise error(f"{what} is {type(data).__name__}; expected bytes")
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise error(f"{what} is not msgpack ({len(data)} bytes): {type(exc).__name__}: {exc}") from exc
+
+
+def check_type(value: object, expected: type, what: str, error: type[ValueError]) -> None:
+    # Exact types: msgpack gives bool for booleans, and bool is an int subclass.
+    if type(value) is not expected:
+        raise error(f"{what} is {_show(value)}; expected {expected.__name__}")
+
+
+def check_int(value: object, what: str, error: type[ValueError], minimum: int = 0) -> int:
+    if type(value) is not int or not minimum <= value <= MAX_INT:
+        raise error(f"{what} is {_show(value)}; expected an integer from {minimum} to {MAX_INT}")
+    return value
+
+
+def check_row(value: object, length: int, what: str, error: type[ValueError]) -> list:
+    if type(value) is not list or len(value) != length:
+        raise error(f"{what} is {_show(value)}; expected an array of {length} items")
+    return value
+
+
+def check_version(value: object, version: int, what: str, error: type[ValueError]) -> None:
+    if type(value) is not int or value != version:
+        raise error(f"{what} format is {_show(value)}; this build reads format {version}")
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+def encode_command(cmd: Command) -> bytes:
+    op = cmd.op
+    op_row = [_OP_CODES[type(op)], *[getattr(op, name) for name in type(op).__slots__]]
+    row = [COMMAND_FORMAT, cmd.timestamp_ms, cmd.session_id, cmd.seq, cmd.ack_floor, op_row]
+    return msgpack.packb(row, use_bin_type=True)
+
+
+def decode_command(data: bytes) -> Command:
+    """Entry data -> a Command, or CommandError naming the field that is wrong. Checks
+    every field's type and range, the envelope rules and validate_op's rules."""
+    row = check_row(unpack(data, CommandError, "command"), 6, "command", CommandError)
+    version, timestamp_ms, session_id, seq, ack_floor, op_row = row
+    check_version(version, COMMAND_FORMAT, "command", CommandError)
+    for value, what in ((timestamp_ms, "timestamp_ms"), (session_id, "session_id"), (seq, "seq"), (ack_floor, "ack_floor")):
+        check_int(value, what, CommandError)
+    op = _decode_op(op_row)
+    _check_envelope(session_id, seq, ack_floor, op)
+    validate_op(op)
+    return Command(timestamp_ms, session_id, seq, ack_floor, op)
+
+
+def _decode_op(op_row: object) -> Op:
+    if type(op_row) is not list or not op_row:
+        raise CommandError(f"op is {_show(op_row)}; expected an array [op_code, *fields]")
+    code, *fields = op_row
+    if type(code) is not int or code not in _OP_CLASSES:
+        raise CommandError(f"op code is {_show(code)}; expected one of {[int(c) for c in OpCode]}")
+    cls = _OP_CLASSES[code]
+    if len(fields) != len(cls.__slots__):
+        raise CommandError(f"{cls.__name__} op has {len(fields)} fields; expected {len(cls.__slots__)} {list(cls.__slots__)}")
+    return cls(*fields)  # field types are validate_op's to check
+
+
+def _check_envelope(session_id: int, seq: int, ack_floor: int, op: Op) -> None:
+    if type(op) is OpenSession:
+        for value, what in ((session_id, "session_id"), (seq, "seq"), (ack_floor, "ack_floor")):
+            if value != 0:
+                raise CommandError(f"{what} is {value}; an OpenSession carries 0 (it has no session yet)")
+        return
+    if session_id == 0:
+        raise CommandError(f"session_id is 0; a {type(op).__name__} needs an open session")
+    if seq == 0:
+        raise CommandError("seq is 0; sequence numbers in a session start at 1")
+    if ack_floor > seq:
+        raise CommandError(f"ack_floor is {ack_floor}, above seq {seq}; the command itself still awaits its reply")
+
+
+def validate_op(op: Op) -> None:
+    """The rules an op must meet, checked at the server edge before proposing and again
+    by decode_command; raises CommandError saying which rule failed."""
+    match op:
+        case OpenSession():
+            pass
+        case Put(key, value):
+            _check_key(key)
+            _check_value(value, "value")
+        case Delete(key):
+            _check_key(key)
+        case Cas(key, value, expected_value, expected_revision):
+            _check_key(key)
+            _check_value(value, "value")
+            if (expected_value is None) == (expected_revision is None):
+                given = "neither" if expected_value is None else "both"
+                raise CommandError(f"Cas takes exactly one of expected_value and expected_revision; got {given}")
+            if expected_value is not None:
+                _check_value(expected_value, "expected_value")
+            else:
+                check_int(expected_revision, "expected_revision", CommandError)
+        case _:
+            raise CommandError(f"op is {_show(op)}; expected OpenSession, Put, Delete or Cas")
+
+
+def _check_key(key: object) -> None:
+    check_type(key, str, "key", CommandError)
+    if not key:
+        raise CommandError("key is empty")
+    if "\0" in key:
+        raise CommandError(f"key {_show(key)} contains a NUL character")
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError as exc:
+        raise CommandError(f"key {_show(key)} is not valid UTF-8: {exc.reason}") from exc
+    if size > MAX_KEY_BYTES:
+        raise CommandError(f"key is {size} bytes of UTF-8; at most {MAX_KEY_BYTES}")
+
+
+def _check_value(value: object, what: str) -> None:
+    check_type(value, bytes, what, CommandError)
+    if len(value) > MAX_VALUE_BYTES:
+        raise CommandError(f"{what} is {len(value)} bytes; at most {MAX_VALUE_BYTES}")
+
+
+# --- results --------------------------------------------------------------------------
+
+
+def key_value_row(kv: KeyValue | None) -> list | None:
+    if kv is None:
+        return None
+    return [kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version]
+
+
+def key_value_from_row(row: object, what: str, error: type[ValueError]) -> KeyValue:
+    key, value, create_revision, mod_revision, version = check_row(row, 5, what, error)
+    check_type(key, str, f"{what} key", error)
+    check_type(value, bytes, f"{what} value", error)
+    check_int(create_revision, f"{what} create_revision", error, minimum=1)
+    check_int(mod_revision, f"{what} mod_revision", error, minimum=create_revision)
+    check_int(version, f"{what} version", error, minimum=1)
+    return KeyValue(key, value, create_revision, mod_revision, version)
+
+
+def _optional_key_value(row: object, what: str) -> KeyValue | None:
+    return None if row is None else key_value_from_row(row, what, ResultError)
+
+
+def encode_result(result: Result) -> bytes:
+    match result:
+        case SessionOpened(session_id):
+            row = [ResultCode.SESSION_OPENED, session_id]
+        case PutResult(revision, prev):
+            row = [ResultCode.PUT, revision, key_value_row(prev)]
+        case DeleteResult(revision, deleted):
+            row = [ResultCode.DELETE, revision, key_value_row(deleted)]
+        case CasResult(succeeded, revision, current):
+            row = [ResultCode.CAS, succeeded, revision, key_value_row(current)]
+        case Rejected(reason, message):
+            row = [ResultCode.REJECTED, reason, message]
+        case _:
+            raise TypeError(f"not a result: {result!r}")
+    return msgpack.packb([RESULT_FORMAT, *row], use_bin_type=True)
+
+
+_RESULT_FIELDS = {
+    ResultCode.SESSION_OPENED: 1,
+    ResultCode.PUT: 2,
+    ResultCode.DELETE: 2,
+    ResultCode.CAS: 3,
+    ResultCode.REJECTED: 2,
+}
+_REJECT_REASONS = {int(r): r for r in RejectReason}
+
+
+def decode_result(data: bytes) -> Result:
+    """Bytes from encode_result -> the result, or ResultError naming the field."""
+    row = unpack(data, ResultError, "result")
+    if type(row) is not list or len(row) < 2:
+        raise ResultError(f"result is {_show(row)}; expected an array [format, code, *fields]")
+    version, code, *fields = row
+    check_version(version, RESULT_FORMAT, "result", ResultError)
+    if type(code) is not int or code not in _RESULT_FIELDS:
+        raise ResultError(f"result code is {_show(code)}; expected one of {[int(c) for c in ResultCode]}")
+    code = ResultCode(code)
+    if len(fields) != _RESULT_FIELDS[code]:
+        raise ResultError(f"{code.name} result has {len(fields)} fields; expected {_RESULT_FIELDS[code]}")
+    if code is ResultCode.SESSION_OPENED:
+        return SessionOpened(check_int(fields[0], "session_id", ResultError, minimum=1))
+    if code is ResultCode.REJECTED:
+        reason, message = fields
+        if type(reason) is not int or reason not in _REJECT_REASONS:
+            raise ResultError(f"reason is {_show(reason)}; expected one of {[int(r) for r in RejectReason]}")
+        check_type(message, str, "message", ResultError)
+        return Rejected(_REJECT_REASONS[reason], message)
+    if code is ResultCode.CAS:
+        succeeded, revision, current = fields
+        check_type(succeeded, bool, "succeeded", ResultError)
+        return CasResult(succeeded, check_int(revision, "revision", ResultError), _optional_key_value(current, "current"))
+    revision, kv = fields
+    check_int(revision, "revision", ResultError)
+    if code is ResultCode.PUT:
+        return PutResult(revision, _optional_key_value(kv, "prev"))
+    return DeleteResult(revision, _optional_key_value(kv, "deleted"))

@@ -1,0 +1,155 @@
+"""The machine the Raft driver applies committed entries to.
+
+`Machine.apply(index, data)` depends on nothing but the machine's state and the entry:
+no wall clock, randomness or I/O. "Now" is the latest timestamp a leader stamped into
+an entry, so every replica that applies the same log reaches the same state, expires
+the same sessions and returns the same results.
+
+The machine owns the log position, the clock and the sessions; each concern's state is
+a namespace (the key-value store now, workflows next) that applies the op types it
+lists. A command goes: decode -> advance the clock -> expire sessions -> dedup by
+(session, seq) -> the namespace that owns its op -> cache the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import ClassVar, Protocol
+
+import msgpack
+
+from statemachine.commands import (
+    CommandError,
+    KeyValue,
+    Op,
+    OpenSession,
+    Rejected,
+    RejectReason,
+    Result,
+    SnapshotError,
+    check_int,
+    check_row,
+    check_version,
+    decode_command,
+    unpack,
+)
+from statemachine.kv import KvStore
+from statemachine.sessions import (
+    DEFAULT_MAX_RESULTS_PER_SESSION,
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_SESSION_TTL_MS,
+    SessionLimits,
+    SessionTable,
+)
+
+SNAPSHOT_FORMAT = 1  # bump when the snapshot layout changes; restore refuses other versions
+
+
+class Namespace(Protocol):
+    """One concern's state inside the machine. It applies the ops in OPS, depending only
+    on its state and the op, and saves and restores its own part of a snapshot
+    (`restore_state` is called on a fresh instance and raises SnapshotError)."""
+
+    OPS: ClassVar[tuple[type, ...]]
+
+    def apply(self, op: Op) -> Result: ...
+
+    def snapshot_state(self) -> list: ...
+
+    def restore_state(self, state: object) -> None: ...
+
+
+class Machine:
+    def __init__(
+        self,
+        *,
+        session_ttl_ms: int = DEFAULT_SESSION_TTL_MS,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        max_results_per_session: int = DEFAULT_MAX_RESULTS_PER_SESSION,
+    ) -> None:
+        limits = SessionLimits(session_ttl_ms, max_sessions, max_results_per_session)
+        self.applied_index = 0  # the last entry applied; the next must be applied_index + 1
+        self.now_ms = 0  # the latest leader timestamp applied; never decreases
+        self._install(SessionTable(limits), KvStore())
+
+    def _install(self, sessions: SessionTable, kv: KvStore) -> None:
+        self._sessions = sessions
+        self._kv = kv
+        self._namespaces: tuple[Namespace, ...] = (kv,)  # snapshot order: a new namespace goes last
+        self._namespace_of: dict[type, Namespace] = {op: ns for ns in self._namespaces for op in ns.OPS}
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    @property
+    def revision(self) -> int:
+        """The key-value store's revision as of applied_index (etcd's header revision)."""
+        return self._kv.revision
+
+    def get(self, key: str) -> KeyValue | None:
+        """The key as of applied_index (a linearizable read must first wait for the
+        read index to be applied)."""
+        return self._kv.get(key)
+
+    def apply(self, index: int, data: bytes) -> Result:
+        """Applies the committed entry at `index`, which must be applied_index + 1, and
+        returns the reply owed to its client. Never raises on bad data: entry data that
+        is not a command is Rejected MALFORMED and changes nothing but applied_index."""
+        assert index == self.applied_index + 1, (index, self.applied_index)
+        self.applied_index = index
+        try:
+            cmd = decode_command(data)
+        except CommandError as exc:
+            return Rejected(RejectReason.MALFORMED, f"entry {index} is not a command: {exc}")
+        # A leader whose clock is behind its predecessor's cannot move time back, so it
+        # can neither revive an expired session nor make a live one look older.
+        self.now_ms = max(self.now_ms, cmd.timestamp_ms)
+        self._sessions.expire(self.now_ms)
+        if type(cmd.op) is OpenSession:
+            return self._sessions.open(index, self.now_ms)  # thesis §6.3: the id is the index
+        reply = self._sessions.cached_or_rejected(cmd, self.now_ms)
+        if reply is not None:
+            return reply
+        result = self._namespace_of[type(cmd.op)].apply(cmd.op)
+        self._sessions.record(cmd, result)
+        return result
+
+    def apply_noop(self, index: int) -> None:
+        """Applies a Raft no-op entry (a new leader's first, Raft §8): only the index moves."""
+        assert index == self.applied_index + 1, (index, self.applied_index)
+        self.applied_index = index
+
+    def snapshot(self) -> bytes:
+        """The whole state as canonical msgpack: machines in the same state give the
+        same bytes, whatever order the keys were written in. Sessions keep their LRU
+        order, which the log decides."""
+        row = [
+            SNAPSHOT_FORMAT,
+            self.applied_index,
+            self.now_ms,
+            self._sessions.snapshot_state(),
+            [ns.snapshot_state() for ns in self._namespaces],
+        ]
+        return msgpack.packb(row, use_bin_type=True)
+
+    def restore(self, data: bytes) -> None:
+        """Replaces the whole state with a snapshot's. Raises SnapshotError naming the
+        field if `data` is not a valid snapshot, and then leaves the machine as it was."""
+        row = check_row(unpack(data, SnapshotError, "snapshot"), 5, "snapshot", SnapshotError)
+        version, applied_index, now_ms, session_state, namespace_states = row
+        check_version(version, SNAPSHOT_FORMAT, "snapshot", SnapshotError)
+        check_int(applied_index, "applied_index", SnapshotError)
+        check_int(now_ms, "now_ms", SnapshotError)
+        sessions = SessionTable(self._sessions.limits)
+        sessions.restore_state(session_state, now_ms=now_ms)
+        (kv_state,) = check_row(namespace_states, len(self._namespaces), "namespaces", SnapshotError)
+        kv = KvStore()
+        kv.restore_state(kv_state)
+        # Nothing above touched self, so a bad snapshot left the machine as it was.
+        self.applied_index, self.now_ms = applied_index, now_ms
+        self._install(sessions, kv)
+
+    def state_hash(self) -> str:
+        """Hex SHA-256 of snapshot(): equal on replicas that applied the same log."""
+        return hashlib.sha256(self.snapshot()).hexdigest()

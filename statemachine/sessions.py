@@ -1,0 +1,191 @@
+"""Client sessions: exactly-once commands over a client that retries (thesis §6.3).
+
+A client opens a session, then numbers its commands 1, 2, 3, ... and retries a command
+until it has the reply. The machine caches each applied command's result by (session,
+seq), so a retry that reaches the log twice is answered from the cache instead of being
+applied again. Each command also carries the client's ack floor: every seq below it has
+been answered, so its cached result may be dropped, and a command below the floor can
+only be a stale duplicate.
+
+Time is the leader's, read from the entries: a session unused for `session_ttl_ms` of
+that time expires, and past `max_sessions` the least recently used one does. Every
+replica expires the same sessions at the same entry.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from statemachine.commands import (
+    Command,
+    Rejected,
+    RejectReason,
+    Result,
+    ResultError,
+    SessionOpened,
+    SnapshotError,
+    check_int,
+    check_row,
+    check_type,
+    decode_result,
+    encode_result,
+)
+
+DEFAULT_SESSION_TTL_MS = 3_600_000  # an hour of leader time
+DEFAULT_MAX_SESSIONS = 100_000
+DEFAULT_MAX_RESULTS_PER_SESSION = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """The bounds on sessions, checked at start. Every replica must use the same ones:
+    they decide which sessions expire, so they are part of the machine's definition."""
+
+    session_ttl_ms: int = DEFAULT_SESSION_TTL_MS  # a session unused this long expires
+    max_sessions: int = DEFAULT_MAX_SESSIONS  # opening one more expires the least recently used
+    max_results_per_session: int = DEFAULT_MAX_RESULTS_PER_SESSION  # unacknowledged results cached
+
+    def __post_init__(self) -> None:
+        for name in ("session_ttl_ms", "max_sessions", "max_results_per_session"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name}={value!r} must be an integer of at least 1")
+
+
+@dataclass(slots=True)
+class _Session:
+    last_used_ms: int  # the machine's now_ms when a command last named this session
+    ack_floor: int = 0  # the highest ack_floor seen; every cached seq is >= ack_floor
+    results: dict[int, Result] = field(default_factory=dict)  # seq -> result of the applied command
+    seqs: list[int] = field(default_factory=list)  # a heap of the keys of results
+
+
+class SessionTable:
+    """The open sessions, least recently used first, and their cached results."""
+
+    def __init__(self, limits: SessionLimits) -> None:
+        self.limits = limits
+        # Ordered by last use, so last_used_ms never decreases along it: expiry pops
+        # from the front and costs O(expired).
+        self._sessions: OrderedDict[int, _Session] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def expire(self, now_ms: int) -> None:
+        """Forgets every session unused for session_ttl_ms at `now_ms`."""
+        sessions = self._sessions
+        while sessions:
+            session = sessions[next(iter(sessions))]
+            if session.last_used_ms + self.limits.session_ttl_ms > now_ms:
+                return
+            sessions.popitem(last=False)
+
+    def open(self, session_id: int, now_ms: int) -> SessionOpened:
+        """Opens session `session_id` (the index of its OpenSession entry), expiring the
+        least recently used session if max_sessions are open."""
+        assert session_id not in self._sessions, session_id  # indexes are applied once
+        if len(self._sessions) >= self.limits.max_sessions:
+            self._sessions.popitem(last=False)
+        self._sessions[session_id] = _Session(last_used_ms=now_ms)
+        return SessionOpened(session_id)
+
+    def cached_or_rejected(self, cmd: Command, now_ms: int) -> Result | None:
+        """The reply owed to `cmd` without applying it (its cached result, or why it is
+        refused), or None: apply it, then `record` its result. Any command naming a
+        live session counts as a use and raises its ack floor."""
+        session = self._sessions.get(cmd.session_id)
+        if session is None:
+            return Rejected(
+                RejectReason.SESSION_UNKNOWN,
+                f"session {cmd.session_id} is unknown or expired; open a new session",
+            )
+        assert now_ms >= session.last_used_ms, (now_ms, session.last_used_ms)
+        session.last_used_ms = now_ms
+        self._sessions.move_to_end(cmd.session_id)
+        _raise_floor(session, cmd.ack_floor)  # ack_floor <= seq: never drops this seq's result
+        if cmd.seq < session.ack_floor:
+            return Rejected(
+                RejectReason.STALE_SEQUENCE,
+                f"seq {cmd.seq} of session {cmd.session_id} is below its ack floor {session.ack_floor}; "
+                "its reply was delivered and forgotten",
+            )
+        cached = session.results.get(cmd.seq)
+        if cached is not None:
+            return cached
+        if len(session.results) >= self.limits.max_results_per_session:
+            return Rejected(
+                RejectReason.TOO_MANY_PENDING,
+                f"session {cmd.session_id} holds {len(session.results)} unacknowledged results "
+                f"(max_results_per_session={self.limits.max_results_per_session}); raise ack_floor to free them",
+            )
+        return None
+
+    def record(self, cmd: Command, result: Result) -> None:
+        """Caches the result of `cmd`, just applied after cached_or_rejected said so."""
+        session = self._sessions[cmd.session_id]
+        assert cmd.seq >= session.ack_floor and cmd.seq not in session.results, (cmd, session.ack_floor)
+        session.results[cmd.seq] = result
+        heapq.heappush(session.seqs, cmd.seq)
+
+    # --- snapshots -----------------------------------------------------------------------
+
+    def snapshot_state(self) -> list:
+        """Sessions in LRU order (the log decides it), each with its results by seq:
+        [[session_id, ack_floor, last_used_ms, [[seq, encoded result], ...]], ...]."""
+        return [
+            [session_id, s.ack_floor, s.last_used_ms, [[seq, encode_result(s.results[seq])] for seq in sorted(s.results)]]
+            for session_id, s in self._sessions.items()
+        ]
+
+    def restore_state(self, state: object, *, now_ms: int) -> None:
+        """Replaces the sessions with `state` from snapshot_state, checking every field
+        and invariant; raises SnapshotError (and changes nothing) if one fails."""
+        check_type(state, list, "sessions", SnapshotError)
+        if len(state) > self.limits.max_sessions:
+            raise SnapshotError(f"snapshot holds {len(state)} sessions; max_sessions={self.limits.max_sessions}")
+        sessions: OrderedDict[int, _Session] = OrderedDict()
+        last_used_floor = 0
+        for row in state:
+            session_id, ack_floor, last_used_ms, result_rows = check_row(row, 4, "session", SnapshotError)
+            what = f"session {session_id!r}"
+            check_int(session_id, "session_id", SnapshotError, minimum=1)
+            if session_id in sessions:
+                raise SnapshotError(f"{what} appears twice")
+            check_int(ack_floor, f"{what} ack_floor", SnapshotError)
+            check_int(last_used_ms, f"{what} last_used_ms", SnapshotError, minimum=last_used_floor)
+            if last_used_ms > now_ms:
+                raise SnapshotError(f"{what} last_used_ms={last_used_ms} is after now_ms={now_ms}")
+            last_used_floor = last_used_ms  # LRU order: last use never decreases
+            results = self._restore_results(result_rows, ack_floor, what)
+            sessions[session_id] = _Session(last_used_ms, ack_floor, results, seqs=list(results))  # ascending: a heap
+        self._sessions = sessions
+
+    def _restore_results(self, rows: object, ack_floor: int, what: str) -> dict[int, Result]:
+        check_type(rows, list, f"{what} results", SnapshotError)
+        if len(rows) > self.limits.max_results_per_session:
+            raise SnapshotError(
+                f"{what} holds {len(rows)} results; max_results_per_session={self.limits.max_results_per_session}"
+            )
+        results: dict[int, Result] = {}
+        next_seq = ack_floor  # seqs ascend from the ack floor
+        for row in rows:
+            seq, data = check_row(row, 2, f"{what} result", SnapshotError)
+            check_int(seq, f"{what} result seq", SnapshotError, minimum=next_seq)
+            try:
+                results[seq] = decode_result(data)
+            except ResultError as exc:
+                raise SnapshotError(f"{what} seq {seq}: {exc}") from exc
+            next_seq = seq + 1
+        return results
+
+
+def _raise_floor(session: _Session, ack_floor: int) -> None:
+    """Raises the session's floor to `ack_floor` and drops the results below it."""
+    if ack_floor <= session.ack_floor:
+        return
+    session.ack_floor = ack_floor
+    while session.seqs and session.seqs[0] < ack_floor:
+        del session.results[heapq.heappop(session.seqs)]

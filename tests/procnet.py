@@ -1,0 +1,118 @@
+"""Real node processes for tests: a local cluster on 127.0.0.1, on free ports, in a
+temporary folder; every process it starts is killed at the end.
+
+Waiting is always for a condition with a deadline (`wait_until`), never a sleep.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+from cluster import launcher
+from cluster.client import Client, RaftflowError
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct ports the OS says are free now (bound, then released)."""
+    sockets = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02):
+    """Poll `condition` until it returns something truthy; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = condition()
+            if value:
+                return value
+        except (RaftflowError, OSError) as exc:
+            last_error = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+        time.sleep(interval)  # polling other processes: there is no event to wait on
+
+
+class ProcCluster:
+    def __init__(self, directory: str, nodes: int, **settings) -> None:
+        self.cluster = launcher.create(directory, nodes, 0, ports=free_ports(nodes), **settings)
+        self.client = Client(self.cluster.endpoints, timeout=10.0, no_leader_timeout=5.0)
+
+    # --- processes ------------------------------------------------------------------
+
+    def start(self, node_id: int | None = None) -> None:
+        members = self.cluster.members if node_id is None else [self.cluster.member(node_id)]
+        for m in members:
+            launcher.start_node(self.cluster, m)
+
+    def kill(self, node_id: int) -> None:
+        launcher.stop_node(self.cluster, self.cluster.member(node_id), kill=True)
+
+    def stop(self, node_id: int) -> None:
+        launcher.stop_node(self.cluster, self.cluster.member(node_id))
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            for m in self.cluster.members:
+                if launcher.process_alive(m.pid):
+                    launcher.stop_node(self.cluster, m, kill=True)
+
+    def address(self, node_id: int) -> str:
+        return self.cluster.member(node_id).address
+
+    # --- observations ---------------------------------------------------------------
+
+    def statuses(self) -> dict[int, object]:
+        out = {}
+        for m in self.cluster.members:
+            if not launcher.process_alive(m.pid):
+                continue
+            try:
+                out[m.id] = self.client.status(m.address, timeout=1.0)
+            except RaftflowError:
+                pass
+        return out
+
+    def leader(self, exclude: set[int] = frozenset()) -> int:
+        """The node every live node agrees leads, or 0."""
+        statuses = {i: s for i, s in self.statuses().items() if i not in exclude}
+        leaders = [i for i, s in statuses.items() if s.role == "leader"]
+        if len(leaders) != 1:
+            return 0
+        known = {s.leader_id for s in statuses.values()}
+        return leaders[0] if known == {leaders[0]} else 0
+
+    def wait_leader(self, timeout: float = 15.0, exclude: set[int] = frozenset()) -> int:
+        return wait_until(lambda: self.leader(exclude), timeout, "one leader all live nodes agree on")
+
+    def wait_converged(self, timeout: float = 20.0) -> dict[int, str]:
+        """Every live node applied the same index; returns each node's state hash."""
+
+        def converged():
+            statuses = self.statuses()
+            alive = [m.id for m in self.cluster.members if launcher.process_alive(m.pid)]
+            if set(statuses) != set(alive):
+                return None
+            applied = {s.applied_index for s in statuses.values()}
+            commits = {s.commit_index for s in statuses.values()}
+            if len(applied) != 1 or applied != commits:
+                return None
+            hashes = {i: self.client.state_hash(self.address(i)) for i in statuses}
+            if {h.applied_index for h in hashes.values()} != applied:
+                return None
+            return {i: h.hash for i, h in hashes.items()}
+
+        return wait_until(converged, timeout, "every live node to apply the same index")
