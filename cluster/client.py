@@ -375,7 +375,7 @@ class AsyncClient:
                     self._outstanding.add(seq)
                     continue
                 if code == grpc.StatusCode.UNAVAILABLE:
-                    sent = sent or "lost" in reply.message or "unknown" in reply.message
+                    sent = sent or "may still commit" in reply.message or "unknown" in reply.message
                     self._lost(endpoint)
                     tracker.no_leader(reply.message, outcome_unknown=sent)
                 elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
@@ -517,6 +517,7 @@ class _Tracker:
         self.unreachable_endpoints: dict[str, str] = {}
         self.trouble_since: float | None = None  # no leader / nothing reachable since
         self.last_problem = ""
+        self.node_said = ""  # the last reason a node gave (no quorum, no leader)
         self.outcome_unknown = False
 
     def _trouble(self, problem: str, outcome_unknown: bool) -> None:
@@ -535,6 +536,7 @@ class _Tracker:
         self._trouble(problem, outcome_unknown)
 
     def no_leader(self, message: str, *, outcome_unknown: bool = False) -> None:
+        self.node_said = message
         self._trouble(message, outcome_unknown)
 
     def busy(self, message: str) -> None:
@@ -556,8 +558,10 @@ class _Tracker:
             now - self.trouble_since >= self.client.no_leader_timeout or now >= self.deadline
         ):
             suffix = "; the command may or may not have been applied" if self.outcome_unknown else ""
-            error = OutcomeUnknown if self.outcome_unknown and "no node reachable" not in self.last_problem else Unavailable
-            raise error(self.last_problem + suffix)
+            # What a node said (no quorum) explains more than a node that is down.
+            problem = self.node_said or self.last_problem
+            error = OutcomeUnknown if self.outcome_unknown and "no node reachable" not in problem else Unavailable
+            raise error(problem + suffix)
         if now >= self.deadline:
             raise OutcomeUnknown(f"gave up after {now - self.started:.1f}s: {self.last_problem}")
         self.attempts += 1

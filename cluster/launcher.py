@@ -160,6 +160,12 @@ def start_node(cluster: ClusterFile, member: Member) -> None:
         )
     member.pid = proc.pid
     cluster.save()
+    # Popen returns once exec has begun, a moment before /proc shows the new command
+    # line; until then process_alive() says no, and wait_for_leader() would report
+    # the node as exited. Wait for the command line (or an exit), briefly.
+    deadline = time.monotonic() + 5.0
+    while not process_alive(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)  # polling another process's exec: there is no event to wait on
 
 
 def stop_node(cluster: ClusterFile, member: Member, *, kill: bool = False, timeout: float = 10.0) -> bool:

@@ -67,11 +67,18 @@ class _NoSyncFS(OsFS):
     the disk, so a machine crash may lose acknowledged writes."""
 
     def open_append(self, path: str):
-        f = super().open_append(path)
-        f.sync = lambda: None  # type: ignore[method-assign]
-        return f
+        return _NoSyncFile(super().open_append(path))
 
     def sync_dir(self, path: str) -> None:
+        pass
+
+
+class _NoSyncFile:
+    def __init__(self, file) -> None:
+        self._file = file
+        self.write, self.truncate, self.close = file.write, file.truncate, file.close
+
+    def sync(self) -> None:
         pass
 
 
@@ -472,6 +479,17 @@ class RaftNode:
                 _fail(p.future, error)
             for future in self._reads.values():
                 _fail(future, error)
+            # Proposed here but not yet applied: they may still commit under the next
+            # leader, or be overwritten. Waiting here could take as long as there is
+            # no quorum, so answer now; a retry with the same (session, seq) is safe.
+            lost = NodeError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"node {self.id} lost leadership before the command committed; it may still commit "
+                "(retrying with the same session and sequence is safe)",
+            )
+            waiting, self._waiting = self._waiting, {}
+            for _, future in waiting.values():
+                _fail(future, lost)
 
     async def _maybe_snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
         node = self.node

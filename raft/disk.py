@@ -8,7 +8,8 @@ Layout of a data directory:
 
 `persist()` writes one Ready's snapshot mark, entries and hard state as one record
 (one checksum), one write and one fdatasync: group commit, never one sync per entry,
-and a crash keeps all of the Ready or none of it. A snapshot file is written to a
+and a crash keeps all of the Ready or none of it. A Ready that only moves the commit
+index (volatile in Raft's Figure 2) is written without a sync of its own. A snapshot file is written to a
 temporary name, synced, renamed and its folder synced before the log refers to it,
 and counts only once the log does: recovery deletes a newer snapshot file the log
 never mentions (the call that wrote it never returned). A new segment appears whole,
@@ -85,6 +86,8 @@ class DiskStorage:
         # its entry cache could not free them while we kept a reference.
         self._recovered_entries: list[Entry] | None = st.entries
         self._hard_state = st.hard_state
+        self._hard_state_written = self._synced_hard_state = st.hard_state
+        self._unsynced = False
         self._snapshot = st.snapshot
         self._snap_index = st.snapshot.index if st.snapshot else 0
         self._snap_term = st.snapshot.term if st.snapshot else 0
@@ -363,12 +366,18 @@ class DiskStorage:
         if not parts:
             return
         record = encode_record(*parts[0]) if len(parts) == 1 else encode_record(RecordType.READY, parts)
+        # The commit index is volatile state (Raft Figure 2): a Ready that only moves
+        # it is written but not synced; the next synced record makes it durable with
+        # it, and losing it in a crash only means relearning the commit point.
+        sync = bool(entries) or snapshot is not None or self._changes_vote(hard_state)
         try:
             if snapshot is not None:
                 self._write_snapshot_file(snapshot)
             self._maybe_rotate(len(record))  # the new header describes the log before this call
             offset = self._active_bytes
-            self._write_and_sync(record)
+            if hard_state is not None:
+                self._hard_state_written = hard_state
+            self._write_and_sync(record, sync=sync)
             if snapshot is not None:
                 self._where.clear()
             if entries:
@@ -402,6 +411,8 @@ class DiskStorage:
             raise self._stop(exc) from exc
 
     def close(self) -> None:
+        if self._unsynced:
+            self._sync_active()
         self._active.close()
 
     def entries(self, lo: int, hi: int) -> list[Entry]:
@@ -453,10 +464,22 @@ class DiskStorage:
             f"writing to {self.path} failed ({exc.strerror or exc}); nothing more is durable, the node must stop"
         )
 
-    def _write_and_sync(self, data: bytes) -> None:
+    def _changes_vote(self, hard_state: HardState | None) -> bool:
+        synced = self._synced_hard_state
+        return hard_state is not None and (hard_state.term != synced.term or hard_state.vote != synced.vote)
+
+    def _write_and_sync(self, data: bytes, *, sync: bool = True) -> None:
         self._active.write(data)
-        self._active.sync()
         self._active_bytes += len(data)
+        if sync:
+            self._sync_active()
+        else:
+            self._unsynced = True
+
+    def _sync_active(self) -> None:
+        self._active.sync()
+        self._unsynced = False
+        self._synced_hard_state = self._hard_state_written
 
     def _maybe_rotate(self, incoming: int) -> None:
         if self._active_bytes + incoming <= self.segment_bytes_max or self._active_bytes < 512:
@@ -465,6 +488,8 @@ class DiskStorage:
         snap = Snapshot(self._snap_index, self._snap_term) if self._snap_index else None
         size = self._start_segment(number, self._hard_state, snap)
         active = self.fs.open_append(os.path.join(self._wal_dir, segment_name(number)))
+        if self._unsynced:  # only the last segment may end torn
+            self._sync_active()
         self._active.close()
         self._active, self._active_bytes = active, size
         self._segments.append([number, 0])

@@ -20,7 +20,9 @@ class DurableState:
 
 class LogStore(Protocol):
     def persist(self, snapshot: Snapshot | None, entries: list[Entry], hard_state: HardState | None) -> None:
-        """Make a Ready's durable part durable, all or nothing, before returning."""
+        """Make a Ready's durable part durable, all or nothing, before returning.
+        A change of the commit index alone may be made durable later (the commit
+        index is volatile state: a restarted node relearns it)."""
 
     def compact(self, snapshot: Snapshot) -> None:
         """Save a snapshot of the applied state and drop the entries it covers."""

@@ -44,6 +44,19 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str, inter
         time.sleep(interval)  # polling other processes: there is no event to wait on
 
 
+def live_statuses(client: Client, members: list[launcher.Member]) -> dict[int, object]:
+    """The status of every running member that answers, by node id."""
+    out = {}
+    for m in members:
+        if not launcher.process_alive(m.pid):
+            continue
+        try:
+            out[m.id] = client.status(m.address, timeout=1.0)
+        except RaftflowError:
+            pass
+    return out
+
+
 class ProcCluster:
     def __init__(self, directory: str, nodes: int, **settings) -> None:
         self.cluster = launcher.create(directory, nodes, 0, ports=free_ports(nodes), **settings)
@@ -76,15 +89,7 @@ class ProcCluster:
     # --- observations ---------------------------------------------------------------
 
     def statuses(self) -> dict[int, object]:
-        out = {}
-        for m in self.cluster.members:
-            if not launcher.process_alive(m.pid):
-                continue
-            try:
-                out[m.id] = self.client.status(m.address, timeout=1.0)
-            except RaftflowError:
-                pass
-        return out
+        return live_statuses(self.client, self.cluster.members)
 
     def leader(self, exclude: set[int] = frozenset()) -> int:
         """The node every live node agrees leads, or 0."""

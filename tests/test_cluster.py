@@ -10,7 +10,7 @@ import time
 import pytest
 
 from cluster.client import AsyncClient, OutcomeUnknown, Unavailable
-from tests.procnet import ProcCluster, wait_until
+from procnet import ProcCluster, wait_until
 
 
 @pytest.fixture
