@@ -65,7 +65,7 @@ def _add_node_commands(sub) -> None:
     run.add_argument("--tick-ms", type=int, help="one Raft tick in ms (default 10)")
     run.add_argument("--election-ticks", type=int, help="election timeout in ticks (default 15)")
     run.add_argument("--heartbeat-ticks", type=int, help="heartbeat interval in ticks (default 2)")
-    run.add_argument("--snapshot-entries", type=int, help="applied entries between snapshots (default 10000)")
+    run.add_argument("--snapshot-entries", type=int, help="applied entries between snapshots (default 100000)")
     run.add_argument("--max-pending-proposals", type=int, help="commands queued before RESOURCE_EXHAUSTED")
     run.add_argument("--no-fsync", action="store_true", help="benchmarks only: never fsync (may lose acked writes)")
     run.add_argument("--seed", type=int, help="seed of the election timer (default: random)")

@@ -35,7 +35,7 @@ class NodeConfig:
     tick_ms: int = 10  # one Raft tick
     election_ticks: int = 15  # election timeout: [150, 300) ms at the default tick
     heartbeat_ticks: int = 2
-    snapshot_entries: int = 10_000  # applied entries between local snapshots (0: never)
+    snapshot_entries: int = 100_000  # applied entries between local snapshots (0: never), as etcd
     max_pending_proposals: int = 10_000  # queued + uncommitted client commands
     fsync: bool = True  # off only for benchmarks: acknowledged writes may be lost on a crash
     session_ttl_s: float = 3600.0  # a client session unused this long (leader time) expires

@@ -13,7 +13,9 @@ commands and reads) are stepped in as they arrive; one driver task takes each
    answer the clients waiting on them and the reads waiting for their index
    (committed entries that are already durable here are applied before step 2:
    the fsync in between only concerns newer entries and the commit index);
-5. `advance()`, then take a local snapshot when the policy says so.
+5. `advance()`, then take a local snapshot when the policy says so: the state
+   machine is captured on the loop (pointer copies), encoded in a thread of its
+   own, and the log compacted to it once the bytes are ready.
 
 Client commands are queued (bounded: beyond `max_pending_proposals` a client gets
 RESOURCE_EXHAUSTED) and proposed together, one `propose_batch` per driver cycle,
@@ -103,7 +105,10 @@ class RaftNode:
         self.node: Node | None = None
         self.server: grpc.aio.Server | None = None
         self._wake = asyncio.Event()
-        self._persisting = False
+        self._persisting = False  # the driver waits on the disk thread
+        self._encoder = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"snap-{config.id}")
+        self._snapshotting = False  # a snapshot is being encoded
+        self._snapshot_encoded: tuple[int, bytes] | None = None  # (index, bytes) ready to compact to
         self._stopping = False
         self._queued: list[_Proposal] = []
         self._waiting: dict[int, tuple[int, asyncio.Future]] = {}  # index -> (term, future)
@@ -180,6 +185,7 @@ class RaftNode:
             storage = self.storage
             await asyncio.get_running_loop().run_in_executor(self._disk, storage.close)
         self._disk.shutdown(wait=True)
+        self._encoder.shutdown(wait=True, cancel_futures=True)
         log.info("node %d stopped", self.id)
         self.stopped.set()
 
@@ -345,10 +351,10 @@ class RaftNode:
                 self._wake.clear()
                 while not self._stopping:
                     self._propose_queued()
-                    if not node.has_ready():
+                    if node.has_ready():
+                        await self._handle_ready(loop, node.ready())
+                    elif self._snapshot_encoded is None:
                         break
-                    rd = node.ready()
-                    await self._handle_ready(loop, rd)
                     await self._maybe_snapshot(loop)
         except StorageFailed as exc:
             # The disk refused a write: nothing more is durable, so stop serving.
@@ -393,17 +399,10 @@ class RaftNode:
         if applied_early:
             self._apply(rd)
             self._wake_applied_waiters()
-        if rd.must_persist():
-            self._persisting = True
-            try:
-                await loop.run_in_executor(self._disk, self._persist, rd)
-            finally:
-                self._persisting = False
-            # Whatever the leader queued during the fsync leaves now.
-            if node.role is Role.LEADER:
-                late = node.take_leader_messages()
-                if late:
-                    self.transport.send(late)
+        if rd.must_persist() and not self.storage.needs_sync(rd.snapshot, rd.entries, rd.hard_state):
+            self._persist(rd)  # only the commit index moved: a write, no fsync; not worth a thread hop
+        elif rd.must_persist():
+            await self._on_disk(loop, self._persist, rd)
         if rd.messages:
             self.transport.send(rd.messages)
         if rd.snapshot is not None:
@@ -491,17 +490,53 @@ class RaftNode:
             for _, future in waiting.values():
                 _fail(future, lost)
 
+    async def _on_disk(self, loop: asyncio.AbstractEventLoop, fn, *args):
+        """Run `fn` in the disk thread. Meanwhile the loop goes on: ticks, incoming
+        messages and the leader's heartbeats and appends (`_poke`)."""
+        self._persisting = True
+        try:
+            return await loop.run_in_executor(self._disk, fn, *args)
+        finally:
+            self._persisting = False
+            node = self.node
+            if node is not None and node.role is Role.LEADER:
+                late = node.take_leader_messages()  # queued during the wait: they leave now
+                if late:
+                    self.transport.send(late)
+
     async def _maybe_snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The snapshot policy: every `snapshot_entries` applied entries, capture the
+        state machine (cheap, here), encode it in its own thread while the node
+        goes on, then compact the log to it."""
         node = self.node
         assert node is not None
-        every = self.config.snapshot_entries
-        if not every or node.log.applied - node.log.snapshot_index < every:
+        if self._snapshot_encoded is not None:
+            index, data = self._snapshot_encoded
+            self._snapshot_encoded = None
+            if index > node.log.snapshot_index:  # not overtaken by a leader's snapshot
+                node.compact(index, data)
+                snapshot = node.snapshot
+                await self._on_disk(loop, self._compact, snapshot)
+                log.info("node %d took a snapshot at index %d (%d bytes)", self.id, index, len(data))
             return
-        assert self.machine.applied_index == node.log.applied, (self.machine.applied_index, node.log.applied)
-        node.compact(node.log.applied, self.machine.snapshot())
-        snapshot = node.snapshot
-        await loop.run_in_executor(self._disk, self._compact, snapshot)
-        log.info("node %d took a snapshot at index %d", self.id, snapshot.index)
+        every = self.config.snapshot_entries
+        if self._snapshotting or not every or node.log.applied - node.log.snapshot_index < every:
+            return
+        view = self.machine.capture()
+        assert view.applied_index == node.log.applied, (view.applied_index, node.log.applied)
+        self._snapshotting = True
+        encoding = loop.run_in_executor(self._encoder, view.encode)
+        encoding.add_done_callback(lambda f: self._encoded(view.applied_index, f))
+
+    def _encoded(self, index: int, future: asyncio.Future) -> None:
+        self._snapshotting = False
+        if future.cancelled():
+            return
+        if future.exception() is not None:
+            log.error("node %d could not encode a snapshot at %d: %r", self.id, index, future.exception())
+            return
+        self._snapshot_encoded = (index, future.result())
+        self._wake.set()
 
     def _fail_everything(self, error: NodeError) -> None:
         for p in self._queued:

@@ -369,7 +369,7 @@ class DiskStorage:
         # The commit index is volatile state (Raft Figure 2): a Ready that only moves
         # it is written but not synced; the next synced record makes it durable with
         # it, and losing it in a crash only means relearning the commit point.
-        sync = bool(entries) or snapshot is not None or self._changes_vote(hard_state)
+        sync = self.needs_sync(snapshot, entries, hard_state)
         try:
             if snapshot is not None:
                 self._write_snapshot_file(snapshot)
@@ -464,7 +464,11 @@ class DiskStorage:
             f"writing to {self.path} failed ({exc.strerror or exc}); nothing more is durable, the node must stop"
         )
 
-    def _changes_vote(self, hard_state: HardState | None) -> bool:
+    def needs_sync(self, snapshot: Snapshot | None, entries: list[Entry], hard_state: HardState | None) -> bool:
+        """Whether `persist()` of this will fdatasync: not when only the commit
+        index moves (a driver may then call it inline instead of off its loop)."""
+        if entries or snapshot is not None:
+            return True
         synced = self._synced_hard_state
         return hard_state is not None and (hard_state.term != synced.term or hard_state.vote != synced.vote)
 

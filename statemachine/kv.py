@@ -70,10 +70,18 @@ class KvStore:
         self._keys[key] = kv
         return kv
 
-    def snapshot_state(self) -> list:
+    def capture(self) -> tuple[int, dict[str, KeyValue]]:
+        return self.revision, dict(self._keys)  # KeyValue is frozen: a shallow copy is a snapshot
+
+    @staticmethod
+    def state_rows(captured: tuple[int, dict[str, KeyValue]]) -> list:
         """[revision, [key rows sorted by key]]: the same map gives the same bytes
         whatever order its keys were written in."""
-        return [self.revision, [key_value_row(self._keys[key]) for key in sorted(self._keys)]]
+        revision, keys = captured
+        return [revision, [key_value_row(keys[key]) for key in sorted(keys)]]
+
+    def snapshot_state(self) -> list:
+        return self.state_rows(self.capture())
 
     def restore_state(self, state: object) -> None:
         """Replaces the store with `state` from snapshot_state; SnapshotError (and no

@@ -132,13 +132,22 @@ class SessionTable:
 
     # --- snapshots -----------------------------------------------------------------------
 
-    def snapshot_state(self) -> list:
+    def capture(self) -> list[tuple[int, int, int, dict[int, Result]]]:
+        """A copy of every session (results are immutable, so their dicts are
+        copied shallowly)."""
+        return [(sid, s.ack_floor, s.last_used_ms, dict(s.results)) for sid, s in self._sessions.items()]
+
+    @staticmethod
+    def state_rows(captured: list[tuple[int, int, int, dict[int, Result]]]) -> list:
         """Sessions in LRU order (the log decides it), each with its results by seq:
         [[session_id, ack_floor, last_used_ms, [[seq, encoded result], ...]], ...]."""
         return [
-            [session_id, s.ack_floor, s.last_used_ms, [[seq, encode_result(s.results[seq])] for seq in sorted(s.results)]]
-            for session_id, s in self._sessions.items()
+            [sid, ack_floor, last_used_ms, [[seq, encode_result(results[seq])] for seq in sorted(results)]]
+            for sid, ack_floor, last_used_ms, results in captured
         ]
+
+    def snapshot_state(self) -> list:
+        return self.state_rows(self.capture())
 
     def restore_state(self, state: object, *, now_ms: int) -> None:
         """Replaces the sessions with `state` from snapshot_state, checking every field

@@ -489,6 +489,19 @@ def test_a_restored_snapshot_has_the_same_hash_and_behaves_the_same_afterwards()
     assert restored.snapshot() == m.snapshot()
 
 
+def test_a_capture_encodes_the_state_it_was_taken_at_while_applying_goes_on():
+    """The node captures on its loop and encodes in a thread: what the machine
+    applies after the capture must not leak into the encoded snapshot."""
+    log = scripted_log(seed=5, length=120)
+    m = Machine(**LIMITS)
+    run(m, log[:60])
+    expected = m.snapshot()
+    view = m.capture()
+    run(m, log[60:])
+    assert view.encode() == expected
+    assert m.snapshot() != expected
+
+
 def test_a_restored_session_answers_retries_from_its_cache():
     m = Machine()
     s = open_session(m)
