@@ -28,7 +28,7 @@ Every node is driven by the Ready contract exactly, in this order:
 
     if node.has_ready():
         rd = node.ready()
-        send(rd.leader_messages)                             # may precede the disk write
+        send(rd.early_messages)                             # may precede the disk write
         storage.persist(rd.snapshot, rd.entries, rd.hard_state)
         send(rd.messages)                                    # only once durable
         machine.restore(rd.snapshot); machine.apply(rd.committed)
@@ -173,7 +173,7 @@ class Cluster:
         if rd.soft_state is not None:
             peer.leader, peer.role = rd.soft_state.leader, rd.soft_state.role
         # 1. leader messages may go before the disk write
-        self.send(rd.leader_messages)
+        self.send(rd.early_messages)
         # 2. persist snapshot, entries, hard state together
         if rd.must_persist():
             peer.storage.persist(rd.snapshot, rd.entries, rd.hard_state)

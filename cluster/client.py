@@ -212,13 +212,22 @@ class AsyncClient:
         *,
         timeout: float = 5.0,
         no_leader_timeout: float = 1.0,
+        max_backoff: float = 0.2,
         rng: random.Random | None = None,
     ) -> None:
         """`timeout`: how long one call may take in all, retries included.
         `no_leader_timeout`: how long to wait for a leader (or for any node to
-        answer) before giving up with `Unavailable` naming the cause."""
+        answer) before giving up with `Unavailable` naming the cause.
+        `max_backoff`: the longest pause between two retries (they start at 5 ms
+        and double, with jitter)."""
         if not endpoints:
             raise InvalidArgument("no endpoints given")
+        if timeout <= 0 or no_leader_timeout <= 0 or max_backoff < 0:
+            raise InvalidArgument(
+                f"timeout={timeout}, no_leader_timeout={no_leader_timeout} must be positive, "
+                f"max_backoff={max_backoff} not negative"
+            )
+        self.max_backoff = max_backoff
         self.endpoints = list(endpoints)
         self.timeout = timeout
         self.no_leader_timeout = no_leader_timeout
@@ -280,7 +289,7 @@ class AsyncClient:
             stream.close()
 
     async def _backoff(self, attempt: int, deadline: float) -> None:
-        delay = min(0.2, 0.005 * 2 ** min(attempt, 6)) * (0.5 + self._rng.random())
+        delay = min(self.max_backoff, 0.005 * 2 ** min(attempt, 6)) * (0.5 + self._rng.random())
         await asyncio.sleep(max(0.0, min(delay, deadline - time.monotonic())))
 
     # --- commands -------------------------------------------------------------------

@@ -41,6 +41,10 @@ class NodeConfig:
     session_ttl_s: float = 3600.0  # a client session unused this long (leader time) expires
     max_sessions: int = 100_000
     seed: int | None = None  # election timer randomness; None: from the OS
+    # Fault injection: every write of log entries takes this much longer (a slow
+    # disk under a large write). Tests use it to show that a slow fsync costs no
+    # leadership.
+    slow_disk_ms: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, int) or self.id <= 0:
@@ -62,6 +66,8 @@ class NodeConfig:
         for name in ("tick_ms", "max_pending_proposals", "max_sessions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.slow_disk_ms < 0:
+            raise ConfigError(f"slow_disk_ms={self.slow_disk_ms} must be 0 (off) or more")
         if self.snapshot_entries < 0:
             raise ConfigError(f"snapshot_entries={self.snapshot_entries} must be 0 (never) or more")
         if self.session_ttl_s <= 0:

@@ -7,7 +7,7 @@ commands and reads) are stepped in as they arrive; one driver task takes each
 1. send the leader's messages (they promise nothing about this disk);
 2. persist entries, hard state and snapshot in the disk thread (one write, one
    fdatasync) while the event loop goes on: ticks, heartbeats and incoming
-   messages keep flowing through a slow fsync (`Node.take_leader_messages`);
+   messages keep flowing through a slow fsync (`Node.take_early_messages`);
 3. send votes and acknowledgements, which promise what was just persisted;
 4. restore a received snapshot, apply committed entries to the state machine,
    answer the clients waiting on them and the reads waiting for their index
@@ -196,6 +196,8 @@ class RaftNode:
 
     def _persist(self, rd: Ready) -> None:
         assert self.storage is not None
+        if self.config.slow_disk_ms and rd.entries:
+            time.sleep(self.config.slow_disk_ms / 1000)  # fault injection: slow log writes (disk thread only)
         with self._storage_lock:
             self.storage.persist(rd.snapshot, rd.entries, rd.hard_state)
 
@@ -222,8 +224,8 @@ class RaftNode:
     def _poke(self) -> None:
         """New input: wake the driver; if it is waiting on the disk, send what the
         leader has to say now instead of after the fsync."""
-        if self._persisting and self.node is not None and self.node.role is Role.LEADER:
-            messages = self.node.take_leader_messages()
+        if self._persisting and self.node is not None:
+            messages = self.node.take_early_messages()
             if messages:
                 self.transport.send(messages)
         self._wake.set()
@@ -389,8 +391,8 @@ class RaftNode:
         assert node is not None
         if rd.soft_state is not None:
             self._on_soft_state(rd)
-        if rd.leader_messages:
-            self.transport.send(rd.leader_messages)
+        if rd.early_messages:
+            self.transport.send(rd.early_messages)
         # Committed entries already durable here (always so on a leader, which
         # counts itself only once its write is synced) need not wait for this
         # Ready's fsync, which only adds newer entries or the commit index: applying
@@ -400,7 +402,8 @@ class RaftNode:
             self._apply(rd)
             self._wake_applied_waiters()
         if rd.must_persist() and not self.storage.needs_sync(rd.snapshot, rd.entries, rd.hard_state):
-            self._persist(rd)  # only the commit index moved: a write, no fsync; not worth a thread hop
+            with self._storage_lock:  # only the commit index moved: a write, no fsync; not worth a thread hop
+                self.storage.persist(rd.snapshot, rd.entries, rd.hard_state)
         elif rd.must_persist():
             await self._on_disk(loop, self._persist, rd)
         if rd.messages:
@@ -492,15 +495,15 @@ class RaftNode:
 
     async def _on_disk(self, loop: asyncio.AbstractEventLoop, fn, *args):
         """Run `fn` in the disk thread. Meanwhile the loop goes on: ticks, incoming
-        messages and the leader's heartbeats and appends (`_poke`)."""
+        messages, heartbeats and their responses, the leader's appends (`_poke`)."""
         self._persisting = True
         try:
             return await loop.run_in_executor(self._disk, fn, *args)
         finally:
             self._persisting = False
             node = self.node
-            if node is not None and node.role is Role.LEADER:
-                late = node.take_leader_messages()  # queued during the wait: they leave now
+            if node is not None:
+                late = node.take_early_messages()  # queued during the wait: they leave now
                 if late:
                     self.transport.send(late)
 

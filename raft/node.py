@@ -5,7 +5,7 @@ or the deterministic simulator) feeds it `tick()`, `step(message)` and `propose(
 then takes a `Ready` batch of effects and acknowledges it with `advance()`:
 
     rd = node.ready()
-    transport.send(rd.leader_messages)      # may overlap the disk write
+    transport.send(rd.early_messages)      # may overlap the disk write
     storage.persist(rd.snapshot, rd.entries, rd.hard_state)
     transport.send(rd.messages)             # only once durable
     machine.restore(rd.snapshot); machine.apply(rd.committed)
@@ -131,7 +131,7 @@ class Node:
         self._append_needed = False  # broadcast new entries / commit at the next ready()
         # Effects collected for the next Ready.
         self._messages: list[Message] = []
-        self._leader_messages: list[Message] = []
+        self._early_messages: list[Message] = []
         self._read_states: list[ReadState] = []
         self._reads_dropped: list[ReadDropped] = []
         self._prev_hard_state = hard_state
@@ -344,7 +344,7 @@ class Node:
         self._transfer_ticks = 0  # the transfer gets one election timeout
         self._lease_disabled = True  # the target may win before our lease would end
         if self.progress[target].match == self.log.last_index():
-            self._leader_messages.append(TimeoutNow(self.id, target, self.term))
+            self._early_messages.append(TimeoutNow(self.id, target, self.term))
         else:
             self._send_appends(target, send_if_empty=False)
 
@@ -448,7 +448,9 @@ class Node:
                 self._handle_append(m)
             elif isinstance(m, Heartbeat):
                 self.log.commit_to(m.commit)
-                self._messages.append(HeartbeatResponse(self.id, m.src, self.term, m.seq))
+                # It promises nothing about this disk: sent at once, so a slow fsync
+                # here never makes the leader think it lost its quorum (CheckQuorum).
+                self._early_messages.append(HeartbeatResponse(self.id, m.src, self.term, m.seq))
             else:
                 self._handle_snapshot(m)
         elif isinstance(m, TimeoutNow):
@@ -543,7 +545,7 @@ class Node:
             if pr.match > self.log.commit and self._maybe_commit():
                 self._append_needed = True  # tell everyone the new commit index
             if follower == self.lead_transferee and pr.match == self.log.last_index():
-                self._leader_messages.append(TimeoutNow(self.id, follower, self.term))
+                self._early_messages.append(TimeoutNow(self.id, follower, self.term))
         self._send_appends(follower, send_if_empty=False)
 
     def _handle_append_reject(self, follower: int, pr: Progress, m: AppendResponse) -> None:
@@ -607,7 +609,7 @@ class Node:
             entries = []
         else:
             return False
-        self._leader_messages.append(
+        self._early_messages.append(
             AppendEntries(self.id, to, self.term, prev, prev_term, entries, log.commit)
         )
         pr.sent_commit = log.commit
@@ -623,7 +625,7 @@ class Node:
         for offset in offsets:
             part = Snapshot(snap.index, snap.term, data[offset : offset + chunk])
             done = offset + chunk >= len(data)
-            self._leader_messages.append(InstallSnapshot(self.id, to, self.term, part, offset, done))
+            self._early_messages.append(InstallSnapshot(self.id, to, self.term, part, offset, done))
 
     def _broadcast_heartbeat(self) -> None:
         self._heartbeat_seq += 1
@@ -633,7 +635,7 @@ class Node:
         commit = self.log.commit
         for peer in self.peers:
             pr = self.progress[peer]
-            self._leader_messages.append(Heartbeat(self.id, peer, self.term, min(pr.match, commit), seq))
+            self._early_messages.append(Heartbeat(self.id, peer, self.term, min(pr.match, commit), seq))
         if not self.peers:
             self._advance_reads()
 
@@ -684,7 +686,7 @@ class Node:
         log = self.log
         return bool(
             self._messages
-            or self._leader_messages
+            or self._early_messages
             or self._append_needed
             or self._read_round_needed
             or self._read_states
@@ -724,21 +726,22 @@ class Node:
             log.applying = log.commit
         if self._messages:
             rd.messages, self._messages = self._messages, []
-        if self._leader_messages:
-            rd.leader_messages, self._leader_messages = self._leader_messages, []
+        if self._early_messages:
+            rd.early_messages, self._early_messages = self._early_messages, []
         if self._read_states:
             rd.read_states, self._read_states = self._read_states, []
         if self._reads_dropped:
             rd.reads_dropped, self._reads_dropped = self._reads_dropped, []
         return rd
 
-    def take_leader_messages(self) -> list[Message]:
-        """The leader's messages due now, without a Ready: what `ready()` would put
-        in `leader_messages`. They promise nothing about this node's disk, so a
+    def take_early_messages(self) -> list[Message]:
+        """The messages due now, without a Ready: what `ready()` would put in
+        `early_messages`. They promise nothing about this node's disk, so a
         driver may send them while it is still persisting an earlier Ready, which
-        keeps heartbeats and replication flowing through a slow fsync."""
+        keeps heartbeats, their responses and replication flowing through a slow
+        fsync."""
         self._flush()
-        messages, self._leader_messages = self._leader_messages, []
+        messages, self._early_messages = self._early_messages, []
         return messages
 
     def advance(self, rd: Ready) -> None:

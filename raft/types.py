@@ -202,8 +202,10 @@ class ReadDropped:
 class Ready:
     """One batch of effects. The driver must, in this order:
 
-    1. send `leader_messages` at any time (they promise nothing about this node's
-       disk; Raft thesis §10.2.1 lets a leader write to its disk in parallel);
+    1. send `early_messages` at any time: a leader's appends, heartbeats,
+       snapshots and TimeoutNow, and a follower's heartbeat responses. They
+       promise nothing about this node's disk (Raft thesis §10.2.1 lets a leader
+       write to its disk in parallel; etcd sends heartbeat responses early too);
     2. durably persist `snapshot` (if any), then `entries` (which may overwrite a
        suffix of the log starting at entries[0].index) and `hard_state` (if any),
        all together;
@@ -221,7 +223,7 @@ class Ready:
     snapshot: Snapshot | None = None
     entries: list[Entry] = field(default_factory=list)
     committed: list[Entry] = field(default_factory=list)
-    leader_messages: list[Message] = field(default_factory=list)
+    early_messages: list[Message] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
     reads_dropped: list[ReadDropped] = field(default_factory=list)

@@ -6,26 +6,12 @@ Waiting is always for a condition with a deadline (`wait_until`), never a sleep.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 
 from cluster import launcher
+from cluster.launcher import free_ports
 from cluster.client import Client, RaftflowError
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct ports the OS says are free now (bound, then released)."""
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02):

@@ -1,7 +1,7 @@
 """A small, deterministic, in-memory network of raft Nodes for scenario tests.
 
 Each node is driven exactly as the contract in raft/node.py says: take a Ready, send
-its `leader_messages`, persist to a MemoryStorage, send its `messages`, apply, then
+its `early_messages`, persist to a MemoryStorage, send its `messages`, apply, then
 `advance()`. Nothing happens on its own: tests tick clocks, deliver queued messages
 (one hop at a time or all at once with `stabilize()`), cut links and crash nodes.
 
@@ -160,10 +160,10 @@ class Network:
     # --- the Ready loop, done by the book -----------------------------------------
 
     def ready(self, id: int) -> Ready:
-        """Take `id`'s Ready and send its leader_messages; the rest waits for persist()."""
+        """Take `id`'s Ready and send its early_messages; the rest waits for persist()."""
         assert id not in self._pending, f"node {id} already holds an unpersisted Ready"
         rd = self.nodes[id].ready()
-        self.queue.extend(rd.leader_messages)
+        self.queue.extend(rd.early_messages)
         self._pending[id] = rd
         return rd
 

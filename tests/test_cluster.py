@@ -142,3 +142,16 @@ def test_no_acknowledged_write_lost_or_applied_twice_across_leader_kills(make_cl
 
     problems = asyncio.run(check())
     assert not problems, f"seed {seed}: {problems[:10]} ({len(problems)} problems)"
+
+
+def test_a_slow_disk_costs_no_leadership(make_cluster):
+    """Every log write takes 3 election timeouts (900 ms vs 150-300 ms): the fsync
+    runs off the event loop, so heartbeats keep flowing and the leader stays."""
+    c = make_cluster(3, slow_disk_ms=900)
+    leader = c.wait_leader(timeout=30)
+    term = c.statuses()[leader].term
+    for i in range(4):  # each write waits for the slow disks; leadership must hold throughout
+        c.client.put(f"slow-{i}", b"v")
+    statuses = c.statuses()
+    assert {s.leader_id for s in statuses.values()} == {leader}
+    assert {s.term for s in statuses.values()} == {term}, {i: s.term for i, s in statuses.items()}

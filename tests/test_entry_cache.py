@@ -67,7 +67,7 @@ def test_leader_keeps_at_most_max_cached_entries_and_serves_a_lagging_follower_f
     assert _cached(leader.log) <= 5
     # Node 2 has nothing: it rejects, and the leader must send entries it evicted.
     leader.step(AppendResponse(2, 1, leader.term, False, 0, 0, 0))
-    sent = [m for m in leader.ready().leader_messages if isinstance(m, AppendEntries) and m.dst == 2]
+    sent = [m for m in leader.ready().early_messages if isinstance(m, AppendEntries) and m.dst == 2]
     assert sent and sent[0].prev_index == 0
     assert sent[0].entries[:41] == store.load().entries[: len(sent[0].entries)]
 

@@ -76,7 +76,7 @@ def test_candidate_persists_its_term_and_self_vote_before_asking_for_votes():
     net.nodes[1].campaign()
     rd = net.ready(1)
     assert rd.hard_state == HardState(term=1, vote=1, commit=0)
-    assert rd.leader_messages == [] and net.queue == [], "nothing leaves before the disk write"
+    assert rd.early_messages == [] and net.queue == [], "nothing leaves before the disk write"
     assert {(m.dst, m.term) for m in rd.messages} == {(2, 1), (3, 1)}
     net.persist(1)
     assert net.storages[1].state.hard_state == HardState(term=1, vote=1)
@@ -92,7 +92,7 @@ def test_granted_vote_is_in_the_hard_state_of_the_ready_that_sends_it():
     rd = net.ready(2)
     assert rd.hard_state == HardState(term=1, vote=1, commit=0)
     assert rd.messages == [VoteResponse(src=2, dst=1, term=1, granted=True)]
-    assert rd.leader_messages == [] and not [m for m in net.queue if m.src == 2]
+    assert rd.early_messages == [] and not [m for m in net.queue if m.src == 2]
 
 
 def test_vote_lost_in_a_crash_before_persisting_was_never_sent():

@@ -28,7 +28,7 @@ def heartbeat_round(net: Network, leader: int) -> int:
     """Send one heartbeat round from `leader`; returns its sequence number."""
     net.tick(leader)
     rd = net.process(leader)
-    (seq,) = {m.seq for m in rd.leader_messages if isinstance(m, Heartbeat)}
+    (seq,) = {m.seq for m in rd.early_messages if isinstance(m, Heartbeat)}
     return seq
 
 
@@ -59,7 +59,7 @@ def test_read_index_is_answered_only_after_a_quorum_acks_a_round_sent_after_the_
     leader.read_index(b"r")
     net.propose(1, b"after the read")  # not part of what the read must see
     rd = net.process(1)
-    (later,) = {m.seq for m in rd.leader_messages if isinstance(m, Heartbeat)}
+    (later,) = {m.seq for m in rd.early_messages if isinstance(m, Heartbeat)}
     assert later > earlier
     ack_round(net, earlier, 2, 3)
     net.process(1)
@@ -223,7 +223,7 @@ def test_transfer_catches_the_target_up_before_sending_timeout_now():
     net = lagging_target()
     net.nodes[1].transfer_leadership(3)
     rd = net.process(1)
-    assert not [m for m in rd.leader_messages if isinstance(m, TimeoutNow)], "3 lacks entries 2-3"
+    assert not [m for m in rd.early_messages if isinstance(m, TimeoutNow)], "3 lacks entries 2-3"
     net.tick(1)  # a heartbeat answer tells the leader how far behind 3 is
     net.stabilize(hold=lambda m: isinstance(m, TimeoutNow))
     (timeout_now,) = net.take(TimeoutNow)

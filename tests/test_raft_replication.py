@@ -69,7 +69,7 @@ def test_follower_acknowledges_entries_only_in_the_ready_that_persists_them():
     net.deliver(AppendEntries, dst=2)
     rd = net.ready(2)
     assert [e.data for e in rd.entries] == [b"x"]
-    assert rd.leader_messages == []
+    assert rd.early_messages == []
     assert rd.messages == [AppendResponse(src=2, dst=1, term=1, success=True, index=2)]
     assert not [m for m in net.queue if m.src == 2], "nothing leaves before persist()"
 
@@ -285,7 +285,7 @@ def test_append_entries_carry_at_most_max_msg_entries():
     net.elect(1)
     net.propose(1, *[b"x"] * 10)
     rd = net.ready(1)
-    assert [len(m.entries) for m in appends_to(rd.leader_messages, 2)] == [3, 3, 3, 1]
+    assert [len(m.entries) for m in appends_to(rd.early_messages, 2)] == [3, 3, 3, 1]
 
 
 def test_append_entries_carry_at_most_max_msg_bytes_but_at_least_one_entry():
@@ -294,7 +294,7 @@ def test_append_entries_carry_at_most_max_msg_bytes_but_at_least_one_entry():
     net.elect(1)
     net.propose(1, *[b"x" * 100] * 5, b"y" * 1000, b"z" * 100)
     rd = net.ready(1)
-    batches = [[len(e.data) for e in m.entries] for m in appends_to(rd.leader_messages, 2)]
+    batches = [[len(e.data) for e in m.entries] for m in appends_to(rd.early_messages, 2)]
     assert batches == [[100, 100], [100, 100], [100], [1000], [100]]
     net.stabilize()
     assert len(net.applied[2]) == 7
@@ -307,18 +307,18 @@ def test_probe_state_sends_one_append_and_replicate_state_pipelines_up_to_max_in
     net.elect(1, settle=False)
     net.propose(1, *[b"x"] * 5)  # after the no-op: six entries to send
     rd = net.process(1)
-    assert [len(m.entries) for m in appends_to(rd.leader_messages, 2)] == [1], "probe: one"
+    assert [len(m.entries) for m in appends_to(rd.early_messages, 2)] == [1], "probe: one"
     net.deliver()
     net.process(2)
     net.deliver(AppendResponse)  # the probe matched: replicate
     rd = net.process(1)
-    assert [m.entries[0].index for m in appends_to(rd.leader_messages, 2)] == [2, 3, 4]
+    assert [m.entries[0].index for m in appends_to(rd.early_messages, 2)] == [2, 3, 4]
     net.deliver(AppendEntries, dst=2)
     net.process(2)
     (first, *_) = net.take(AppendResponse, src=2)
     net.step(first)
     rd = net.process(1)
-    assert [m.entries[0].index for m in appends_to(rd.leader_messages, 2)] == [5], "one freed slot, one more"
+    assert [m.entries[0].index for m in appends_to(rd.early_messages, 2)] == [5], "one freed slot, one more"
 
 
 def test_rejected_pipeline_falls_back_to_probing():

@@ -56,7 +56,7 @@ def test_leader_sends_a_large_snapshot_in_bounded_chunks():
     leader.compact(2, b"0123456789")
     leader.step(AppendResponse(2, 1, leader.term, False, 0, 0, 0))  # node 2 has nothing
     rd = leader.ready()
-    chunks = [m for m in rd.leader_messages if isinstance(m, InstallSnapshot) and m.dst == 2]
+    chunks = [m for m in rd.early_messages if isinstance(m, InstallSnapshot) and m.dst == 2]
     assert [(m.offset, m.snapshot.data, m.done) for m in chunks] == [
         (0, b"0123", False), (4, b"4567", False), (8, b"89", True)
     ]

@@ -314,7 +314,7 @@ class Simulation:
             return
         rd = node.ready()
         self.checker.on_entries(node, rd.entries)
-        for m in rd.leader_messages:
+        for m in rd.early_messages:
             self._send(m)
         host.persisting = True
         delay = self._disk_rng.randint(0, self.options.disk_delay_max) if rd.must_persist() else 0

@@ -1,0 +1,293 @@
+"""The networked cluster: client writes, commit latency and failover, next to
+PySyncObj measured in the same run on the same machine.
+
+    .venv/bin/python bench/cluster_bench.py            # full: 3 repeats, 10 kills
+    .venv/bin/python bench/cluster_bench.py --quick    # about a minute
+
+Workload: a 3-node cluster on 127.0.0.1, 100-byte values, closed-loop clients
+(each waits for its reply before sending again), writes/s and p50/p99 latency at
+1, 16, 64 and 256 concurrent clients. raftflow runs with fsync on (the default)
+and with fsync off; PySyncObj's journal is an mmap it never fsyncs, so its
+figures compare with raftflow's fsync-off row, and raftflow's fsync-on row is
+what a user gets. Failover: SIGKILL the leader, time until the next write
+commits, restart it, repeat.
+
+Also in the same run, this machine's floor: fdatasync latency on the disk the
+data dirs are on, and a loopback gRPC stream round trip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from cluster import launcher  # noqa: E402
+from cluster.client import AsyncClient, Client, RaftflowError  # noqa: E402
+
+CLIENTS = (1, 16, 64, 256)
+
+
+# --- the machine's floor ------------------------------------------------------------
+
+
+def fsync_floor(directory: str, n: int = 500) -> dict:
+    path = os.path.join(directory, "fsync-floor")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    samples = []
+    try:
+        for _ in range(n):
+            started = time.perf_counter()
+            os.write(fd, b"x" * 200)
+            os.fdatasync(fd)
+            samples.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    samples.sort()
+    return {"p50_us": samples[n // 2] * 1e6, "p99_us": samples[int(n * 0.99)] * 1e6}
+
+
+async def _grpc_rtt(n: int = 2000) -> dict:
+    import grpc  # noqa: PLC0415
+
+    from proto import client_pb2, client_pb2_grpc  # noqa: PLC0415
+
+    class Echo(client_pb2_grpc.ClientServicer):
+        async def ExecuteStream(self, request_iterator, context):
+            async for _ in request_iterator:
+                await context.write(client_pb2.ReplyBatch())
+
+    server = grpc.aio.server()
+    client_pb2_grpc.add_ClientServicer_to_server(Echo(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = client_pb2_grpc.ClientStub(channel).ExecuteStream()
+            samples = []
+            for _ in range(n):
+                started = time.perf_counter()
+                await call.write(client_pb2.CommandBatch())
+                await call.read()
+                samples.append(time.perf_counter() - started)
+            call.cancel()
+    finally:
+        await server.stop(0)
+    samples.sort()
+    return {"p50_us": samples[n // 2] * 1e6, "p99_us": samples[int(n * 0.99)] * 1e6}
+
+
+# --- raftflow -----------------------------------------------------------------------
+
+
+class RaftflowCluster:
+    def __init__(self, directory: str, nodes: int = 3, **settings) -> None:
+        self.cluster = launcher.create(directory, nodes, 0, ports=launcher.free_ports(nodes), **settings)
+
+    def __enter__(self) -> RaftflowCluster:
+        for m in self.cluster.members:
+            launcher.start_node(self.cluster, m)
+        with Client(self.cluster.endpoints, timeout=2.0) as client:
+            launcher.wait_for_leader(self.cluster, lambda e: client.cluster_status(timeout=0.5), timeout=30)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for m in self.cluster.members:
+            if launcher.process_alive(m.pid):
+                launcher.stop_node(self.cluster, m, kill=True)
+
+    def writes(self, clients: int, seconds: float) -> dict:
+        """Closed-loop puts from a separate process (as a real client would be)."""
+        out = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "bench", "_loadgen.py"), "--endpoints", ",".join(self.cluster.endpoints),
+             "--clients", str(clients), "--seconds", str(seconds)],
+            capture_output=True, text=True, timeout=seconds * 4 + 60,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"load generator failed: {out.stderr.strip().splitlines()[-1:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def leader(self) -> int:
+        with Client(self.cluster.endpoints, timeout=2.0) as client:
+            return launcher.wait_for_leader(self.cluster, lambda e: client.cluster_status(timeout=0.5), timeout=30)
+
+    def failover(self, kills: int) -> dict:
+        samples = []
+        for _ in range(kills):
+            leader = self.leader()
+            member = self.cluster.member(leader)
+            survivors = [m.address for m in self.cluster.members if m.id != leader]
+            os.kill(member.pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            samples.append(asyncio.run(_first_commit_after(survivors, killed_at)))
+            launcher.stop_node(self.cluster, member, kill=True)  # reap it
+            launcher.start_node(self.cluster, member)
+        return _failover_summary(samples)
+
+
+async def _first_commit_after(endpoints: list[str], since: float) -> float:
+    """Seconds from `since` until a write commits: tries back to back (5-10 ms
+    apart at most), so the figure is the cluster's, not the client's backoff."""
+    async with AsyncClient(endpoints, timeout=1.0, no_leader_timeout=0.5, max_backoff=0.005) as client:
+        while True:
+            try:
+                await client.put("failover-probe", b"x")
+                return time.monotonic() - since
+            except RaftflowError:
+                if time.monotonic() - since > 30:
+                    raise
+
+
+def _failover_summary(samples: list[float]) -> dict:
+    ms = sorted(s * 1000 for s in samples)
+    return {"kills": len(ms), "p50_ms": statistics.median(ms), "max_ms": max(ms), "samples_ms": [round(x, 1) for x in ms]}
+
+
+# --- the run ------------------------------------------------------------------------
+
+
+def _summarize(runs: list[dict]) -> dict:
+    rates = sorted(r["ops_per_s"] for r in runs)
+    return {
+        "clients": runs[0]["clients"], "repeats": len(runs), "ops_per_s_min": rates[0],
+        "ops_per_s_median": statistics.median(rates), "ops_per_s_max": rates[-1],
+        "p50_ms": statistics.median(r["p50_ms"] for r in runs), "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+    }
+
+
+def _raftflow_writes(workdir: str, name: str, clients: tuple[int, ...], seconds: float, repeats: int, **settings) -> list[dict]:
+    rows = []
+    with RaftflowCluster(os.path.join(workdir, name), **settings) as cluster:
+        for n in clients:
+            rows.append(_summarize([cluster.writes(n, seconds) for _ in range(repeats)]))
+            print(f"  {name}: {n} clients {rows[-1]['ops_per_s_median']:,.0f}/s", file=sys.stderr, flush=True)
+    return rows
+
+
+def _pysyncobj_writes(clients: tuple[int, ...], seconds: float, repeats: int) -> list[dict] | str:
+    import _pysyncobj_ref as ref  # noqa: PLC0415
+
+    if not ref.available():
+        return "PySyncObj is not installed (make bench installs it: pip install -e '.[bench]')"
+    rows = []
+    for n in clients:
+        runs = [ref.throughput(n, seconds) for _ in range(repeats)]
+        rows.append(_summarize([{**r, "clients": n} for r in runs]))
+        print(f"  pysyncobj: {n} in flight {rows[-1]['ops_per_s_median']:,.0f}/s", file=sys.stderr, flush=True)
+    return rows
+
+
+def _pysyncobj_failover(kills: int) -> dict | str:
+    import _pysyncobj_ref as ref  # noqa: PLC0415
+
+    if not ref.available():
+        return "PySyncObj is not installed"
+    return ref.failover(kills)
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def report(results: dict) -> str:
+    out = []
+    floor = results["floor"]
+    out.append(
+        f"Machine floor: fdatasync p50 {floor['fsync']['p50_us']:.0f} µs (p99 {floor['fsync']['p99_us']:.0f}), "
+        f"loopback gRPC stream round trip p50 {floor['grpc_rtt']['p50_us']:.0f} µs.\n"
+    )
+    ref = results["pysyncobj_writes"]
+    ref_by_clients = {r["clients"]: r for r in ref} if isinstance(ref, list) else {}
+    rows = []
+    for on, off in zip(results["raftflow_fsync_on"], results["raftflow_fsync_off"]):
+        n = on["clients"]
+        py = ref_by_clients.get(n)
+        rows.append([
+            str(n),
+            f"{on['ops_per_s_median']:,.0f} ({on['ops_per_s_min']:,.0f}-{on['ops_per_s_max']:,.0f})",
+            f"{on['p50_ms']:.2f} / {on['p99_ms']:.2f}",
+            f"{off['ops_per_s_median']:,.0f}",
+            f"{off['p50_ms']:.2f} / {off['p99_ms']:.2f}",
+            f"{py['ops_per_s_median']:,.0f}" if py else "-",
+            f"{py['p50_ms']:.2f} / {py['p99_ms']:.2f}" if py else "-",
+            f"{on['ops_per_s_median'] / py['ops_per_s_median']:.2f}x" if py else "-",
+        ])
+    out.append(_table(
+        f"Writes, 3 nodes, 100-byte values, closed loop (median of {results['repeats']}; min-max)",
+        ["clients", "raftflow fsync on: writes/s", "p50 / p99 ms", "raftflow fsync off: writes/s", "p50 / p99 ms",
+         "PySyncObj (no fsync): writes/s", "p50 / p99 ms", "raftflow fsync on / PySyncObj"],
+        rows,
+    ))
+    extra = [r for r in ref if r["clients"] not in {x["clients"] for x in results["raftflow_fsync_on"]}] if isinstance(ref, list) else []
+    for r in extra:
+        out.append(f"PySyncObj at {r['clients']:,} in flight: {r['ops_per_s_median']:,.0f} writes/s (p50 {r['p50_ms']:.1f} ms).\n")
+    if isinstance(ref, str):
+        out.append(f"PySyncObj: skipped: {ref}\n")
+    fo_rows = []
+    for name, fo in (("raftflow", results["raftflow_failover"]), ("PySyncObj", results["pysyncobj_failover"])):
+        if isinstance(fo, str):
+            fo_rows.append([name, "-", "-", fo])
+        else:
+            fo_rows.append([name, f"{fo['p50_ms']:.0f}", f"{fo['max_ms']:.0f}", ", ".join(f"{x:.0f}" for x in fo["samples_ms"])])
+    out.append(_table("Failover: SIGKILL the leader -> next committed write", ["system", "p50 ms", "max ms", "samples ms"], fo_rows))
+    on1 = results["raftflow_fsync_on"][0]
+    out.append(
+        f"Commit latency at 1 client: p50 {on1['p50_ms']:.2f} ms = {on1['p50_ms'] * 1000 / floor['grpc_rtt']['p50_us']:.1f}x "
+        f"the gRPC round trip, {on1['p50_ms'] * 1000 / floor['fsync']['p50_us']:.1f}x an fdatasync.\n"
+    )
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 repeat, 3 s per point, 3 kills")
+    parser.add_argument("--seconds", type=float, default=None, help="seconds per measurement")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--kills", type=int, default=None)
+    parser.add_argument("--no-reference", action="store_true", help="skip PySyncObj")
+    parser.add_argument("--json", metavar="FILE", help="also write the raw figures here")
+    args = parser.parse_args()
+    seconds = args.seconds or (3.0 if args.quick else 5.0)
+    repeats = args.repeats or (1 if args.quick else 3)
+    kills = args.kills or (3 if args.quick else 10)
+    results: dict = {"seconds": seconds, "repeats": repeats, "date": time.strftime("%Y-%m-%d %H:%M")}
+    with tempfile.TemporaryDirectory(prefix="raftflow-bench-", dir=os.environ.get("BENCH_DIR")) as workdir:
+        print("measuring the machine's floor...", file=sys.stderr, flush=True)
+        results["floor"] = {"fsync": fsync_floor(workdir), "grpc_rtt": asyncio.run(_grpc_rtt())}
+        print("raftflow, fsync on...", file=sys.stderr, flush=True)
+        results["raftflow_fsync_on"] = _raftflow_writes(workdir, "fsync-on", CLIENTS, seconds, repeats)
+        print("raftflow, fsync off...", file=sys.stderr, flush=True)
+        results["raftflow_fsync_off"] = _raftflow_writes(workdir, "fsync-off", CLIENTS, seconds, 1, fsync=False)
+        print(f"raftflow failover, {kills} leader kills...", file=sys.stderr, flush=True)
+        with RaftflowCluster(os.path.join(workdir, "failover")) as cluster:
+            results["raftflow_failover"] = cluster.failover(kills)
+    if args.no_reference:
+        results["pysyncobj_writes"] = results["pysyncobj_failover"] = "skipped (--no-reference)"
+    else:
+        print("PySyncObj...", file=sys.stderr, flush=True)
+        results["pysyncobj_writes"] = _pysyncobj_writes(CLIENTS + (10_000,), seconds, repeats)
+        results["pysyncobj_failover"] = _pysyncobj_failover(kills)
+    print(report(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
