@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
+import sys
 import time
 
 import pytest
@@ -155,3 +157,15 @@ def test_a_slow_disk_costs_no_leadership(make_cluster):
     statuses = c.statuses()
     assert {s.leader_id for s in statuses.values()} == {leader}
     assert {s.term for s in statuses.values()} == {term}, {i: s.term for i, s in statuses.items()}
+
+
+def test_the_demo_runs_its_story_and_says_ok(tmp_path):
+    """`make demo` runs this: a real cluster, a leader SIGKILLed mid-way, checks."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cluster.cli", "demo", "--writes", "40", "--dir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SIGKILL node" in result.stdout
+    assert "0 missing, 0 applied twice" in result.stdout
+    assert result.stdout.strip().endswith("all nodes agree")
