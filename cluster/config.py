@@ -89,6 +89,10 @@ class NodeConfig:
             election_ticks=self.election_ticks,
             heartbeat_ticks=self.heartbeat_ticks,
             max_uncommitted_entries=max(self.max_pending_proposals, 1),
+            # Followers learn the commit index from the next append or heartbeat
+            # (every heartbeat_ticks): one message and one follower cycle less per
+            # commit round, which is most of the work of a lightly loaded cluster.
+            eager_commit=False,
         )
 
     def to_toml(self) -> str:

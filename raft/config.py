@@ -40,6 +40,11 @@ class Config:
     # Entries kept in memory when the node has a reader to fetch older ones back
     # from storage; older entries keep only their term (8 bytes each).
     max_cached_entries: int = 1 << 16
+    # True: once the commit index moves, the leader tells each follower at once (an
+    # empty AppendEntries when nothing else is due). False: the next append or
+    # heartbeat carries it, which saves a message, a follower cycle and a response
+    # per commit round when idle; followers then apply up to a heartbeat later.
+    eager_commit: bool = True
     mutations: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:

@@ -676,7 +676,8 @@ class Node:
                 # an empty AppendEntries only when it tells the follower something
                 self._send_appends(
                     peer,
-                    send_if_empty=pr.state is not ProgressState.REPLICATE or pr.can_bump_commit(commit),
+                    send_if_empty=pr.state is not ProgressState.REPLICATE
+                    or (self.config.eager_commit and pr.can_bump_commit(commit)),
                 )
         if self._read_round_needed:
             self._read_round_needed = False

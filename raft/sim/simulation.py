@@ -267,6 +267,7 @@ class Simulation:
             max_inflight_msgs=8,
             max_snapshot_chunk_bytes=8,  # many chunks, to exercise their reassembly
             max_cached_entries=16,  # lagging followers are served from storage
+            eager_commit=o.seed % 2 == 0,  # both ways of telling followers the commit index
             mutations=o.mutations,
         )
 
