@@ -37,7 +37,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cluster import launcher  # noqa: E402
-from cluster.client import AsyncClient, Client, RaftflowError  # noqa: E402
+from cluster.client import AsyncClient, Client, RaftflowError, run_sync  # noqa: E402
 
 CLIENTS = (1, 16, 64, 256)
 LEADER_INFLIGHT = (1, 256, 10_000)
@@ -135,7 +135,7 @@ class RaftflowCluster:
             survivors = [m.address for m in self.cluster.members if m.id != leader]
             os.kill(member.pid, signal.SIGKILL)
             killed_at = time.monotonic()
-            samples.append(asyncio.run(_first_commit_after(survivors, killed_at)))
+            samples.append(run_sync(_first_commit_after(survivors, killed_at)))
             launcher.stop_node(self.cluster, member, kill=True)  # reap it
             launcher.start_node(self.cluster, member)
         return _failover_summary(samples)
@@ -239,7 +239,7 @@ async def _leader_proposals(directory: str, inflight: int, seconds: float, fsync
 
 def leader_proposals(workdir: str, inflight: int, seconds: float, fsync: bool) -> dict:
     directory = os.path.join(workdir, f"leader-{inflight}-{'on' if fsync else 'off'}")
-    return asyncio.run(_leader_proposals(directory, inflight, seconds, fsync))
+    return run_sync(_leader_proposals(directory, inflight, seconds, fsync))
 
 
 # --- the run ------------------------------------------------------------------------
@@ -380,7 +380,7 @@ def main() -> int:
     results: dict = {"seconds": seconds, "repeats": repeats, "date": time.strftime("%Y-%m-%d %H:%M")}
     with tempfile.TemporaryDirectory(prefix="raftflow-bench-", dir=os.environ.get("BENCH_DIR")) as workdir:
         print("measuring the machine's floor...", file=sys.stderr, flush=True)
-        results["floor"] = {"fsync": fsync_floor(workdir), "grpc_rtt": asyncio.run(_grpc_rtt())}
+        results["floor"] = {"fsync": fsync_floor(workdir), "grpc_rtt": run_sync(_grpc_rtt())}
         print("raftflow, fsync on...", file=sys.stderr, flush=True)
         results["raftflow_fsync_on"] = _raftflow_writes(workdir, "fsync-on", CLIENTS, seconds, repeats)
         print("raftflow, fsync off...", file=sys.stderr, flush=True)

@@ -249,9 +249,13 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        for stream in self._streams.values():
-            stream.close()
+        streams = list(self._streams.values())
         self._streams.clear()
+        for stream in streams:
+            stream.close()
+        # Let gRPC's request-iterator tasks see the end of their outbox and finish.
+        await asyncio.gather(*(s.reader for s in streams), return_exceptions=True)
+        await asyncio.sleep(0)
         await asyncio.gather(*(ch.close() for ch in self._channels.values()), return_exceptions=True)
         self._channels.clear()
 
@@ -577,11 +581,28 @@ class _Tracker:
         await self.client._backoff(self.attempts, self.deadline)
 
 
+_shared_loop: asyncio.AbstractEventLoop | None = None
+
+
+def run_sync(coro):
+    """Run `coro` to completion on this process's one private event loop.
+
+    gRPC's asyncio support binds to an event loop and misbehaves once that loop is
+    closed ("Event loop is closed" from its poller), so every blocking `Client` in
+    a process shares one loop that is never closed. Not for use from inside a
+    running event loop, nor from two threads at once."""
+    global _shared_loop
+    if _shared_loop is None:
+        _shared_loop = asyncio.new_event_loop()
+    return _shared_loop.run_until_complete(coro)
+
+
 class Client:
-    """The blocking twin of `AsyncClient`, for scripts and the CLI."""
+    """The blocking twin of `AsyncClient`, for scripts and the CLI. Use it from
+    one thread at a time."""
 
     def __init__(self, endpoints: list[str], **options) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._closed = False
         self._client = self._run(self._make(endpoints, options))
 
     @staticmethod
@@ -589,7 +610,7 @@ class Client:
         return AsyncClient(endpoints, **options)
 
     def _run(self, coro):
-        return self._loop.run_until_complete(coro)
+        return run_sync(coro)
 
     def __enter__(self) -> Client:
         return self
@@ -598,9 +619,9 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        if not self._loop.is_closed():
+        if not self._closed:
+            self._closed = True
             self._run(self._client.close())
-            self._loop.close()
 
     def put(self, key: str, value: bytes) -> WriteResult:
         return self._run(self._client.put(key, value))

@@ -8,7 +8,6 @@ the same state. Prints a timeline and a verdict; stops every process it started.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -16,7 +15,7 @@ import tempfile
 import time
 
 from cluster import launcher
-from cluster.client import AsyncClient, Client, RaftflowError
+from cluster.client import AsyncClient, Client, RaftflowError, run_sync
 
 
 class _Timeline:
@@ -59,14 +58,14 @@ def run_demo(directory: str | None = None, writes: int = 300) -> int:
             acked: list[str] = []
             keys = [f"order-{i:04d}" for i in range(writes)]
             started = time.monotonic()
-            asyncio.run(_write(cluster.endpoints, keys[: writes // 2], acked))
+            run_sync(_write(cluster.endpoints, keys[: writes // 2], acked))
             rate = len(acked) / (time.monotonic() - started)
             t.say(f"{len(acked)} writes acknowledged, one at a time ({rate:.0f}/s, each fsynced on a majority)")
 
             victim = cluster.member(leader)
             os.kill(victim.pid, signal.SIGKILL)
             t.say(f"SIGKILL node {leader} (the leader), writes continue")
-            stall = asyncio.run(_write(cluster.endpoints, keys[writes // 2 :], acked))
+            stall = run_sync(_write(cluster.endpoints, keys[writes // 2 :], acked))
             new_leader = _leader_of_survivors(cluster, client, leader)
             t.say(f"node {new_leader} leads now; the write in flight at the kill waited {stall * 1000:.0f} ms "
                   f"(election included); all {len(acked)} writes acknowledged")

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from cluster.client import AsyncClient, OutcomeUnknown, Unavailable
-from procnet import ProcCluster, wait_until
+from cluster.client import AsyncClient, OutcomeUnknown, Unavailable, run_sync
+from procnet import ProcCluster
 
 
 @pytest.fixture
@@ -108,21 +108,39 @@ def test_no_acknowledged_write_lost_or_applied_twice_across_leader_kills(make_cl
     acked: list[str] = []
     unknown: list[str] = []
 
+    async def wait_for(condition, what: str, timeout: float = 20.0):
+        """Poll an async condition on this loop until it holds (with a deadline)."""
+        deadline = time.monotonic() + timeout
+        while not (value := await condition()):
+            assert time.monotonic() < deadline, f"timed out waiting for {what} (seed {seed})"
+            await asyncio.sleep(0.02)  # polling other processes: there is no event to wait on
+        return value
+
     async def run() -> None:
         stop = asyncio.Event()
         writers = [asyncio.create_task(_writer(endpoints, w, stop, acked, unknown, seed + w)) for w in range(4)]
-        loop = asyncio.get_running_loop()
-        for _ in range(4):  # kill the leader, wait for a successor, restart the old one
-            leader = await loop.run_in_executor(None, c.wait_leader)
-            floor = len(acked)
-            await loop.run_in_executor(None, lambda: wait_until(lambda: len(acked) >= floor + 20, 20, "writes to go on"))
-            await loop.run_in_executor(None, c.kill, leader)
-            await loop.run_in_executor(None, lambda: c.wait_leader(exclude={leader}))
-            await loop.run_in_executor(None, c.start, leader)
+        async with AsyncClient(endpoints, timeout=2.0) as admin:
+
+            async def leader(exclude: set[int]) -> int:
+                up = [s for _, s in await admin.cluster_status(timeout=0.5) if not isinstance(s, str)]
+                up = [s for s in up if s.id not in exclude]
+                leaders = [s.id for s in up if s.role == "leader"]
+                return leaders[0] if len(leaders) == 1 and {s.leader_id for s in up} == set(leaders) else 0
+
+            async def progressed(floor: int) -> bool:
+                return len(acked) >= floor + 20
+
+            for _ in range(4):  # kill the leader, wait for a successor, restart the old one
+                old = await wait_for(lambda: leader(set()), "a leader")
+                floor = len(acked)
+                await wait_for(lambda: progressed(floor), "writes to go on")
+                c.kill(old)
+                await wait_for(lambda: leader({old}), f"a leader other than node {old}")
+                c.start(old)
         stop.set()
         await asyncio.gather(*writers)
 
-    asyncio.run(run())
+    run_sync(run())
     hashes = c.wait_converged()
     assert len(set(hashes.values())) == 1, hashes
     assert len(acked) > 100, f"only {len(acked)} writes acknowledged (seed {seed})"
@@ -142,7 +160,7 @@ def test_no_acknowledged_write_lost_or_applied_twice_across_leader_kills(make_cl
                     problems.append(f"{key}: applied {r.kv.version} times")
         return problems
 
-    problems = asyncio.run(check())
+    problems = run_sync(check())
     assert not problems, f"seed {seed}: {problems[:10]} ({len(problems)} problems)"
 
 
