@@ -270,6 +270,8 @@ class AsyncClient:
     def _stream(self, endpoint: str) -> _Stream:
         stream = self._streams.get(endpoint)
         if stream is None or stream.failed is not None:
+            if stream is not None:
+                stream.close()  # ends its request iterator, or gRPC's task for it stays pending
             stream = self._streams[endpoint] = _Stream(client_pb2_grpc.ClientStub(self._channel(endpoint)))
         return stream
 
