@@ -78,12 +78,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--value-bytes", type=int, default=100)
-    parser.add_argument("--uvloop", action="store_true")
     args = parser.parse_args()
-    if args.uvloop:
+    try:  # the same event loop the nodes use when it is installed (raftflow[fast])
         import uvloop  # noqa: PLC0415
 
         uvloop.install()
+    except ImportError:
+        pass
     result = asyncio.run(run(args.endpoints.split(","), args.clients, args.seconds, args.value_bytes))
     print(json.dumps(result), flush=True)
 

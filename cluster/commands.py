@@ -127,6 +127,13 @@ def _cmd_node_run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, format=f"%(asctime)s node {config.id} %(levelname)s %(message)s", stream=sys.stderr
     )
+    if os.environ.get("RAFTFLOW_EVENT_LOOP", "auto") != "asyncio":
+        try:
+            import uvloop  # noqa: PLC0415 (optional: pip install raftflow[fast])
+
+            uvloop.install()
+        except ImportError:
+            pass
     try:
         return asyncio.run(serve(config))
     except OSError as exc:

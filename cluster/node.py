@@ -145,9 +145,10 @@ class RaftNode:
             reader=self._read_entries,
         )
         log.info(
-            "node %d starting: cluster %s, term %d, log (%d, %d], commit %d, %s",
+            "node %d starting: cluster %s, term %d, log (%d, %d], commit %d, %s, %s event loop",
             cfg.id, cfg.cluster_id, durable.hard_state.term, self.node.log.snapshot_index,
             self.node.log.last_index(), durable.hard_state.commit, "fsync on" if cfg.fsync else "FSYNC OFF",
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
         from cluster.services import AdminService, ClientService  # noqa: PLC0415 (they import this module)
