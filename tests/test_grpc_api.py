@@ -1,0 +1,131 @@
+"""The gRPC services as any client sees them: status codes, messages, leader hints,
+backpressure. Real node processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from cluster.client import run_sync
+from procnet import ProcCluster
+from proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = ProcCluster(str(tmp_path_factory.mktemp("grpc") / "c"), 3)
+    c.start()
+    c.wait_leader()
+    yield c
+    c.close()
+
+
+async def _call(address: str, fn):
+    async with grpc.aio.insecure_channel(address) as channel:
+        return await fn(client_pb2_grpc.ClientStub(channel))
+
+
+def call(address: str, fn):
+    return run_sync(_call(address, fn))
+
+
+def rpc_error(address: str, fn) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        call(address, fn)
+    return err.value
+
+
+def session(address: str) -> int:
+    return call(address, lambda stub: stub.OpenSession(client_pb2.OpenSessionRequest(), timeout=5)).session_id
+
+
+def put(session_id: int, seq: int, key: str, value: bytes = b"v", ack_floor: int | None = None) -> client_pb2.Command:
+    floor = seq if ack_floor is None else ack_floor
+    return client_pb2.Command(session_id=session_id, seq=seq, ack_floor=floor, put=client_pb2.Put(key=key, value=value))
+
+
+def test_execute_applies_once_and_a_retry_gets_the_same_reply(cluster):
+    leader = cluster.address(cluster.wait_leader())
+    sid = session(leader)
+    first = call(leader, lambda stub: stub.Execute(put(sid, 1, "once"), timeout=5))
+    again = call(leader, lambda stub: stub.Execute(put(sid, 1, "once"), timeout=5))
+    assert again.revision == first.revision  # the cached reply: nothing applied twice
+    assert cluster.client.get("once").kv.version == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (client_pb2.Command(session_id=1, seq=1, put=client_pb2.Put(key="", value=b"v")), "key is empty"),
+        (client_pb2.Command(session_id=1, seq=1), "command has no operation"),
+        (client_pb2.Command(session_id=0, seq=1, put=client_pb2.Put(key="k")), "open a session first"),
+        (client_pb2.Command(session_id=1, seq=1, cas=client_pb2.Cas(key="k", value=b"v")), "expected_value or expected_revision"),
+        (client_pb2.Command(session_id=1, seq=1, put=client_pb2.Put(key="k", value=b"x" * (1 << 20 + 1))), "value is"),
+    ],
+)
+def test_bad_input_is_invalid_argument_naming_the_problem_and_changes_nothing(cluster, command, message):
+    leader = cluster.address(cluster.wait_leader())
+    before = cluster.statuses()[cluster.wait_leader()].last_index
+    err = rpc_error(leader, lambda stub: stub.Execute(command, timeout=5))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in err.details()
+    assert cluster.statuses()[cluster.wait_leader()].last_index == before
+
+
+def test_a_follower_answers_failed_precondition_with_the_leader_in_the_metadata(cluster):
+    leader_id = cluster.wait_leader()
+    follower = next(m for m in cluster.cluster.members if m.id != leader_id)
+    err = rpc_error(follower.address, lambda stub: stub.Execute(put(1, 1, "k"), timeout=5))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"the leader is node {leader_id}" in err.details()
+    metadata = dict(err.trailing_metadata())
+    assert metadata["raftflow-leader"] == f"{leader_id} {cluster.address(leader_id)}"
+    assert metadata["raftflow-node"] == str(follower.id)
+
+
+def test_an_unknown_session_is_not_found(cluster):
+    leader = cluster.address(cluster.wait_leader())
+    err = rpc_error(leader, lambda stub: stub.Execute(put(999_999, 1, "k"), timeout=5))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    assert "session 999999 is unknown or expired" in err.details()
+
+
+def test_admin_transfer_to_a_non_member_is_invalid_argument(cluster):
+    leader = cluster.address(cluster.wait_leader())
+
+    async def transfer():
+        async with grpc.aio.insecure_channel(leader) as channel:
+            await admin_pb2_grpc.AdminStub(channel).TransferLeader(admin_pb2.TransferRequest(target_id=9), timeout=5)
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        run_sync(transfer())
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "node 9 is not a member" in err.value.details()
+
+
+def test_a_full_proposal_queue_answers_resource_exhausted(tmp_path):
+    """Backpressure: 4 commands may wait; with every log write slowed down, the
+    rest of a burst is refused at once with a message, not queued."""
+    c = ProcCluster(str(tmp_path / "c"), 1, max_pending_proposals=4, slow_disk_ms=200)
+    try:
+        c.start()
+        address = c.address(c.wait_leader())
+        sid = session(address)
+
+        async def burst():
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = client_pb2_grpc.ClientStub(channel)
+                calls = [stub.Execute(put(sid, seq, f"b{seq}", ack_floor=1), timeout=10) for seq in range(1, 31)]
+                return await asyncio.gather(*calls, return_exceptions=True)
+
+        outcomes = run_sync(burst())
+        refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+        applied = [o for o in outcomes if not isinstance(o, BaseException)]
+        assert applied, "nothing was accepted"
+        assert refused, "the queue never filled"
+        assert {e.code() for e in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+        assert all("max_pending_proposals=4" in e.details() for e in refused)
+    finally:
+        c.close()
