@@ -366,6 +366,9 @@ def report(results: dict) -> str:
 
 
 def main() -> int:
+    # SIGTERM (a timeout, Ctrl-C from make) unwinds like an exception, so every
+    # `finally` that stops node processes runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 repeat, 3 s per point, 3 kills")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per measurement")
