@@ -162,7 +162,7 @@ def _failover_summary(samples: list[float]) -> dict:
 # --- proposals at the leader (PySyncObj's way of measuring) --------------------------
 
 
-async def _leader_proposals(directory: str, inflight: int, seconds: float, fsync: bool) -> dict:
+async def _leader_proposals(cluster: launcher.ClusterFile, inflight: int, seconds: float) -> dict:
     """Commands submitted inside the leader's own process, `inflight` outstanding,
     as PySyncObj's figures are taken (its commands are calls on a node object).
     Node 1 runs in this process; nodes 2 and 3 are processes of their own."""
@@ -170,9 +170,6 @@ async def _leader_proposals(directory: str, inflight: int, seconds: float, fsync
     from cluster.node import NodeError, RaftNode  # noqa: PLC0415
     from statemachine.commands import OpenSession, Put  # noqa: PLC0415
 
-    cluster = launcher.create(
-        directory, 3, 0, ports=launcher.free_ports(3), fsync=fsync, max_pending_proposals=max(10_000, 2 * inflight)
-    )
     local = RaftNode(load_config(cluster.members[0].config))
     for m in cluster.members[1:]:
         launcher.start_node(cluster, m)
@@ -228,8 +225,6 @@ async def _leader_proposals(directory: str, inflight: int, seconds: float, fsync
         elapsed = loop.time() - started
     finally:
         await local.stop()
-        for m in cluster.members[1:]:
-            launcher.stop_node(cluster, m, kill=True)
     latencies.sort()
     return {
         "inflight": inflight, "ops": len(latencies), "ops_per_s": len(latencies) / elapsed, "errors": errors,
@@ -239,7 +234,14 @@ async def _leader_proposals(directory: str, inflight: int, seconds: float, fsync
 
 def leader_proposals(workdir: str, inflight: int, seconds: float, fsync: bool) -> dict:
     directory = os.path.join(workdir, f"leader-{inflight}-{'on' if fsync else 'off'}")
-    return run_sync(_leader_proposals(directory, inflight, seconds, fsync))
+    cluster = launcher.create(
+        directory, 3, 0, ports=launcher.free_ports(3), fsync=fsync, max_pending_proposals=max(10_000, 2 * inflight)
+    )
+    try:
+        return run_sync(_leader_proposals(cluster, inflight, seconds))
+    finally:
+        for m in cluster.members[1:]:
+            launcher.stop_node(cluster, m, kill=True)
 
 
 # --- the run ------------------------------------------------------------------------
