@@ -112,6 +112,7 @@ class _Stream:
     drains itself (the request iterator)."""
 
     def __init__(self, stub: client_pb2_grpc.ClientStub) -> None:
+        self.loop = asyncio.get_running_loop()
         self._outbox: asyncio.Queue[client_pb2.Command | None] = asyncio.Queue()
         self.call = stub.ExecuteStream(self._requests())
         self.pending: dict[int, asyncio.Future] = {}
@@ -149,21 +150,31 @@ class _Stream:
                 future.set_exception(error)
         self.pending.clear()
 
-    async def send(self, cmd: client_pb2.Command) -> client_pb2.CommandReply:
+    async def send(self, cmd: client_pb2.Command, timeout: float) -> client_pb2.CommandReply:
+        """The reply to `cmd`; asyncio.TimeoutError after `timeout` seconds (a
+        timer on the future: cheaper than wait_for's task per command)."""
         if self.failed is not None:
             raise self.failed
-        future = asyncio.get_running_loop().create_future()
+        loop = self.loop
+        future = loop.create_future()
         self.pending[cmd.request_id] = future
         self._outbox.put_nowait(cmd)
+        timer = loop.call_later(timeout, _expire, future)
         try:
             return await future
         finally:
+            timer.cancel()
             self.pending.pop(cmd.request_id, None)
 
     def close(self) -> None:
         self._outbox.put_nowait(None)
         self.call.cancel()
         self.reader.cancel()
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError())
 
 
 def _describe_rpc_error(exc: BaseException) -> str:
@@ -357,7 +368,7 @@ class AsyncClient:
                     ack_floor=min(self._outstanding),
                 ))
                 try:
-                    reply = await asyncio.wait_for(self._stream(endpoint).send(cmd), self._remaining(deadline))
+                    reply = await self._stream(endpoint).send(cmd, self._remaining(deadline))
                 except (grpc.aio.AioRpcError, ConnectionError) as exc:
                     sent = True
                     self._lost(endpoint)
@@ -368,7 +379,7 @@ class AsyncClient:
                     raise OutcomeUnknown(
                         f"no reply within {self.timeout:.1f}s; the command may or may not have been applied"
                     ) from None
-                code = grpc.StatusCode(_status(reply.code))
+                code = _status(reply.code)
                 if code == grpc.StatusCode.OK:
                     return WriteResult(
                         reply.index, reply.revision, reply.succeeded,
@@ -503,11 +514,11 @@ class AsyncClient:
             await tracker.wait()
 
 
+_STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
 def _status(number: int) -> grpc.StatusCode:
-    for code in grpc.StatusCode:
-        if code.value[0] == number:
-            return code
-    return grpc.StatusCode.UNKNOWN
+    return _STATUS_BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
 
 
 def _one_node_error(endpoint: str, exc: grpc.aio.AioRpcError) -> RaftflowError:

@@ -53,6 +53,7 @@ log = logging.getLogger("raftflow.node")
 
 VERSION = "0.1.0"
 GC_FREEZE_ENTRIES = 50_000  # applied entries between two gc.freeze() calls
+APPLY_CHUNK = 1024  # entries applied between two turns of the event loop
 
 
 class NodeError(Exception):
@@ -403,7 +404,7 @@ class RaftNode:
         # them first takes one fsync off every client's wait.
         applied_early = rd.snapshot is None and bool(rd.committed) and rd.committed[-1].index <= node.log.stable
         if applied_early:
-            self._apply(rd)
+            await self._apply(rd)
             self._wake_applied_waiters()
         if rd.must_persist() and not self.storage.needs_sync(rd.snapshot, rd.entries, rd.hard_state):
             with self._storage_lock:  # only the commit index moved: a write, no fsync; not worth a thread hop
@@ -417,7 +418,7 @@ class RaftNode:
             log.info("node %d installed a snapshot at index %d", self.id, rd.snapshot.index)
             self._fail_waiting_through(rd.snapshot.index)
         if not applied_early:
-            self._apply(rd)
+            await self._apply(rd)
         for rs in rd.read_states:
             future = self._reads.get(rs.ctx)
             if future is not None and not future.done():
@@ -429,10 +430,15 @@ class RaftNode:
         node.advance(rd)
         self._wake_applied_waiters()
 
-    def _apply(self, rd: Ready) -> None:
+    async def _apply(self, rd: Ready) -> None:
+        """Apply the committed entries in order, answering the proposals waiting on
+        them. Every APPLY_CHUNK entries the loop gets a turn: a large batch must not
+        hold back ticks and heartbeats for longer than an election timeout."""
         machine = self.machine
         waiting = self._waiting
-        for entry in rd.committed:
+        for n, entry in enumerate(rd.committed, start=1):
+            if n % APPLY_CHUNK == 0:
+                await asyncio.sleep(0)
             if entry.kind is EntryKind.NOOP:
                 machine.apply_noop(entry.index)
                 result = None
