@@ -411,9 +411,13 @@ class DiskStorage:
             raise self._stop(exc) from exc
 
     def close(self) -> None:
-        if self._unsynced:
-            self._sync_active()
-        self._active.close()
+        """Sync what was written without a sync (the commit index) and close. After
+        a failure nothing is synced again: the page cache can no longer be trusted."""
+        try:
+            if self._unsynced and self._failed is None:
+                self._sync_active()
+        finally:
+            self._active.close()
 
     def entries(self, lo: int, hi: int) -> list[Entry]:
         """Durable entries [lo, hi), read back from the log (each record's checksum is
@@ -488,12 +492,12 @@ class DiskStorage:
     def _maybe_rotate(self, incoming: int) -> None:
         if self._active_bytes + incoming <= self.segment_bytes_max or self._active_bytes < 512:
             return
+        if self._unsynced:  # only the last segment may end torn: sync before a newer one exists
+            self._sync_active()
         number = self._segments[-1][0] + 1
         snap = Snapshot(self._snap_index, self._snap_term) if self._snap_index else None
         size = self._start_segment(number, self._hard_state, snap)
         active = self.fs.open_append(os.path.join(self._wal_dir, segment_name(number)))
-        if self._unsynced:  # only the last segment may end torn
-            self._sync_active()
         self._active.close()
         self._active, self._active_bytes = active, size
         self._segments.append([number, 0])

@@ -902,3 +902,35 @@ def test_a_deleted_last_segment_is_named_not_silently_dropped(tmp_path):
     os.remove(os.path.join(path, "wal", segments[-1]))
     with pytest.raises(WalCorruption, match=segments[-1] + ".*segment missing"):
         DiskStorage(path, cluster_id="c1", node_id=1, segment_bytes_max=4096)
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_crash_while_rotating_after_an_unsynced_commit_only_write_recovers(seed):
+    """A Ready that only moves the commit index is written without a sync. When the
+    next write rotates segments, the old one must be synced before the new one
+    exists: only the last segment may end torn. The crash hits right after the new
+    segment is durable (found by review: 37 of 40 such crashes did not recover)."""
+    fs = SimFS(random.Random(seed))
+    storage = DiskStorage("/d", cluster_id="c", node_id=1, create=True, fs=fs, segment_bytes_max=4096)
+    index = 0
+    while storage._active_bytes < 3500:
+        index += 1
+        storage.persist(None, [Entry(index, 1, b"x" * 200)], HardState(1, 1, 0))
+    storage.persist(None, [], HardState(1, 1, index))  # commit-only: written, not synced
+    start_segment = storage._start_segment
+
+    def crash_after_new_segment(*args):
+        start_segment(*args)
+        fs.crash()
+        raise _Crash
+
+    storage._start_segment = crash_after_new_segment
+    with pytest.raises(_Crash):
+        storage.persist(None, [Entry(index + 1, 1, b"y" * 600)], HardState(1, 1, index))
+    recovered = DiskStorage("/d", cluster_id="c", node_id=1, fs=fs, segment_bytes_max=4096).load()
+    assert [e.index for e in recovered.entries] == list(range(1, index + 1))
+    assert recovered.hard_state == HardState(1, 1, index)  # synced before the rotation
