@@ -380,6 +380,7 @@ class AsyncClient:
                         f"no reply within {self.timeout:.1f}s; the command may or may not have been applied"
                     ) from None
                 code = _status(reply.code)
+                sent = sent or reply.maybe_applied  # in the log: only this (session, seq) may retry it
                 if code == grpc.StatusCode.OK:
                     return WriteResult(
                         reply.index, reply.revision, reply.succeeded,
@@ -401,7 +402,6 @@ class AsyncClient:
                     self._outstanding.add(seq)
                     continue
                 if code == grpc.StatusCode.UNAVAILABLE:
-                    sent = sent or "may still commit" in reply.message or "unknown" in reply.message
                     self._lost(endpoint)
                     tracker.no_leader(reply.message, outcome_unknown=sent)
                 elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
@@ -586,8 +586,7 @@ class _Tracker:
             suffix = "; the command may or may not have been applied" if self.outcome_unknown else ""
             # What a node said (no quorum) explains more than a node that is down.
             problem = self.node_said or self.last_problem
-            error = OutcomeUnknown if self.outcome_unknown and "no node reachable" not in problem else Unavailable
-            raise error(problem + suffix)
+            raise (OutcomeUnknown if self.outcome_unknown else Unavailable)(problem + suffix)
         if now >= self.deadline:
             raise OutcomeUnknown(f"gave up after {now - self.started:.1f}s: {self.last_problem}")
         self.attempts += 1

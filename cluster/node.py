@@ -59,12 +59,16 @@ APPLY_CHUNK = 1024  # entries applied between two turns of the event loop
 class NodeError(Exception):
     """A request this node cannot serve; `code` is the gRPC status to answer with."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, leader: int = NONE, leader_address: str = "") -> None:
+    def __init__(
+        self, code: grpc.StatusCode, message: str, leader: int = NONE, leader_address: str = "",
+        *, maybe_applied: bool = False,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.leader = leader
         self.leader_address = leader_address
+        self.maybe_applied = maybe_applied  # the command is in the log: it may still be applied
 
 
 class _NoSyncFS(OsFS):
@@ -182,17 +186,21 @@ class RaftNode:
             ticker.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._fail_everything(NodeError(grpc.StatusCode.UNAVAILABLE, f"node {self.id} is stopping"))
-        if self.server is not None:
-            await self.server.stop(0.2)
-        await self.transport.close()
-        if self.storage is not None:
-            storage = self.storage
-            await asyncio.get_running_loop().run_in_executor(self._disk, storage.close)
-        self._disk.shutdown(wait=True)
-        self._encoder.shutdown(wait=True, cancel_futures=True)
-        log.info("node %d stopped", self.id)
-        self.stopped.set()
+        try:
+            self._fail_everything(NodeError(grpc.StatusCode.UNAVAILABLE, f"node {self.id} is stopping"))
+            if self.server is not None:
+                await self.server.stop(0.2)
+            await self.transport.close()
+            if self.storage is not None:
+                storage = self.storage
+                await asyncio.get_running_loop().run_in_executor(self._disk, storage.close)
+        except Exception as exc:  # noqa: BLE001 (a failed close must not leave the process hanging)
+            log.error("node %d: error while stopping: %s", self.id, exc)
+        finally:
+            self._disk.shutdown(wait=True)
+            self._encoder.shutdown(wait=True, cancel_futures=True)
+            log.info("node %d stopped", self.id)
+            self.stopped.set()
 
     def _read_entries(self, lo: int, hi: int):
         assert self.storage is not None
@@ -363,9 +371,12 @@ class RaftNode:
                     elif self._snapshot_encoded is None:
                         break
                     await self._maybe_snapshot(loop)
-        except StorageFailed as exc:
-            # The disk refused a write: nothing more is durable, so stop serving.
-            log.critical("node %d stops: %s", self.id, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (StorageFailed, or a bug: either way the node cannot go on)
+            # The disk refused a write (nothing more is durable), or the driver hit a
+            # bug: stop serving rather than accept work nobody will answer.
+            log.critical("node %d stops: %s", self.id, exc, exc_info=not isinstance(exc, StorageFailed))
             self.failure = exc
             self._fail_everything(NodeError(grpc.StatusCode.UNAVAILABLE, f"node {self.id} failed: {exc}"))
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop()))
@@ -438,7 +449,7 @@ class RaftNode:
         waiting = self._waiting
         for n, entry in enumerate(rd.committed, start=1):
             if n % APPLY_CHUNK == 0:
-                await asyncio.sleep(0)
+                await self._yield_to_loop()
             if entry.kind is EntryKind.NOOP:
                 machine.apply_noop(entry.index)
                 result = None
@@ -459,12 +470,28 @@ class RaftNode:
                     "retrying with the same session and sequence is safe",
                 ))
 
+    async def _yield_to_loop(self) -> None:
+        """Give the loop a turn in the middle of a long apply; as during a disk wait,
+        inputs meanwhile send the messages due (heartbeats, their responses)."""
+        previous, self._persisting = self._persisting, True
+        try:
+            if self.node is not None:
+                due = self.node.take_early_messages()
+                if due:
+                    self.transport.send(due)
+            await asyncio.sleep(0)
+        finally:
+            self._persisting = previous
+
     def _fail_waiting_through(self, index: int) -> None:
         """A snapshot replaced the log through `index`: proposals there have an
         unknown outcome (the client's retry gets the session's cached result)."""
         for i in [i for i in self._waiting if i <= index]:
             _, future = self._waiting.pop(i)
-            _fail(future, NodeError(grpc.StatusCode.UNAVAILABLE, "outcome unknown after a snapshot install; retry"))
+            _fail(future, NodeError(
+                grpc.StatusCode.UNAVAILABLE, "outcome unknown after a snapshot install; retry with the same session",
+                maybe_applied=True,
+            ))
 
     def _wake_applied_waiters(self) -> None:
         applied = self.machine.applied_index
@@ -498,6 +525,7 @@ class RaftNode:
                 grpc.StatusCode.UNAVAILABLE,
                 f"node {self.id} lost leadership before the command committed; it may still commit "
                 "(retrying with the same session and sequence is safe)",
+                maybe_applied=True,
             )
             waiting, self._waiting = self._waiting, {}
             for _, future in waiting.values():
@@ -561,8 +589,11 @@ class RaftNode:
         for p in self._queued:
             _fail(p.future, error)
         self._queued = []
+        in_log = NodeError(
+            error.code, f"{error.message}; the command is in the log and may still be applied", maybe_applied=True
+        )
         for _, future in self._waiting.values():
-            _fail(future, error)
+            _fail(future, in_log)
         self._waiting.clear()
         for future in self._reads.values():
             _fail(future, error)

@@ -30,6 +30,7 @@ from statemachine.commands import (
 
 LEADER_METADATA = "raftflow-leader"  # "ID ADDRESS" of the leader, on FAILED_PRECONDITION
 NODE_METADATA = "raftflow-node"  # on every error a node reports itself
+MAYBE_APPLIED_METADATA = "raftflow-maybe-applied"  # the command is in the log and may still apply
 _CONSISTENCY = {
     client_pb2.LINEARIZABLE: "linearizable",
     client_pb2.LEASE: "lease",
@@ -101,7 +102,7 @@ def reply_for(request_id: int, index: int, result) -> client_pb2.CommandReply:
 def error_reply(request_id: int, error: NodeError) -> client_pb2.CommandReply:
     return client_pb2.CommandReply(
         request_id=request_id, code=error.code.value[0], message=error.message,
-        leader_id=error.leader, leader_address=error.leader_address,
+        leader_id=error.leader, leader_address=error.leader_address, maybe_applied=error.maybe_applied,
     )
 
 
@@ -109,6 +110,8 @@ async def _abort(context, error: NodeError, node_id: int):
     """End the call with the error's status. The metadata says a node answered
     (not the network), and where the leader is when that is known."""
     metadata = [(NODE_METADATA, str(node_id))]
+    if error.maybe_applied:
+        metadata.append((MAYBE_APPLIED_METADATA, "1"))
     if error.leader != NONE:
         metadata.append((LEADER_METADATA, f"{error.leader} {error.leader_address}"))
     await context.abort(error.code, error.message, trailing_metadata=tuple(metadata))

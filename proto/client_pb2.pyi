@@ -87,7 +87,7 @@ class KeyValue(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., create_revision: _Optional[int] = ..., mod_revision: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
 
 class CommandReply(_message.Message):
-    __slots__ = ("request_id", "code", "message", "leader_id", "leader_address", "index", "revision", "succeeded", "prev", "current")
+    __slots__ = ("request_id", "code", "message", "leader_id", "leader_address", "index", "revision", "succeeded", "prev", "current", "maybe_applied")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,7 @@ class CommandReply(_message.Message):
     SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
     PREV_FIELD_NUMBER: _ClassVar[int]
     CURRENT_FIELD_NUMBER: _ClassVar[int]
+    MAYBE_APPLIED_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     code: int
     message: str
@@ -108,7 +109,8 @@ class CommandReply(_message.Message):
     succeeded: bool
     prev: KeyValue
     current: KeyValue
-    def __init__(self, request_id: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., index: _Optional[int] = ..., revision: _Optional[int] = ..., succeeded: _Optional[bool] = ..., prev: _Optional[_Union[KeyValue, _Mapping]] = ..., current: _Optional[_Union[KeyValue, _Mapping]] = ...) -> None: ...
+    maybe_applied: bool
+    def __init__(self, request_id: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., index: _Optional[int] = ..., revision: _Optional[int] = ..., succeeded: _Optional[bool] = ..., prev: _Optional[_Union[KeyValue, _Mapping]] = ..., current: _Optional[_Union[KeyValue, _Mapping]] = ..., maybe_applied: _Optional[bool] = ...) -> None: ...
 
 class CommandBatch(_message.Message):
     __slots__ = ("commands",)

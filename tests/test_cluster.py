@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from cluster.client import AsyncClient, OutcomeUnknown, Unavailable, run_sync
-from procnet import ProcCluster
+from cluster.client import AsyncClient, Client, OutcomeUnknown, Unavailable, run_sync
+from procnet import ProcCluster, wait_until
 
 
 @pytest.fixture
@@ -187,3 +187,24 @@ def test_the_demo_runs_its_story_and_says_ok(tmp_path):
     assert "SIGKILL node" in result.stdout
     assert "0 missing, 0 applied twice" in result.stdout
     assert result.stdout.strip().endswith("all nodes agree")
+
+
+def test_a_command_refused_for_lack_of_quorum_is_unavailable_not_outcome_unknown(make_cluster):
+    """Found by review: the no-leader message contains "unknown", which the client
+    once read as "the command may have been applied". Outcome unknown is now an
+    explicit flag set only for commands that reached the log."""
+    c = make_cluster(3)
+    leader = c.wait_leader()
+    c.client.put("before", b"x")  # the session is open
+    survivor = next(m.id for m in c.cluster.members if m.id != leader)
+    for m in c.cluster.members:
+        if m.id != survivor:
+            c.kill(m.id)
+    wait_until(lambda: c.statuses()[survivor].leader_id == 0, 10, f"node {survivor} to know no leader")
+    client = Client([c.address(survivor)], timeout=3.0, no_leader_timeout=0.5)
+    try:
+        with pytest.raises(Unavailable) as err:
+            client.put("after", b"y")
+    finally:
+        client.close()
+    assert "no quorum: 1 of 3 nodes reachable" in str(err.value)
