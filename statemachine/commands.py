@@ -69,18 +69,30 @@ class Cas:
     expected_revision: int | None = None
 
 
-Op: TypeAlias = OpenSession | Put | Delete | Cas
+# The workflow ops and results live in statemachine/workflow/ops.py (imported at the end).
+Op: TypeAlias = "OpenSession | Put | Delete | Cas | WorkflowOp"
 
 
 class OpCode(enum.IntEnum):
+    """Codes in the log: append new ones, never renumber."""
+
     OPEN_SESSION = 0
     PUT = 1
     DELETE = 2
     CAS = 3
+    REGISTER_WORKFLOW_TYPE = 4
+    START_WORKFLOW = 5
+    ACTIVITY_TASK_STARTED = 6
+    COMPLETE_ACTIVITY = 7
+    FAIL_ACTIVITY = 8
+    HEARTBEAT_ACTIVITY = 9
+    CANCEL_WORKFLOW = 10
+    TERMINATE_WORKFLOW = 11
+    TICK = 12
 
 
 _OP_CLASSES: dict[int, type] = {OpCode.OPEN_SESSION: OpenSession, OpCode.PUT: Put, OpCode.DELETE: Delete, OpCode.CAS: Cas}
-_OP_CODES: dict[type, OpCode] = {cls: OpCode(code) for code, cls in _OP_CLASSES.items()}
+_OP_CODES: dict[type, OpCode] = {}  # filled at the end, with the workflow ops
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,15 +160,24 @@ class Rejected:
     message: str
 
 
-Result: TypeAlias = PutResult | DeleteResult | CasResult | SessionOpened | Rejected
+Result: TypeAlias = "PutResult | DeleteResult | CasResult | SessionOpened | Rejected | WorkflowResult"
 
 
 class ResultCode(enum.IntEnum):
+    """Codes in session caches and snapshots: append new ones, never renumber."""
+
     SESSION_OPENED = 0
     PUT = 1
     DELETE = 2
     CAS = 3
     REJECTED = 4
+    TYPE_REGISTERED = 5
+    WORKFLOW_STARTED = 6
+    TASK_ACCEPTED = 7
+    WORKFLOW_ACCEPTED = 8
+    TICKED = 9
+    ACTIVITY_TASK = 10
+    WORKFLOW_REJECTED = 11
 
 
 # --- field checks, shared by every decoder in the package ------------------------------
@@ -271,8 +292,11 @@ def validate_op(op: Op) -> None:
                 _check_value(expected_value, "expected_value")
             else:
                 check_int(expected_revision, "expected_revision", CommandError)
+        case _ if type(op) in WORKFLOW_OPS:
+            validate_workflow_op(op)
         case _:
-            raise CommandError(f"op is {_show(op)}; expected OpenSession, Put, Delete or Cas")
+            workflow_ops = ", ".join(cls.__name__ for cls in WORKFLOW_OPS)
+            raise CommandError(f"op is {_show(op)}; expected OpenSession, Put, Delete or Cas, or a workflow op ({workflow_ops})")
 
 
 def _check_key(key: object) -> None:
@@ -330,6 +354,8 @@ def encode_result(result: Result) -> bytes:
             row = [ResultCode.CAS, succeeded, revision, key_value_row(current)]
         case Rejected(reason, message):
             row = [ResultCode.REJECTED, reason, message]
+        case _ if type(result) in _WORKFLOW_RESULT_CODES:
+            row = [_WORKFLOW_RESULT_CODES[type(result)], *workflow_result_fields(result)]
         case _:
             raise TypeError(f"not a result: {result!r}")
     return msgpack.packb([RESULT_FORMAT, *row], use_bin_type=True)
@@ -357,6 +383,8 @@ def decode_result(data: bytes) -> Result:
     code = ResultCode(code)
     if len(fields) != _RESULT_FIELDS[code]:
         raise ResultError(f"{code.name} result has {len(fields)} fields; expected {_RESULT_FIELDS[code]}")
+    if code in _WORKFLOW_RESULT_CLASSES:
+        return workflow_result_from_fields(_WORKFLOW_RESULT_CLASSES[code], fields)
     if code is ResultCode.SESSION_OPENED:
         return SessionOpened(check_int(fields[0], "session_id", ResultError, minimum=1))
     if code is ResultCode.REJECTED:
@@ -374,3 +402,28 @@ def decode_result(data: bytes) -> Result:
     if code is ResultCode.PUT:
         return PutResult(revision, _optional_key_value(kv, "prev"))
     return DeleteResult(revision, _optional_key_value(kv, "deleted"))
+
+
+# --- the workflow namespace's ops and results ------------------------------------------
+# Imported last: ops.py builds on the helpers above (and the engine on the errors), so
+# this module must be complete up to here first. statemachine/__init__.py imports this
+# module before anything in statemachine.workflow, so the order always holds.
+
+from statemachine.workflow.ops import (  # noqa: E402
+    WORKFLOW_OPS,
+    WORKFLOW_RESULTS,
+    WorkflowOp,
+    WorkflowResult,
+    validate_workflow_op,
+    workflow_result_fields,
+    workflow_result_from_fields,
+)
+
+_OP_CLASSES.update(zip(list(OpCode)[OpCode.REGISTER_WORKFLOW_TYPE :], WORKFLOW_OPS, strict=True))
+_OP_CODES.update({cls: OpCode(code) for code, cls in _OP_CLASSES.items()})
+_WORKFLOW_RESULT_CLASSES: dict[ResultCode, type] = dict(
+    zip(list(ResultCode)[ResultCode.TYPE_REGISTERED :], WORKFLOW_RESULTS, strict=True)
+)
+_WORKFLOW_RESULT_CODES: dict[type, ResultCode] = {cls: code for code, cls in _WORKFLOW_RESULT_CLASSES.items()}
+_RESULT_FIELDS.update({code: len(cls.__slots__) for code, cls in _WORKFLOW_RESULT_CLASSES.items()})
+assert set(_OP_CLASSES) == set(OpCode) and set(_RESULT_FIELDS) == set(ResultCode)

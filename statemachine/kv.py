@@ -43,7 +43,8 @@ class KvStore:
     def get(self, key: str) -> KeyValue | None:
         return self._keys.get(key)
 
-    def apply(self, op: Op) -> Result:
+    def apply(self, op: Op, now_ms: int) -> Result:
+        """Applies a key-value op; `now_ms` is unused (keys do not expire)."""
         match op:
             case Put(key, value):
                 prev = self._keys.get(key)

@@ -6,9 +6,10 @@ an entry, so every replica that applies the same log reaches the same state, exp
 the same sessions and returns the same results.
 
 The machine owns the log position, the clock and the sessions; each concern's state is
-a namespace (the key-value store now, workflows next) that applies the op types it
-lists. A command goes: decode -> advance the clock -> expire sessions -> dedup by
-(session, seq) -> the namespace that owns its op -> cache the result.
+a namespace (the key-value store, then the workflow engine) that applies the op types
+it lists, at the machine's clamped now_ms. A command goes: decode -> advance the
+clock -> expire sessions -> dedup by (session, seq) -> the namespace that owns its
+op -> cache the result.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from statemachine.commands import (
     unpack,
 )
 from statemachine.kv import KvStore
+from statemachine.workflow.ops import WorkflowLimits, WorkflowNamespace, WorkflowQueries
 from statemachine.sessions import (
     DEFAULT_MAX_RESULTS_PER_SESSION,
     DEFAULT_MAX_SESSIONS,
@@ -44,17 +46,18 @@ from statemachine.sessions import (
     SessionTable,
 )
 
-SNAPSHOT_FORMAT = 1  # bump when the snapshot layout changes; restore refuses other versions
+SNAPSHOT_FORMAT = 2  # 2 added the workflow namespace; bump on any layout change (restore refuses others)
 
 
 class Namespace(Protocol):
     """One concern's state inside the machine. It applies the ops in OPS, depending only
-    on its state and the op, and saves and restores its own part of a snapshot
+    on its state, the op and the machine's now_ms (the leader's time, never going back;
+    a namespace without timers ignores it), and saves and restores its own part of a snapshot
     (`restore_state` is called on a fresh instance and raises SnapshotError)."""
 
     OPS: ClassVar[tuple[type, ...]]
 
-    def apply(self, op: Op) -> Result: ...
+    def apply(self, op: Op, now_ms: int) -> Result: ...
 
     def capture(self) -> object:
         """A cheap, consistent copy of the state (shallow copies of immutable
@@ -99,16 +102,21 @@ class Machine:
         session_ttl_ms: int = DEFAULT_SESSION_TTL_MS,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         max_results_per_session: int = DEFAULT_MAX_RESULTS_PER_SESSION,
+        workflow_limits: WorkflowLimits = WorkflowLimits(),
     ) -> None:
+        """Every replica must be built with the same limits: they decide which sessions
+        expire and which workflow starts are refused."""
         limits = SessionLimits(session_ttl_ms, max_sessions, max_results_per_session)
+        self._workflow_limits = workflow_limits
         self.applied_index = 0  # the last entry applied; the next must be applied_index + 1
         self.now_ms = 0  # the latest leader timestamp applied; never decreases
-        self._install(SessionTable(limits), KvStore())
+        self._install(SessionTable(limits), KvStore(), WorkflowNamespace(workflow_limits))
 
-    def _install(self, sessions: SessionTable, kv: KvStore) -> None:
+    def _install(self, sessions: SessionTable, kv: KvStore, workflows: WorkflowNamespace) -> None:
         self._sessions = sessions
         self._kv = kv
-        self._namespaces: tuple[Namespace, ...] = (kv,)  # snapshot order: a new namespace goes last
+        self._workflows = workflows
+        self._namespaces: tuple[Namespace, ...] = (kv, workflows)  # snapshot order: a new namespace goes last
         self._namespace_of: dict[type, Namespace] = {op: ns for ns in self._namespaces for op in ns.OPS}
 
     @property
@@ -124,6 +132,12 @@ class Machine:
         """The key as of applied_index (a linearizable read must first wait for the
         read index to be applied)."""
         return self._kv.get(key)
+
+    @property
+    def workflow(self) -> WorkflowQueries:
+        """The workflow engine's queries as of applied_index (describe, history,
+        pending_tasks, next_deadline_ms); only committed ops change it."""
+        return self._workflows.engine
 
     def apply(self, index: int, data: bytes) -> Result:
         """Applies the committed entry at `index`, which must be applied_index + 1, and
@@ -144,7 +158,7 @@ class Machine:
         reply = self._sessions.cached_or_rejected(cmd, self.now_ms)
         if reply is not None:
             return reply
-        result = self._namespace_of[type(cmd.op)].apply(cmd.op)
+        result = self._namespace_of[type(cmd.op)].apply(cmd.op, self.now_ms)
         self._sessions.record(cmd, result)
         return result
 
@@ -180,12 +194,14 @@ class Machine:
         check_int(now_ms, "now_ms", SnapshotError)
         sessions = SessionTable(self._sessions.limits)
         sessions.restore_state(session_state, now_ms=now_ms)
-        (kv_state,) = check_row(namespace_states, len(self._namespaces), "namespaces", SnapshotError)
+        kv_state, workflow_state = check_row(namespace_states, len(self._namespaces), "namespaces", SnapshotError)
         kv = KvStore()
         kv.restore_state(kv_state)
+        workflows = WorkflowNamespace(self._workflow_limits)
+        workflows.restore_state(workflow_state)
         # Nothing above touched self, so a bad snapshot left the machine as it was.
         self.applied_index, self.now_ms = applied_index, now_ms
-        self._install(sessions, kv)
+        self._install(sessions, kv, workflows)
 
     def state_hash(self) -> str:
         """Hex SHA-256 of snapshot(): equal on replicas that applied the same log."""

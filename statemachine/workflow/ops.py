@@ -1,0 +1,393 @@
+"""The workflow engine as a namespace of `statemachine.Machine`: its ops, their
+validation, the rows of its results, and the adapter that applies ops to the engine.
+
+The ops ride in the client session envelope like the key-value ops (exactly-once by
+(session, seq)); `commands.py` gives them op and result codes after the key-value ones
+and calls `validate_workflow_op` and the row helpers here. Every payload a client
+supplies (`input`, `result`, `details`) must be msgpack-plain data, so that it
+round-trips through the log and snapshots unchanged and every replica sees equal values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, TypeAlias, get_args
+
+import msgpack
+
+from statemachine.commands import MAX_INT, CommandError, ResultError, check_int, check_type
+from statemachine.workflow.definitions import MAX_VERSION, decode_definition, encode_definition
+from statemachine.workflow.engine import (
+    DEFAULT_MAX_BACKLOG,
+    DEFAULT_MAX_HISTORY_EVENTS,
+    DEFAULT_MAX_RUNNING_WORKFLOWS,
+    DEFAULT_RETENTION_MS,
+    ActivityTask,
+    Status,
+    TaskAccepted,
+    Ticked,
+    TypeRegistered,
+    WorkflowAccepted,
+    WorkflowDescription,
+    WorkflowEngine,
+    WorkflowRejected,
+    WorkflowRejectReason,
+    WorkflowStarted,
+)
+from statemachine.workflow.events import Event
+from statemachine.workflow.retry import MAX_NAME_CHARS, DefinitionError
+
+MAX_WORKFLOW_ID_CHARS = 1000  # a workflow id, like a key, names a record for its whole life
+MAX_REASON_CHARS = 4096  # a terminate reason, a failure message
+MAX_PAYLOAD_BYTES = 256 * 1024  # input, result, details: their msgpack encoding
+MAX_DEFINITION_BYTES = 1 << 20  # a RegisterWorkflowType's encoded definition
+MAX_PAYLOAD_DEPTH = 32  # nesting of lists and dicts in a payload
+_MIN_INT = -(1 << 63)  # msgpack's signed range; MAX_INT is its unsigned top
+
+# --- ops ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterWorkflowType:
+    definition: bytes  # encode_definition's canonical bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StartWorkflow:
+    workflow_id: str
+    type_name: str
+    version: int
+    input: object  # plain data
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityTaskStarted:
+    """Proposed by the leader when it hands the task (task_id, attempt) to a worker."""
+
+    task_id: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteActivity:
+    task_id: int
+    attempt: int
+    result: object  # plain data
+
+
+@dataclass(frozen=True, slots=True)
+class FailActivity:
+    task_id: int
+    attempt: int
+    error_type: str
+    message: str
+    retryable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatActivity:
+    task_id: int
+    attempt: int
+    details: object  # plain data
+
+
+@dataclass(frozen=True, slots=True)
+class CancelWorkflow:
+    workflow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateWorkflow:
+    workflow_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Carries only the leader's time (the envelope's timestamp_ms): fires due timers."""
+
+
+WorkflowOp: TypeAlias = (
+    RegisterWorkflowType
+    | StartWorkflow
+    | ActivityTaskStarted
+    | CompleteActivity
+    | FailActivity
+    | HeartbeatActivity
+    | CancelWorkflow
+    | TerminateWorkflow
+    | Tick
+)
+WORKFLOW_OPS: tuple[type, ...] = get_args(WorkflowOp)  # in op-code order (commands.py)
+
+
+def validate_workflow_op(op: WorkflowOp) -> None:
+    """The rules a workflow op must meet; CommandError naming the field if one fails.
+    Whether the op makes sense for the engine's state is the engine's to answer."""
+    match op:
+        case RegisterWorkflowType(definition):
+            _check_definition(definition)
+        case StartWorkflow(workflow_id, type_name, version, payload):
+            _check_text(workflow_id, "workflow_id", MAX_WORKFLOW_ID_CHARS)
+            _check_text(type_name, "type_name", MAX_NAME_CHARS)
+            if type(version) is not int or not 1 <= version <= MAX_VERSION:
+                raise CommandError(f"version is {version!r}; expected an integer from 1 to {MAX_VERSION}")
+            check_plain_data(payload, "input", CommandError)
+        case ActivityTaskStarted(task_id, attempt):
+            _check_token(task_id, attempt)
+        case CompleteActivity(task_id, attempt, payload):
+            _check_token(task_id, attempt)
+            check_plain_data(payload, "result", CommandError)
+        case FailActivity(task_id, attempt, error_type, message, retryable):
+            _check_token(task_id, attempt)
+            _check_text(error_type, "error_type", MAX_NAME_CHARS)
+            _check_text(message, "message", MAX_REASON_CHARS, empty=True)
+            check_type(retryable, bool, "retryable", CommandError)
+        case HeartbeatActivity(task_id, attempt, payload):
+            _check_token(task_id, attempt)
+            check_plain_data(payload, "details", CommandError)
+        case CancelWorkflow(workflow_id):
+            _check_text(workflow_id, "workflow_id", MAX_WORKFLOW_ID_CHARS)
+        case TerminateWorkflow(workflow_id, reason):
+            _check_text(workflow_id, "workflow_id", MAX_WORKFLOW_ID_CHARS)
+            _check_text(reason, "reason", MAX_REASON_CHARS, empty=True)
+        case Tick():
+            pass
+        case _:
+            raise AssertionError(f"validate_workflow_op was handed {op!r}, which is not a workflow op")
+
+
+def _check_definition(definition: object) -> None:
+    check_type(definition, bytes, "definition", CommandError)
+    if len(definition) > MAX_DEFINITION_BYTES:
+        raise CommandError(f"definition is {len(definition)} bytes; at most {MAX_DEFINITION_BYTES}")
+    try:
+        workflow_type = decode_definition(definition)
+    except DefinitionError as exc:
+        raise CommandError(f"definition: {exc}") from None
+    # Canonical bytes only: the snapshot re-encodes the type, and replicas must agree.
+    if encode_definition(workflow_type) != definition:
+        raise CommandError("definition is not in encode_definition's canonical form")
+
+
+def _check_text(value: object, what: str, max_chars: int, *, empty: bool = False) -> None:
+    check_type(value, str, what, CommandError)
+    if not value and not empty:
+        raise CommandError(f"{what} is empty")
+    if len(value) > max_chars:
+        raise CommandError(f"{what} is {len(value)} characters; at most {max_chars}")
+    if not _utf8(value):
+        raise CommandError(f"{what} is not valid UTF-8 (a lone surrogate)")
+
+
+def _check_token(task_id: object, attempt: object) -> None:
+    check_int(task_id, "task_id", CommandError, minimum=1)
+    check_int(attempt, "attempt", CommandError, minimum=1)
+
+
+def check_plain_data(value: object, what: str, error: type[ValueError]) -> None:
+    """`value` is None, bool, int in msgpack's range, float, str, bytes, or
+    lists and str-keyed dicts of those, at most MAX_PAYLOAD_DEPTH deep and
+    MAX_PAYLOAD_BYTES encoded; else `error` naming `what` and the path inside it."""
+    _check_plain(value, what, error, 0)
+    try:
+        size = len(msgpack.packb(value, use_bin_type=True))
+    except (ValueError, TypeError, OverflowError, UnicodeEncodeError) as exc:
+        raise error(f"{what} does not encode as msgpack: {exc}") from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise error(f"{what} is {size} bytes of msgpack; at most {MAX_PAYLOAD_BYTES}")
+
+
+def _check_plain(value: object, where: str, error: type[ValueError], depth: int) -> None:
+    kind = type(value)
+    if value is None or kind in (bool, float, bytes):
+        return
+    if kind is int:
+        if not _MIN_INT <= value <= MAX_INT:
+            raise error(f"{where} is {value}; integers must be from {_MIN_INT} to {MAX_INT}")
+        return
+    if kind is str:
+        if not _utf8(value):
+            raise error(f"{where} is a str that is not valid UTF-8 (a lone surrogate)")
+        return
+    if kind not in (list, dict):
+        raise error(f"{where} is a {kind.__name__}; expected None, bool, int, float, str, bytes, list or dict")
+    if depth >= MAX_PAYLOAD_DEPTH:
+        raise error(f"{where} nests deeper than {MAX_PAYLOAD_DEPTH} lists and dicts")
+    if kind is list:
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]", error, depth + 1)
+        return
+    for key, item in value.items():
+        if type(key) is not str:
+            raise error(f"{where} has key {key!r}; dict keys must be str")
+        _check_plain(item, f"{where}.{key}", error, depth + 1)
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# --- results --------------------------------------------------------------------------
+
+WorkflowResult: TypeAlias = (
+    TypeRegistered | WorkflowStarted | TaskAccepted | WorkflowAccepted | Ticked | ActivityTask | WorkflowRejected
+)
+WORKFLOW_RESULTS: tuple[type, ...] = get_args(WorkflowResult)  # in result-code order (commands.py)
+_STATUSES = {status.value: status for status in Status}
+_REJECT_REASONS = {reason.value: reason for reason in WorkflowRejectReason}
+
+
+def workflow_result_fields(result: WorkflowResult) -> list:
+    """The fields of a workflow result in a result row, enums as their values."""
+    match result:
+        case WorkflowAccepted(workflow_id, status):
+            return [workflow_id, status.value]
+        case WorkflowRejected(reason, message):
+            return [reason.value, message]
+    return [getattr(result, name) for name in type(result).__slots__]
+
+
+def workflow_result_from_fields(cls: type, fields: list) -> WorkflowResult:
+    """workflow_result_fields' inverse, checking each field; ResultError names it.
+    `fields` has as many items as `cls` has slots (decode_result checked)."""
+    if cls is WorkflowAccepted:
+        workflow_id, status = fields
+        check_type(workflow_id, str, "workflow_id", ResultError)
+        return WorkflowAccepted(workflow_id, _lookup(_STATUSES, status, "status"))
+    if cls is WorkflowRejected:
+        reason, message = fields
+        check_type(message, str, "message", ResultError)
+        return WorkflowRejected(_lookup(_REJECT_REASONS, reason, "reason"), message)
+    if cls is ActivityTask:
+        task_id, attempt, workflow_id, activity, task_input, compensation = fields
+        check_int(task_id, "task_id", ResultError, minimum=1)
+        check_int(attempt, "attempt", ResultError, minimum=1)
+        check_type(workflow_id, str, "workflow_id", ResultError)
+        check_type(activity, str, "activity", ResultError)
+        check_type(compensation, bool, "compensation", ResultError)
+        return ActivityTask(task_id, attempt, workflow_id, activity, task_input, compensation)
+    if cls in (TypeRegistered, WorkflowStarted):
+        name, number = fields
+        check_type(name, str, cls.__slots__[0], ResultError)
+        return cls(name, check_int(number, cls.__slots__[1], ResultError, minimum=1))
+    for value, what in zip(fields, cls.__slots__):  # TaskAccepted, Ticked: ints only
+        check_int(value, what, ResultError)
+    return cls(*fields)
+
+
+def _lookup(values: dict, value: object, what: str) -> object:
+    if type(value) is not str or value not in values:
+        raise ResultError(f"{what} is {value!r}; expected one of {sorted(values)}")
+    return values[value]
+
+
+# --- the namespace ----------------------------------------------------------------------
+
+
+class WorkflowQueries(Protocol):
+    """The engine's read-only surface, what a node reads between applies."""
+
+    def describe(self, workflow_id: str) -> WorkflowDescription | None: ...
+
+    def history(self, workflow_id: str) -> tuple[Event, ...]: ...
+
+    def pending_tasks(self, task_queue: str, limit: int) -> list[ActivityTask]: ...
+
+    def next_deadline_ms(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowLimits:
+    """The engine's bounds. Like SessionLimits, every replica must use the same ones:
+    they decide which starts are refused and when closed workflows go."""
+
+    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
+    max_backlog: int = DEFAULT_MAX_BACKLOG
+    max_running_workflows: int = DEFAULT_MAX_RUNNING_WORKFLOWS
+    retention_ms: int = DEFAULT_RETENTION_MS
+
+    def __post_init__(self) -> None:
+        WorkflowEngine(**self._kwargs())  # the engine checks its bounds: fail at start-up
+
+    def _kwargs(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class WorkflowNamespace:
+    """Applies workflow ops to a WorkflowEngine at the machine's clamped now_ms."""
+
+    OPS: ClassVar[tuple[type, ...]] = WORKFLOW_OPS
+
+    def __init__(self, limits: WorkflowLimits) -> None:
+        self.limits = limits
+        self.engine = WorkflowEngine(**limits._kwargs())
+
+    def apply(self, op: WorkflowOp, now_ms: int) -> WorkflowResult:
+        engine = self.engine
+        match op:
+            case RegisterWorkflowType(definition):
+                return engine.register(decode_definition(definition))  # validate_op decoded it once already
+            case StartWorkflow(workflow_id, type_name, version, payload):
+                return engine.start(workflow_id, type_name, version, payload, now_ms)
+            case ActivityTaskStarted(task_id, attempt):
+                return engine.task_started(task_id, attempt, now_ms)
+            case CompleteActivity(task_id, attempt, payload):
+                return engine.complete(task_id, attempt, payload, now_ms)
+            case FailActivity(task_id, attempt, error_type, message, retryable):
+                return engine.fail(task_id, attempt, error_type, message, retryable, now_ms)
+            case HeartbeatActivity(task_id, attempt, payload):
+                return engine.heartbeat(task_id, attempt, payload, now_ms)
+            case CancelWorkflow(workflow_id):
+                return engine.cancel(workflow_id, now_ms)
+            case TerminateWorkflow(workflow_id, reason):
+                return engine.terminate(workflow_id, reason, now_ms)
+            case Tick():
+                return engine.tick(now_ms)
+        raise AssertionError(f"WorkflowNamespace was handed {op!r}, which is not in OPS")
+
+    def capture(self) -> tuple:
+        return self.engine.capture()
+
+    @staticmethod
+    def state_rows(captured: tuple) -> list:
+        return WorkflowEngine.state_rows(captured)
+
+    def snapshot_state(self) -> list:
+        return self.engine.snapshot_state()
+
+    def restore_state(self, state: object) -> None:
+        self.engine.restore_state(state)
+
+
+__all__ = [
+    "MAX_DEFINITION_BYTES",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_PAYLOAD_DEPTH",
+    "MAX_REASON_CHARS",
+    "MAX_WORKFLOW_ID_CHARS",
+    "WORKFLOW_OPS",
+    "WORKFLOW_RESULTS",
+    "ActivityTaskStarted",
+    "CancelWorkflow",
+    "CompleteActivity",
+    "FailActivity",
+    "HeartbeatActivity",
+    "RegisterWorkflowType",
+    "StartWorkflow",
+    "TerminateWorkflow",
+    "Tick",
+    "WorkflowLimits",
+    "WorkflowNamespace",
+    "WorkflowOp",
+    "WorkflowQueries",
+    "WorkflowResult",
+    "check_plain_data",
+    "validate_workflow_op",
+    "workflow_result_fields",
+    "workflow_result_from_fields",
+]
