@@ -30,8 +30,12 @@ from cluster.config import ConfigError, parse_address
 from cluster.transport import CHANNEL_OPTIONS
 from proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc
 
-NODE_METADATA = "raftflow-node"  # set by a node on every error it reports itself
+# Trailing metadata on the errors a node reports itself (the node's services set
+# them, this client reads them): which node answered (so not the network), where the
+# leader is ("ID ADDRESS"), and that the command is in the log and may still apply.
+NODE_METADATA = "raftflow-node"
 LEADER_METADATA = "raftflow-leader"
+MAYBE_APPLIED_METADATA = "raftflow-maybe-applied"
 CONSISTENCY_LEVELS = {"linearizable": client_pb2.LINEARIZABLE, "lease": client_pb2.LEASE, "stale": client_pb2.STALE}
 
 
@@ -324,14 +328,14 @@ class AsyncClient:
     def _remaining(self, deadline: float) -> float:
         return max(0.001, deadline - time.monotonic())
 
-    async def _unary(self, call, deadline: float, *, any_node: bool = False):
-        """Run `call(ClientStub)` against the leader (or any node), following
-        hints and retrying until the deadline or the no-leader grace ends."""
+    async def _unary(self, call, deadline: float, *, stub=client_pb2_grpc.ClientStub):
+        """Run `call(stub)` against the leader, following hints and retrying until
+        the deadline or the no-leader grace ends."""
         tracker = _Tracker(self, deadline)
         while True:
             endpoint = self._candidate()
             try:
-                return await call(client_pb2_grpc.ClientStub(self._channel(endpoint)))
+                return await call(stub(self._channel(endpoint)))
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
                 if _network_failure(exc):
@@ -379,7 +383,7 @@ class AsyncClient:
                     raise OutcomeUnknown(
                         f"no reply within {self.timeout:.1f}s; the command may or may not have been applied"
                     ) from None
-                code = _status(reply.code)
+                code = status_code(reply.code)
                 sent = sent or reply.maybe_applied  # in the log: only this (session, seq) may retry it
                 if code == grpc.StatusCode.OK:
                     return WriteResult(
@@ -489,35 +493,17 @@ class AsyncClient:
     async def transfer_leader(self, target: int) -> admin_pb2.TransferReply:
         deadline = time.monotonic() + self.timeout
         request = admin_pb2.TransferRequest(target_id=target)
-        tracker = _Tracker(self, deadline)
-        while True:
-            endpoint = self._candidate()
-            try:
-                return await admin_pb2_grpc.AdminStub(self._channel(endpoint)).TransferLeader(
-                    request, timeout=self._remaining(deadline)
-                )
-            except grpc.aio.AioRpcError as exc:
-                if _network_failure(exc):
-                    self._lost(endpoint)
-                    tracker.unreachable(endpoint, _describe_rpc_error(exc))
-                elif exc.code() == grpc.StatusCode.FAILED_PRECONDITION and _leader_hint(exc):
-                    self._follow(_leader_hint(exc))
-                    tracker.redirected()
-                    continue
-                elif exc.code() == grpc.StatusCode.UNAVAILABLE:
-                    self._lost(endpoint)
-                    tracker.no_leader(exc.details())
-                elif exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                    raise InvalidArgument(exc.details()) from None
-                else:
-                    raise RaftflowError(exc.details()) from None
-            await tracker.wait()
+        return await self._unary(
+            lambda stub: stub.TransferLeader(request, timeout=self._remaining(deadline)), deadline,
+            stub=admin_pb2_grpc.AdminStub,
+        )
 
 
 _STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 
-def _status(number: int) -> grpc.StatusCode:
+def status_code(number: int) -> grpc.StatusCode:
+    """The gRPC status a CommandReply.code carries."""
     return _STATUS_BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
 
 

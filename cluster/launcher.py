@@ -217,18 +217,21 @@ def wait_for_leader(
     *,
     timeout: float = 20.0,
     say: Callable[[str], None] = lambda text: None,
+    exclude: frozenset[int] | set[int] = frozenset(),
 ) -> int:
     """Wait until a leader is elected and every running node knows it; returns the
-    leader's id. `status_of(endpoints)` gives each endpoint's StatusReply or an
-    error string."""
+    leader's id. `status_of(endpoints)` gives (endpoint, StatusReply or an error
+    string) pairs. Members in `exclude` (say, one just killed) are left out."""
+    members = [m for m in cluster.members if m.id not in exclude]
     deadline = time.monotonic() + timeout
     said = ""
     quorum = len(cluster.members) // 2 + 1
     while True:
-        for m in cluster.members:
+        for m in members:
             if m.pid and not process_alive(m.pid):
                 raise LauncherError(f"node {m.id} exited: {last_log_line(m)} (log: {m.log})")
-        statuses = [s for _, s in status_of(cluster.endpoints)]
+        answers = dict(status_of([m.address for m in members]))
+        statuses = [answers.get(m.address, "no answer") for m in members]
         up = [s for s in statuses if not isinstance(s, str)]
         leaders = {s.leader_id for s in up if s.leader_id}
         leader = next((s.id for s in up if s.role == "leader"), 0)
@@ -242,7 +245,7 @@ def wait_for_leader(
             say(text)
             said = text
         if time.monotonic() > deadline:
-            down = [f"node {m.id} ({last_log_line(m)})" for m, s in zip(cluster.members, statuses) if isinstance(s, str)]
+            down = [f"node {m.id} ({last_log_line(m)})" for m, s in zip(members, statuses) if isinstance(s, str)]
             reason = f"; not answering: {', '.join(down)}" if down else ""
             raise LauncherError(f"no leader after {timeout:.0f}s: {text.removeprefix('waiting for ')}{reason}")
         time.sleep(0.05)  # polling other processes' state over RPC

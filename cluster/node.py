@@ -112,7 +112,7 @@ class RaftNode:
         self.node: Node | None = None
         self.server: grpc.aio.Server | None = None
         self._wake = asyncio.Event()
-        self._persisting = False  # the driver waits on the disk thread
+        self._driver_waiting = False  # on the disk thread or in a yield: inputs send early messages
         self._encoder = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"snap-{config.id}")
         self._snapshotting = False  # a snapshot is being encoded
         self._next_gc_freeze = 0  # applied index at which to move live objects out of the collector's way
@@ -123,7 +123,6 @@ class RaftNode:
         self._reads: dict[bytes, asyncio.Future] = {}  # ReadIndex ctx -> future of the read index
         self._applied_waiters: list[tuple[int, int, asyncio.Future]] = []  # heap of (index, n, future)
         self._read_ids = itertools.count(1)
-        self._leader_since: float | None = None  # monotonic time a leader became known
         self._leader_unknown_since: float = time.monotonic()
         self._last_leader_contact: float | None = None
         self._tasks: list[asyncio.Task] = []
@@ -235,13 +234,18 @@ class RaftNode:
         self._poke()
 
     def _poke(self) -> None:
-        """New input: wake the driver; if it is waiting on the disk, send what the
-        leader has to say now instead of after the fsync."""
-        if self._persisting and self.node is not None:
+        """New input: wake the driver; if it is waiting (on the disk, or yielding in a
+        long apply), send what is due now instead of after the wait."""
+        if self._driver_waiting:
+            self._send_early()
+        self._wake.set()
+
+    def _send_early(self) -> None:
+        """Send the messages due now that promise nothing about this node's disk."""
+        if self.node is not None:
             messages = self.node.take_early_messages()
             if messages:
                 self.transport.send(messages)
-        self._wake.set()
 
     async def _tick(self) -> None:
         """One `tick()` per tick_ms. A late loop does not catch up missed ticks:
@@ -473,15 +477,12 @@ class RaftNode:
     async def _yield_to_loop(self) -> None:
         """Give the loop a turn in the middle of a long apply; as during a disk wait,
         inputs meanwhile send the messages due (heartbeats, their responses)."""
-        previous, self._persisting = self._persisting, True
+        previous, self._driver_waiting = self._driver_waiting, True
         try:
-            if self.node is not None:
-                due = self.node.take_early_messages()
-                if due:
-                    self.transport.send(due)
+            self._send_early()
             await asyncio.sleep(0)
         finally:
-            self._persisting = previous
+            self._driver_waiting = previous
 
     def _fail_waiting_through(self, index: int) -> None:
         """A snapshot replaced the log through `index`: proposals there have an
@@ -508,7 +509,6 @@ class RaftNode:
         if soft.leader == NONE:
             self._leader_unknown_since = now
         else:
-            self._leader_since = now
             self._last_leader_contact = now
         log.info("node %d is %s in term %d; leader %s", self.id, soft.role.value, self.node.term, soft.leader or "unknown")
         if soft.role is not Role.LEADER:
@@ -534,16 +534,12 @@ class RaftNode:
     async def _on_disk(self, loop: asyncio.AbstractEventLoop, fn, *args):
         """Run `fn` in the disk thread. Meanwhile the loop goes on: ticks, incoming
         messages, heartbeats and their responses, the leader's appends (`_poke`)."""
-        self._persisting = True
+        self._driver_waiting = True
         try:
             return await loop.run_in_executor(self._disk, fn, *args)
         finally:
-            self._persisting = False
-            node = self.node
-            if node is not None:
-                late = node.take_early_messages()  # queued during the wait: they leave now
-                if late:
-                    self.transport.send(late)
+            self._driver_waiting = False
+            self._send_early()  # what was queued during the wait leaves now
 
     async def _maybe_snapshot(self, loop: asyncio.AbstractEventLoop) -> None:
         """The snapshot policy: every `snapshot_entries` applied entries, capture the

@@ -9,6 +9,7 @@ import time
 
 import grpc
 
+from cluster.client import LEADER_METADATA, MAYBE_APPLIED_METADATA, NODE_METADATA, status_code
 from cluster.node import VERSION, NodeError, RaftNode
 from proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc
 from raft.types import NONE, RaftError, Role
@@ -28,9 +29,6 @@ from statemachine.commands import (
     validate_op,
 )
 
-LEADER_METADATA = "raftflow-leader"  # "ID ADDRESS" of the leader, on FAILED_PRECONDITION
-NODE_METADATA = "raftflow-node"  # on every error a node reports itself
-MAYBE_APPLIED_METADATA = "raftflow-maybe-applied"  # the command is in the log and may still apply
 _CONSISTENCY = {
     client_pb2.LINEARIZABLE: "linearizable",
     client_pb2.LEASE: "lease",
@@ -117,13 +115,18 @@ async def _abort(context, error: NodeError, node_id: int):
     await context.abort(error.code, error.message, trailing_metadata=tuple(metadata))
 
 
-class ClientService(client_pb2_grpc.ClientServicer):
+class _NodeService:
+    """What the client and admin services share: the node they serve, and ending a
+    call with an error the node reports itself."""
+
     def __init__(self, node: RaftNode) -> None:
         self.node = node
 
     async def _fail(self, context, code: grpc.StatusCode, message: str):
         await _abort(context, NodeError(code, message), self.node.id)
 
+
+class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
     def _submit(self, cmd: client_pb2.Command) -> asyncio.Future:
         try:
             op = op_from_proto(cmd)
@@ -146,7 +149,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
             await _abort(context, error, self.node.id)
         reply = reply_for(request.request_id, index, result)
         if reply.code:
-            await self._fail(context, _code(reply.code), reply.message)
+            await self._fail(context, status_code(reply.code), reply.message)
         return reply
 
     async def ExecuteStream(self, request_iterator, context):
@@ -160,9 +163,10 @@ class ClientService(client_pb2_grpc.ClientServicer):
         def done(request_id: int, future: asyncio.Future) -> None:
             nonlocal inflight
             inflight -= 1
-            error = None if future.cancelled() else future.exception()
             if future.cancelled():
                 error = NodeError(grpc.StatusCode.CANCELLED, "cancelled")
+            else:
+                error = future.exception()
             if error is None:
                 index, result = future.result()
                 replies.put_nowait(reply_for(request_id, index, result))
@@ -222,20 +226,7 @@ class ClientService(client_pb2_grpc.ClientServicer):
         return reply
 
 
-def _code(number: int) -> int:
-    for code in grpc.StatusCode:
-        if code.value[0] == number:
-            return code
-    return grpc.StatusCode.UNKNOWN
-
-
-class AdminService(admin_pb2_grpc.AdminServicer):
-    def __init__(self, node: RaftNode) -> None:
-        self.node = node
-
-    async def _fail(self, context, code: grpc.StatusCode, message: str):
-        await _abort(context, NodeError(code, message), self.node.id)
-
+class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
     async def Status(self, request, context):
         rn = self.node
         node = rn.node
