@@ -89,6 +89,8 @@ class OpCode(enum.IntEnum):
     CANCEL_WORKFLOW = 10
     TERMINATE_WORKFLOW = 11
     TICK = 12
+    REARM_TIMEOUTS = 13
+    SIGNAL_WORKFLOW = 14
 
 
 _OP_CLASSES: dict[int, type] = {OpCode.OPEN_SESSION: OpenSession, OpCode.PUT: Put, OpCode.DELETE: Delete, OpCode.CAS: Cas}
@@ -97,7 +99,9 @@ _OP_CODES: dict[type, OpCode] = {}  # filled at the end, with the workflow ops
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """An op as the leader proposed it. Only OpenSession has session_id 0 and seq 0."""
+    """An op as the leader proposed it. Only OpenSession and the leader's own ops
+    (LEADER_OPS: ActivityTaskStarted, Tick, RearmTimeouts) have session_id, seq and
+    ack_floor 0; every other op rides in an open session."""
 
     timestamp_ms: int  # the leader's clock when it proposed the entry, never a replica's
     session_id: int  # the index of the entry that opened the session
@@ -178,6 +182,7 @@ class ResultCode(enum.IntEnum):
     TICKED = 9
     ACTIVITY_TASK = 10
     WORKFLOW_REJECTED = 11
+    REARMED = 12
 
 
 # --- field checks, shared by every decoder in the package ------------------------------
@@ -258,10 +263,13 @@ def _decode_op(op_row: object) -> Op:
 
 
 def _check_envelope(session_id: int, seq: int, ack_floor: int, op: Op) -> None:
-    if type(op) is OpenSession:
+    if type(op) is OpenSession or type(op) in LEADER_OPS:
+        name = type(op).__name__
+        article = "an" if name[0] in "AEIOU" else "a"
+        why = "it has no session yet" if type(op) is OpenSession else "the leader proposes it, outside any session"
         for value, what in ((session_id, "session_id"), (seq, "seq"), (ack_floor, "ack_floor")):
             if value != 0:
-                raise CommandError(f"{what} is {value}; an OpenSession carries 0 (it has no session yet)")
+                raise CommandError(f"{what} is {value}; {article} {name} carries 0 ({why})")
         return
     if session_id == 0:
         raise CommandError(f"session_id is 0; a {type(op).__name__} needs an open session")
@@ -410,6 +418,7 @@ def decode_result(data: bytes) -> Result:
 # module before anything in statemachine.workflow, so the order always holds.
 
 from statemachine.workflow.ops import (  # noqa: E402
+    LEADER_OPS,
     WORKFLOW_OPS,
     WORKFLOW_RESULTS,
     WorkflowOp,

@@ -9,7 +9,9 @@ The machine owns the log position, the clock and the sessions; each concern's st
 a namespace (the key-value store, then the workflow engine) that applies the op types
 it lists, at the machine's clamped now_ms. A command goes: decode -> advance the
 clock -> expire sessions -> dedup by (session, seq) -> the namespace that owns its
-op -> cache the result.
+op -> cache the result. The leader's own ops (LEADER_OPS: ActivityTaskStarted, Tick,
+RearmTimeouts) carry no session and skip the dedup and the cache: each is fenced or
+idempotent by itself.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from statemachine.commands import (
     unpack,
 )
 from statemachine.kv import KvStore
-from statemachine.workflow.ops import WorkflowLimits, WorkflowNamespace, WorkflowQueries
+from statemachine.workflow.ops import LEADER_OPS, WorkflowLimits, WorkflowNamespace, WorkflowQueries
 from statemachine.sessions import (
     DEFAULT_MAX_RESULTS_PER_SESSION,
     DEFAULT_MAX_SESSIONS,
@@ -136,7 +138,7 @@ class Machine:
     @property
     def workflow(self) -> WorkflowQueries:
         """The workflow engine's queries as of applied_index (describe, history,
-        pending_tasks, next_deadline_ms); only committed ops change it."""
+        pending_tasks, next_deadline_ms, list_workflows); only committed ops change it."""
         return self._workflows.engine
 
     def apply(self, index: int, data: bytes) -> Result:
@@ -155,6 +157,8 @@ class Machine:
         self._sessions.expire(self.now_ms)
         if type(cmd.op) is OpenSession:
             return self._sessions.open(index, self.now_ms)  # thesis §6.3: the id is the index
+        if type(cmd.op) in LEADER_OPS:
+            return self._namespace_of[type(cmd.op)].apply(cmd.op, self.now_ms)
         reply = self._sessions.cached_or_rejected(cmd, self.now_ms)
         if reply is not None:
             return reply

@@ -24,6 +24,7 @@ from statemachine.commands import (
 from statemachine.workflow import RetryPolicy, activity, encode_definition, workflow
 from statemachine.workflow.engine import (
     ActivityTask,
+    Rearmed,
     Status,
     TaskAccepted,
     Ticked,
@@ -35,12 +36,15 @@ from statemachine.workflow.engine import (
 )
 from statemachine.workflow.ops import (
     MAX_PAYLOAD_BYTES,
+    LEADER_OPS,
     ActivityTaskStarted,
     CancelWorkflow,
     CompleteActivity,
     FailActivity,
     HeartbeatActivity,
+    RearmTimeouts,
     RegisterWorkflowType,
+    SignalWorkflow,
     StartWorkflow,
     TerminateWorkflow,
     Tick,
@@ -66,6 +70,9 @@ OPS = [
     CancelWorkflow("w1"),
     TerminateWorkflow("w1", "operator"),
     Tick(),
+    RearmTimeouts(30_000),
+    SignalWorkflow("w1", "approve", {"by": "ann"}),
+    StartWorkflow("w1", "pay", 0, None, True),
 ]
 RESULTS = [
     TypeRegistered("pay", 1),
@@ -73,14 +80,17 @@ RESULTS = [
     TaskAccepted(4, 2),
     WorkflowAccepted("w1", Status.COMPENSATED),
     Ticked(2, 1),
-    ActivityTask(5, 1, "w1", "charge", {"id": ["r1", b"\x00"]}, False),
+    ActivityTask(5, 1, "w1", "charge", {"id": ["r1", b"\x00"]}, False, 2, "charge", "q"),
+    WorkflowStarted("w1", 3, existing=True),
+    Rearmed(4),
     WorkflowRejected(WorkflowRejectReason.STALE_TASK, "task 5 attempt 2 is stale"),
 ]
 
 
 @pytest.mark.parametrize("op", OPS, ids=lambda op: type(op).__name__)
 def test_each_workflow_op_round_trips_through_encode_command(op):
-    cmd = Command(timestamp_ms=10, session_id=1, seq=2, ack_floor=1, op=op)
+    session = (0, 0, 0) if type(op) in LEADER_OPS else (1, 2, 1)
+    cmd = Command(10, *session, op=op)
     assert decode_command(encode_command(cmd)) == cmd
 
 
@@ -97,7 +107,9 @@ def test_each_workflow_result_round_trips_through_encode_result(result):
         (StartWorkflow("", "pay", 1, None), "workflow_id is empty"),
         (StartWorkflow("w" * 1001, "pay", 1, None), "workflow_id is 1001 characters"),
         (StartWorkflow("w1", 7, 1, None), "type_name is 7; expected str"),
-        (StartWorkflow("w1", "pay", 0, None), "version is 0; expected an integer from 1"),
+        (StartWorkflow("w1", "pay", -1, None), "version is -1; expected an integer from 0 (the latest)"),
+        (StartWorkflow("w1", "pay", 1 << 31, None), "version is 2147483648; expected an integer from 0"),
+        (StartWorkflow("w1", "pay", 1, None, 1), "return_running is 1; expected bool"),
         (StartWorkflow("w1", "pay", 1, (1, 2)), "input is a tuple"),
         (StartWorkflow("w1", "pay", 1, {1: "a"}), "input has key 1; dict keys must be str"),
         (StartWorkflow("w1", "pay", 1, {"a": [object()]}), "input.a[0] is a object"),
@@ -111,6 +123,12 @@ def test_each_workflow_result_round_trips_through_encode_result(result):
         (HeartbeatActivity(1, 1, "\ud800"), "details is a str that is not valid UTF-8"),
         (CancelWorkflow(None), "workflow_id is None; expected str"),
         (TerminateWorkflow("w1", b"why"), "reason is b'why'; expected str"),
+        (RearmTimeouts(-1), "grace_ms is -1; expected an integer from 0 to 3600000"),
+        (RearmTimeouts(1.5), "grace_ms is 1.5"),
+        (SignalWorkflow("", "go", None), "workflow_id is empty"),
+        (SignalWorkflow("w1", "", None), "name is empty"),
+        (SignalWorkflow("w1", "n" * 201, None), "name is 201 characters; at most 200"),
+        (SignalWorkflow("w1", "go", {"x": (1,)}), "input.x is a tuple"),
     ],
 )
 def test_a_bad_op_field_is_refused_naming_the_field(op, message):
@@ -121,16 +139,20 @@ def test_a_bad_op_field_is_refused_naming_the_field(op, message):
 @pytest.mark.parametrize(
     "op_row, message",
     [
-        ([5, "w1", "pay", 1, {1: "a"}], "command is not msgpack"),  # strict_map_key, before validation
-        ([5, "w1", "pay", 1, DEEP], "input[0][0]"),  # 33 lists deep
+        ([5, "w1", "pay", 1, {1: "a"}, False], "command is not msgpack"),  # strict_map_key, before validation
+        ([5, "w1", "pay", 1, DEEP, False], "input[0][0]"),  # 33 lists deep
         ([6, 1, -1], "attempt is -1; expected an integer from 1"),
         ([8, 1, 1, "E", "m", "yes"], "retryable is 'yes'; expected bool"),
         ([12, "extra"], "Tick op has 1 fields; expected 0"),
-        ([13], "op code is 13; expected one of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]"),
+        ([13, 3_600_001], "grace_ms is 3600001; expected an integer from 0 to 3600000"),
+        ([14, "w1", " ", None], "name is ' '; a signal name is not only white space"),
+        ([14, "w1", "go", {1: 2}], "command is not msgpack"),
+        ([15], "op code is 15; expected one of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]"),
     ],
 )
 def test_entry_data_with_a_bad_workflow_field_is_refused_naming_it(op_row, message):
-    data = msgpack.packb([1, 10, 1, 1, 0, op_row], use_bin_type=True)
+    leader_op = op_row[0] in (6, 12, 13)
+    data = msgpack.packb([1, 10, *((0, 0, 0) if leader_op else (1, 1, 0)), op_row], use_bin_type=True)
     with pytest.raises(CommandError, match=re.escape(message)):
         decode_command(data)
 
@@ -146,7 +168,8 @@ def test_a_definition_not_in_canonical_form_is_refused():
 
 
 class Client:
-    """One session's commands, encoded as the leader would propose them."""
+    """One session's commands, encoded as the leader would propose them; the leader's
+    own ops go outside the session."""
 
     def __init__(self, machine, now_ms=0):
         self.machine = machine
@@ -155,7 +178,7 @@ class Client:
         self.session_id = self.propose(OpenSession(), now_ms).session_id
 
     def propose(self, op, now_ms, seq=None):
-        if type(op) is OpenSession:
+        if type(op) is OpenSession or type(op) in LEADER_OPS:
             cmd = Command(now_ms, 0, 0, 0, op)
         else:
             if seq is None:
@@ -185,10 +208,10 @@ def take(client, now_ms):
 def test_a_two_step_workflow_runs_to_completion_through_machine_apply():
     client = started_client()
     first = take(client, 20)
-    assert first == ActivityTask(1, 1, "w1", "reserve", {"sku": "a"}, False)
+    assert first == ActivityTask(1, 1, "w1", "reserve", {"sku": "a"}, False, 1, "reserve", "q")
     assert client.propose(CompleteActivity(1, 1, {"id": "r1"}), 30) == TaskAccepted(1, 1)
     second = take(client, 40)
-    assert second == ActivityTask(2, 1, "w1", "charge", {"id": "r1"}, False)
+    assert second == ActivityTask(2, 1, "w1", "charge", {"id": "r1"}, False, 1, "charge", "q")
     assert client.propose(CompleteActivity(2, 1, "paid"), 50) == TaskAccepted(2, 1)
     description = client.machine.workflow.describe("w1")
     assert (description.status, description.result, description.close_ms) == (Status.COMPLETED, "paid", 50)

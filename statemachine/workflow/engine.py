@@ -34,177 +34,44 @@ run replaces the old record and history.
 
 from __future__ import annotations
 
-import enum
 import heapq
 from collections import deque
 from dataclasses import dataclass, replace
 
-from statemachine.commands import SnapshotError, check_int, check_row, check_type, check_version
-from statemachine.workflow.definitions import (
-    ActivityStep,
-    InputError,
-    Timeouts,
-    WorkflowType,
-    decode_definition,
-    encode_definition,
-    resolve_input,
+from statemachine.workflow.definitions import ActivityStep, InputError, Timeouts, WorkflowType, resolve_input
+from statemachine.workflow.events import Event, EventType
+from statemachine.workflow.records import (
+    CLOSED,
+    ActivityError,
+    ActivityTask,
+    Deadline,
+    Rearmed,
+    Status,
+    Task,
+    TaskAccepted,
+    TaskDescription,
+    TaskState,
+    Ticked,
+    TypeRegistered,
+    Workflow,
+    WorkflowAccepted,
+    WorkflowDescription,
+    WorkflowRejected,
+    WorkflowRejectReason,
+    WorkflowStarted,
+    WorkflowSummary,
 )
-from statemachine.workflow.events import Event, EventType, event_from_row, event_row
-from statemachine.workflow.retry import DefinitionError, RetryPolicy, interval_ms, should_retry
+from statemachine.workflow.retry import RetryPolicy, interval_ms, should_retry
+from statemachine.workflow.rows import ENGINE_FORMAT, restore_into, state_rows
 
-ENGINE_FORMAT = 1  # bump when state_rows' layout changes; restore refuses other versions
 DEFAULT_MAX_HISTORY_EVENTS = 10_000
 DEFAULT_MAX_BACKLOG = 10_000
 DEFAULT_MAX_RUNNING_WORKFLOWS = 100_000
 DEFAULT_RETENTION_MS = 7 * 86_400_000
+DEFAULT_MAX_BUFFERED_SIGNALS = 1000
+MAX_GRACE_MS = 3_600_000  # RearmTimeouts' grace period: at most an hour
 _NO_TIMEOUTS = Timeouts()
-
-
-class Status(str, enum.Enum):
-    RUNNING = "running"
-    COMPENSATING = "compensating"
-    COMPLETED = "completed"
-    COMPENSATED = "compensated"
-    FAILED = "failed"
-    TERMINATED = "terminated"
-
-
-CLOSED = frozenset({Status.COMPLETED, Status.COMPENSATED, Status.FAILED, Status.TERMINATED})
-
-
-class TaskState(str, enum.Enum):
-    SCHEDULED = "scheduled"  # in its queue's FIFO, waiting for a worker
-    STARTED = "started"  # a worker holds the current attempt
-    BACKOFF = "backoff"  # the last attempt failed; a retry timer is armed
-
-
-class Deadline(enum.IntEnum):
-    """Kinds of heap entries; at equal times they fire in this order, then by task id."""
-
-    RETRY = 0
-    START_TO_CLOSE = 1
-    HEARTBEAT = 2
-    SCHEDULE_TO_CLOSE = 3
-
-
-class WorkflowRejectReason(enum.Enum):
-    INVALID = "invalid"  # a bad argument (type conflict, bad limits, bad input)
-    UNKNOWN_TYPE = "unknown_type"
-    UNSUPPORTED = "unsupported"  # a step kind this engine does not run yet
-    ALREADY_RUNNING = "already_running"
-    RESOURCE_EXHAUSTED = "resource_exhausted"  # backlog or running-workflow limit
-    STALE_TASK = "stale_task"  # (task_id, attempt) is not a started task's current attempt
-    NOT_FOUND = "not_found"
-    NOT_RUNNING = "not_running"  # the workflow is closed (or already unwinding)
-
-
-@dataclass(frozen=True, slots=True)
-class WorkflowRejected:
-    """The call was not applied and changed nothing."""
-
-    reason: WorkflowRejectReason
-    message: str
-
-
-# --- results --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TypeRegistered:
-    name: str
-    version: int
-
-
-@dataclass(frozen=True, slots=True)
-class WorkflowStarted:
-    workflow_id: str
-    run_id: int  # distinguishes runs that reuse a closed workflow's id
-
-
-@dataclass(frozen=True, slots=True)
-class TaskAccepted:
-    task_id: int
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class WorkflowAccepted:
-    """cancel/terminate applied; `status` is the workflow's status afterwards."""
-
-    workflow_id: str
-    status: Status
-
-
-@dataclass(frozen=True, slots=True)
-class Ticked:
-    fired: int  # timers and timeouts that were live when due
-    removed: int  # closed workflows dropped by retention
-
-
-@dataclass(frozen=True, slots=True)
-class ActivityTask:
-    """A task as the leader sees it (pending_tasks) and hands it to a worker
-    (task_started's result): the token (task_id, attempt) and the resolved input."""
-
-    task_id: int
-    attempt: int
-    workflow_id: str
-    activity: str
-    input: object
-    compensation: bool
-
-
-@dataclass(frozen=True, slots=True)
-class WorkflowDescription:
-    workflow_id: str
-    run_id: int
-    type_name: str
-    version: int
-    status: Status
-    start_ms: int
-    close_ms: int | None
-    step: str | None  # the current step (or the one being compensated); None once closed
-    task_id: int | None
-    attempt: int | None
-    reason: str | None  # why it unwound, failed or was terminated
-    result: object  # the last step's result once completed
-
-
-# --- records (immutable: capture() is a shallow copy) ---------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
-    task_id: int
-    workflow_id: str
-    step_index: int  # the step it runs, or whose compensation it runs
-    compensation: bool
-    input: object  # resolved when attempt 1 was scheduled; the same for every attempt
-    attempt: int  # >= 1
-    state: TaskState
-    scheduled_ms: int  # attempt 1's scheduling: schedule_to_close counts from here
-    started_ms: int | None = None  # set iff STARTED
-    heartbeat_deadline_ms: int | None = None  # STARTED with a heartbeat timeout only
-    backoff_until_ms: int | None = None  # set iff BACKOFF
-    details: object = None  # the last heartbeat's, for this attempt
-
-
-@dataclass(frozen=True, slots=True)
-class Workflow:
-    workflow_id: str
-    run_id: int
-    type_name: str
-    version: int
-    input: object
-    status: Status
-    start_ms: int
-    close_ms: int | None  # set iff status is closed
-    step_index: int  # the next step to complete; == len(steps) once all have
-    results: tuple[tuple[str, object], ...]  # completed steps' results, in completion order
-    compensations: tuple[int, ...]  # completed steps naming a compensation, in completion order
-    compensations_left: int  # while COMPENSATING: compensations[:left] are still to run, last first
-    task_id: int | None  # its one task, None when it has none
-    reason: str | None
+_NOT_STARTED = {"started_ms": None, "close_deadline_ms": None, "heartbeat_deadline_ms": None, "heartbeat_ms": None, "details": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,12 +91,14 @@ class WorkflowEngine:
         max_backlog: int = DEFAULT_MAX_BACKLOG,
         max_running_workflows: int = DEFAULT_MAX_RUNNING_WORKFLOWS,
         retention_ms: int = DEFAULT_RETENTION_MS,
+        max_buffered_signals: int = DEFAULT_MAX_BUFFERED_SIGNALS,
     ) -> None:
         limits = (
             ("max_history_events", max_history_events, 4),  # started, scheduled, started, closed
             ("max_backlog", max_backlog, 1),
             ("max_running_workflows", max_running_workflows, 1),
             ("retention_ms", retention_ms, 0),
+            ("max_buffered_signals", max_buffered_signals, 1),
         )
         for name, value, minimum in limits:
             if type(value) is not int or value < minimum:
@@ -238,10 +107,12 @@ class WorkflowEngine:
         self.max_backlog = max_backlog
         self.max_running_workflows = max_running_workflows
         self.retention_ms = retention_ms
+        self.max_buffered_signals = max_buffered_signals
         self._reset()
 
     def _reset(self) -> None:
         self._types: dict[tuple[str, int], WorkflowType] = {}
+        self._latest: dict[str, int] = {}  # type name -> its highest registered version
         self._workflows: dict[str, Workflow] = {}
         self._histories: dict[str, list[Event]] = {}  # append-only while the run lives
         self._tasks: dict[int, Task] = {}
@@ -268,17 +139,37 @@ class WorkflowEngine:
                 WorkflowRejectReason.INVALID,
                 f"workflow type {key[0]!r} version {key[1]} is already registered with other steps; bump the version",
             )
-        self._types[key] = workflow_type
+        self._add_type(workflow_type)
         return TypeRegistered(*key)
 
+    def _add_type(self, workflow_type: WorkflowType) -> None:
+        self._types[(workflow_type.name, workflow_type.version)] = workflow_type
+        self._latest[workflow_type.name] = max(workflow_type.version, self._latest.get(workflow_type.name, 0))
+
     def start(
-        self, workflow_id: str, type_name: str, version: int, input: object, now_ms: int
+        self, workflow_id: str, type_name: str, version: int, input: object, now_ms: int, *, return_running: bool = False
     ) -> WorkflowStarted | WorkflowRejected:
+        """Starts a run of the type at `version`, or at its latest registered version
+        when `version` is 0. An open workflow with the id refuses it (ALREADY_RUNNING),
+        unless `return_running` and it runs a type of that name: then the answer is the
+        open run, WorkflowStarted(existing=True), and nothing changes."""
         self._advance_clock(now_ms)
-        refused = self._check_start(workflow_id, type_name, version)
-        if refused is not None:
-            return refused
-        workflow_type = self._types[(type_name, version)]
+        workflow_type = self._check_start(workflow_id, type_name, version)
+        if type(workflow_type) is WorkflowRejected:
+            return workflow_type
+        existing = self._workflows.get(workflow_id)
+        if existing is not None and existing.status not in CLOSED:
+            if return_running and existing.type_name == type_name:
+                return WorkflowStarted(workflow_id, existing.run_id, existing=True)
+            return WorkflowRejected(
+                WorkflowRejectReason.ALREADY_RUNNING,
+                f"workflow {workflow_id!r} is already {existing.status.value} (run {existing.run_id}, "
+                f"type {existing.type_name!r} version {existing.version})",
+            )
+        if self._running >= self.max_running_workflows:
+            return WorkflowRejected(
+                WorkflowRejectReason.RESOURCE_EXHAUSTED, f"max_running_workflows={self.max_running_workflows} are open"
+            )
         first = workflow_type.steps[0]
         try:
             first_input = resolve_input(first.input, input, {})
@@ -290,8 +181,9 @@ class WorkflowEngine:
                 f"task queue {first.task_queue!r} holds max_backlog={self.max_backlog} scheduled tasks",
             )
         workflow = Workflow(
-            workflow_id, self._next_run_id, type_name, version, input, Status.RUNNING, now_ms, None, 0, (), (), 0, None, None
-        )
+            workflow_id, self._next_run_id, type_name, workflow_type.version, input, Status.RUNNING, now_ms, None, 0, (),
+            (), 0, None, None,
+        )  # fmt: skip
         self._next_run_id += 1
         self._running += 1
         self._workflows[workflow_id] = workflow
@@ -309,18 +201,19 @@ class WorkflowEngine:
             return _stale(task_id, attempt, "is not a scheduled task's current attempt")
         spec = self._spec(task)
         self._dequeue(spec.task_queue, task_id)
-        heartbeat_ms = spec.timeouts.heartbeat_ms
+        timeouts = spec.timeouts
         task = replace(
             task,
             state=TaskState.STARTED,
             started_ms=now_ms,
-            heartbeat_deadline_ms=None if heartbeat_ms is None else now_ms + heartbeat_ms,
+            close_deadline_ms=None if timeouts.start_to_close_ms is None else now_ms + timeouts.start_to_close_ms,
+            heartbeat_deadline_ms=None if timeouts.heartbeat_ms is None else now_ms + timeouts.heartbeat_ms,
         )
         self._tasks[task_id] = task
         self._arm(task, spec)
         self._record_task(task, spec, now_ms, EventType.ACTIVITY_TASK_STARTED)
         self._close_overflowed(now_ms)
-        return ActivityTask(task_id, attempt, task.workflow_id, spec.activity, task.input, task.compensation)
+        return self._activity_task(task, spec)
 
     def complete(self, task_id: int, attempt: int, result: object, now_ms: int) -> TaskAccepted | WorkflowRejected:
         """The attempt succeeded: records the result, then schedules the next step (or
@@ -373,7 +266,8 @@ class WorkflowEngine:
             return task
         spec = self._spec(task)
         heartbeat_ms = spec.timeouts.heartbeat_ms
-        task = replace(task, details=details, heartbeat_deadline_ms=None if heartbeat_ms is None else now_ms + heartbeat_ms)
+        deadline_ms = None if heartbeat_ms is None else now_ms + heartbeat_ms
+        task = replace(task, details=details, heartbeat_ms=now_ms, heartbeat_deadline_ms=deadline_ms)
         self._tasks[task_id] = task
         if heartbeat_ms is not None:
             heapq.heappush(self._deadlines, (task.heartbeat_deadline_ms, Deadline.HEARTBEAT, task_id, attempt))
@@ -389,6 +283,46 @@ class WorkflowEngine:
         self._unwind(workflow, "canceled", now_ms)
         self._close_overflowed(now_ms)
         return WorkflowAccepted(workflow_id, self._workflows[workflow_id].status)
+
+    def signal(self, workflow_id: str, name: str, input: object, now_ms: int) -> WorkflowAccepted | WorkflowRejected:
+        """Records the signal and buffers it (FIFO per name) for a signal step to take;
+        a RUNNING workflow holds at most max_buffered_signals unconsumed ones."""
+        self._advance_clock(now_ms)
+        workflow = self._workflows.get(workflow_id)
+        if workflow is None or workflow.status is not Status.RUNNING:
+            return _not_running(workflow_id, workflow, "signaled")
+        if len(workflow.signals) >= self.max_buffered_signals:
+            return WorkflowRejected(
+                WorkflowRejectReason.RESOURCE_EXHAUSTED,
+                f"workflow {workflow_id!r} holds max_buffered_signals={self.max_buffered_signals} unconsumed signals",
+            )
+        self._store(workflow, signals=workflow.signals + ((name, input),))
+        self._record(workflow_id, now_ms, EventType.WORKFLOW_EXECUTION_SIGNALED, signal=name, payload=input)
+        self._close_overflowed(now_ms)
+        return WorkflowAccepted(workflow_id, self._workflows[workflow_id].status)
+
+    def rearm_timeouts(self, grace_ms: int, now_ms: int) -> Rearmed | WorkflowRejected:
+        """Proposed once by a new leader: no report could reach the cluster while it had
+        no leader, so every STARTED task's start_to_close and heartbeat deadlines before
+        now_ms + grace_ms move there. Applying it twice moves nothing more."""
+        self._advance_clock(now_ms)
+        if type(grace_ms) is not int or not 0 <= grace_ms <= MAX_GRACE_MS:
+            return WorkflowRejected(WorkflowRejectReason.INVALID, f"grace_ms={grace_ms!r} must be an integer from 0 to {MAX_GRACE_MS}")
+        floor_ms = now_ms + grace_ms
+        moved = 0
+        for task_id in sorted(self._tasks):
+            task = self._tasks[task_id]
+            changes = {
+                name: floor_ms
+                for name in ("close_deadline_ms", "heartbeat_deadline_ms")
+                if getattr(task, name) is not None and getattr(task, name) < floor_ms
+            }
+            if changes:
+                task = replace(task, **changes)
+                self._tasks[task_id] = task
+                self._arm(task, self._spec(task))
+                moved += 1
+        return Rearmed(moved)
 
     def terminate(self, workflow_id: str, reason: str, now_ms: int) -> WorkflowAccepted | WorkflowRejected:
         """Closes the workflow at once: no compensations; its task's tokens go stale."""
@@ -431,25 +365,54 @@ class WorkflowEngine:
             if len(pending) >= limit:
                 break
             task = self._tasks[task_id]
-            spec = self._spec(task)
-            pending.append(ActivityTask(task_id, task.attempt, task.workflow_id, spec.activity, task.input, task.compensation))
+            pending.append(self._activity_task(task, self._spec(task)))
         return pending
 
     def next_deadline_ms(self) -> int | None:
-        """The earliest armed deadline (possibly a stale one): when the leader should tick."""
-        return self._deadlines[0][0] if self._deadlines else None
+        """The earliest armed deadline (possibly a stale one) or retention removal: when
+        the leader should tick next."""
+        due = [queue[0][0] for queue in (self._deadlines, self._retention) if queue]
+        return min(due) if due else None
+
+    def list_workflows(self, status: Status | None, limit: int) -> list[WorkflowSummary]:
+        """Up to `limit` workflows (of `status`, if given), newest start first, ties by id."""
+        if type(limit) is not int or limit < 0:
+            raise ValueError(f"limit={limit!r} must be an integer >= 0")
+        chosen = (w for w in self._workflows.values() if status is None or w.status is status)
+        newest = heapq.nsmallest(limit, chosen, key=lambda w: (-w.start_ms, w.workflow_id))
+        return [
+            WorkflowSummary(w.workflow_id, w.run_id, w.type_name, w.version, w.status, w.start_ms, w.close_ms)
+            for w in newest
+        ]
 
     def describe(self, workflow_id: str) -> WorkflowDescription | None:
+        """The workflow, and while it is open what it waits for (see WorkflowDescription)."""
         workflow = self._workflows.get(workflow_id)
         if workflow is None:
             return None
-        task = self._tasks.get(workflow.task_id) if workflow.task_id is not None else None
-        steps = self._type(workflow).steps
-        step = None if task is None else steps[task.step_index].name
+        task_ids = () if workflow.task_id is None else (workflow.task_id,)
+        tasks = tuple(self._describe_task(self._tasks[task_id]) for task_id in task_ids)
+        first = tasks[0] if tasks else None
         result = workflow.results[-1][1] if workflow.status is Status.COMPLETED else None
         return WorkflowDescription(
             workflow_id, workflow.run_id, workflow.type_name, workflow.version, workflow.status, workflow.start_ms,
-            workflow.close_ms, step, workflow.task_id, None if task is None else task.attempt, workflow.reason, result,
+            workflow.close_ms, None if first is None else first.step, None if first is None else first.task_id,
+            None if first is None else first.attempt, workflow.reason, result,
+            task_state=None if first is None else first.state,
+            task_queue=None if first is None else first.task_queue,
+            last_error=None if first is None else first.last_error,
+            next_retry_ms=None if first is None else first.next_retry_ms,
+            last_heartbeat_ms=None if first is None else first.last_heartbeat_ms,
+            heartbeat_details=None if first is None else first.heartbeat_details,
+            buffered_signals=tuple(name for name, _ in workflow.signals),
+            tasks=tasks,
+        )  # fmt: skip
+
+    def _describe_task(self, task: Task) -> TaskDescription:
+        spec = self._spec(task)
+        return TaskDescription(
+            task.task_id, task.attempt, spec.step, spec.activity, task.compensation, task.state, spec.task_queue,
+            task.last_error, task.backoff_until_ms, task.heartbeat_ms, task.details,
         )  # fmt: skip
 
     def history(self, workflow_id: str) -> tuple[Event, ...]:
@@ -469,16 +432,7 @@ class WorkflowEngine:
     def state_rows(captured: tuple) -> list:
         """Canonical rows: everything sorted by key, no heap or index (restore rebuilds
         them), so the same state gives the same rows whatever the call history."""
-        (next_task_id, next_run_id), types, workflows, histories, tasks, queues = captured
-        return [
-            ENGINE_FORMAT,
-            next_task_id,
-            next_run_id,
-            [encode_definition(types[key]) for key in sorted(types)],
-            [_workflow_row(workflows[key], *histories[key]) for key in sorted(workflows)],
-            [_task_row(tasks[key]) for key in sorted(tasks)],
-            [[name, list(queues[name])] for name in sorted(queues)],
-        ]
+        return state_rows(captured)
 
     def snapshot_state(self) -> list:
         return self.state_rows(self.capture())
@@ -491,8 +445,9 @@ class WorkflowEngine:
             max_backlog=self.max_backlog,
             max_running_workflows=self.max_running_workflows,
             retention_ms=self.retention_ms,
+            max_buffered_signals=self.max_buffered_signals,
         )
-        _restore_into(fresh, state)
+        restore_into(fresh, state)
         for name, value in vars(fresh).items():
             setattr(self, name, value)
 
@@ -502,31 +457,23 @@ class WorkflowEngine:
         assert type(now_ms) is int and now_ms >= self._now_ms, (now_ms, self._now_ms)
         self._now_ms = now_ms
 
-    def _check_start(self, workflow_id: str, type_name: str, version: int) -> WorkflowRejected | None:
+    def _check_start(self, workflow_id: str, type_name: str, version: int) -> WorkflowType | WorkflowRejected:
+        """The type to start (version 0: the latest), or why not."""
         if type(workflow_id) is not str or not workflow_id:
             return WorkflowRejected(WorkflowRejectReason.INVALID, f"workflow_id={workflow_id!r} must be a non-empty string")
+        if version == 0 and type_name in self._latest:
+            version = self._latest[type_name]
         workflow_type = self._types.get((type_name, version))
         if workflow_type is None:
-            return WorkflowRejected(
-                WorkflowRejectReason.UNKNOWN_TYPE, f"workflow type {type_name!r} version {version!r} is not registered"
-            )
+            shown = "any version" if version == 0 else f"version {version!r}"
+            return WorkflowRejected(WorkflowRejectReason.UNKNOWN_TYPE, f"workflow type {type_name!r} {shown} is not registered")
         for i, step in enumerate(workflow_type.steps):
             if type(step) is not ActivityStep:
                 return WorkflowRejected(
                     WorkflowRejectReason.UNSUPPORTED,
                     f"steps[{i}] {step.name!r} is a {type(step).__name__}; this engine runs activity steps only (not supported yet)",
                 )
-        existing = self._workflows.get(workflow_id)
-        if existing is not None and existing.status not in CLOSED:
-            return WorkflowRejected(
-                WorkflowRejectReason.ALREADY_RUNNING,
-                f"workflow {workflow_id!r} is already {existing.status.value} (run {existing.run_id})",
-            )
-        if self._running >= self.max_running_workflows:
-            return WorkflowRejected(
-                WorkflowRejectReason.RESOURCE_EXHAUSTED, f"max_running_workflows={self.max_running_workflows} are open"
-            )
-        return None
+        return workflow_type
 
     def _type(self, workflow: Workflow) -> WorkflowType:
         return self._types[(workflow.type_name, workflow.version)]
@@ -537,6 +484,13 @@ class WorkflowEngine:
             undo = step.compensation
             return _ActivitySpec(step.name, undo.activity, undo.task_queue, undo.retry, _NO_TIMEOUTS)
         return _ActivitySpec(step.name, step.activity, step.task_queue, step.retry, step.timeouts)
+
+    def _activity_task(self, task: Task, spec: _ActivitySpec) -> ActivityTask:
+        run_id = self._workflows[task.workflow_id].run_id
+        return ActivityTask(
+            task.task_id, task.attempt, task.workflow_id, spec.activity, task.input, task.compensation, run_id, spec.step,
+            spec.task_queue,
+        )  # fmt: skip
 
     def _store(self, workflow: Workflow, **changes: object) -> Workflow:
         workflow = replace(workflow, **changes)
@@ -596,7 +550,7 @@ class WorkflowEngine:
     def _fire(self, task: Task, kind: Deadline, now_ms: int) -> None:
         spec = self._spec(task)
         if kind is Deadline.RETRY:
-            task = replace(task, attempt=task.attempt + 1, state=TaskState.SCHEDULED, backoff_until_ms=None, details=None)
+            task = replace(task, attempt=task.attempt + 1, state=TaskState.SCHEDULED, backoff_until_ms=None)
             self._tasks[task.task_id] = task
             self._queues.setdefault(spec.task_queue, {})[task.task_id] = None
             self._arm(task, spec)
@@ -620,8 +574,10 @@ class WorkflowEngine:
         retry_at_ms = now_ms + interval_ms(spec.retry, task.attempt)
         limit_ms = spec.timeouts.schedule_to_close_ms
         in_time = limit_ms is None or retry_at_ms < task.scheduled_ms + limit_ms
+        task = replace(task, last_error=ActivityError(error_type, message))
+        self._tasks[task.task_id] = task
         if in_time and should_retry(spec.retry, task.attempt, error_type, retryable):
-            task = replace(task, state=TaskState.BACKOFF, started_ms=None, heartbeat_deadline_ms=None, backoff_until_ms=retry_at_ms)
+            task = replace(task, state=TaskState.BACKOFF, backoff_until_ms=retry_at_ms, **_NOT_STARTED)
             self._tasks[task.task_id] = task
             self._arm(task, spec)
         else:
@@ -701,11 +657,10 @@ def _live_deadlines(task: Task, timeouts: Timeouts) -> list[tuple[Deadline, int]
     live = []
     if timeouts.schedule_to_close_ms is not None:
         live.append((Deadline.SCHEDULE_TO_CLOSE, task.scheduled_ms + timeouts.schedule_to_close_ms))
-    if task.state is TaskState.STARTED:
-        if timeouts.start_to_close_ms is not None:
-            live.append((Deadline.START_TO_CLOSE, task.started_ms + timeouts.start_to_close_ms))
-        if task.heartbeat_deadline_ms is not None:
-            live.append((Deadline.HEARTBEAT, task.heartbeat_deadline_ms))
+    if task.close_deadline_ms is not None:
+        live.append((Deadline.START_TO_CLOSE, task.close_deadline_ms))
+    if task.heartbeat_deadline_ms is not None:
+        live.append((Deadline.HEARTBEAT, task.heartbeat_deadline_ms))
     if task.state is TaskState.BACKOFF:
         live.append((Deadline.RETRY, task.backoff_until_ms))
     return live
@@ -721,174 +676,3 @@ def _not_running(workflow_id: str, workflow: Workflow | None, verb: str) -> Work
     return WorkflowRejected(
         WorkflowRejectReason.NOT_RUNNING, f"workflow {workflow_id!r} is {workflow.status.value}; it cannot be {verb}"
     )
-
-
-# --- rows --------------------------------------------------------------------------------
-
-_WORKFLOW_FIELDS = 14
-_TASK_FIELDS = 12
-
-
-def _workflow_row(workflow: Workflow, history: list[Event], length: int) -> list:
-    return [
-        workflow.workflow_id, workflow.run_id, workflow.type_name, workflow.version, workflow.input,
-        workflow.status.value, workflow.start_ms, workflow.close_ms, workflow.step_index,
-        [[name, result] for name, result in workflow.results], list(workflow.compensations),
-        workflow.compensations_left, workflow.task_id, workflow.reason,
-        [event_row(event) for event in history[:length]],
-    ]  # fmt: skip
-
-
-def _task_row(task: Task) -> list:
-    return [
-        task.task_id, task.workflow_id, task.step_index, task.compensation, task.input, task.attempt,
-        task.state.value, task.scheduled_ms, task.started_ms, task.heartbeat_deadline_ms, task.backoff_until_ms,
-        task.details,
-    ]  # fmt: skip
-
-
-def _optional_int(value: object, what: str) -> int | None:
-    return None if value is None else check_int(value, what, SnapshotError)
-
-
-def _enum(cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
-    try:
-        return cls(value)
-    except ValueError:
-        raise SnapshotError(f"{what} is {value!r}; expected one of {[m.value for m in cls]}") from None
-
-
-def _restore_into(engine: WorkflowEngine, state: object) -> None:
-    row = check_row(state, 7, "workflows", SnapshotError)
-    version, next_task_id, next_run_id, type_rows, workflow_rows, task_rows, queue_rows = row
-    check_version(version, ENGINE_FORMAT, "workflows", SnapshotError)
-    engine._next_task_id = check_int(next_task_id, "workflows next_task_id", SnapshotError, minimum=1)
-    engine._next_run_id = check_int(next_run_id, "workflows next_run_id", SnapshotError, minimum=1)
-    for what, rows in (("types", type_rows), ("workflows", workflow_rows), ("tasks", task_rows), ("queues", queue_rows)):
-        check_type(rows, list, f"workflows {what}", SnapshotError)
-    for i, data in enumerate(type_rows):
-        try:
-            workflow_type = decode_definition(data)
-        except DefinitionError as exc:
-            raise SnapshotError(f"workflows types[{i}]: {exc}") from None
-        engine._types[(workflow_type.name, workflow_type.version)] = workflow_type
-    for row in workflow_rows:
-        _restore_workflow(engine, row)
-    for row in task_rows:
-        _restore_task(engine, row)
-    for row in queue_rows:
-        _restore_queue(engine, row)
-    _check_restored(engine, state)
-
-
-def _restore_workflow(engine: WorkflowEngine, row: object) -> None:
-    fields = check_row(row, _WORKFLOW_FIELDS + 1, "workflow", SnapshotError)
-    workflow_id, run_id, type_name, version, workflow_input, status, start_ms, close_ms = fields[:8]
-    step_index, results, compensations, compensations_left, task_id, reason, events = fields[8:]
-    check_type(workflow_id, str, "workflow id", SnapshotError)
-    what = f"workflow {workflow_id!r}"
-    if workflow_id in engine._workflows:
-        raise SnapshotError(f"{what} appears twice")
-    if (type_name, version) not in engine._types:
-        raise SnapshotError(f"{what} has type {type_name!r} version {version!r}, which is not registered")
-    check_int(run_id, f"{what} run_id", SnapshotError, minimum=1)
-    if run_id >= engine._next_run_id:
-        raise SnapshotError(f"{what} run_id={run_id} is not below next_run_id={engine._next_run_id}")
-    status = _enum(Status, status, f"{what} status")
-    check_int(start_ms, f"{what} start_ms", SnapshotError)
-    if (close_ms is not None) != (status in CLOSED):
-        raise SnapshotError(f"{what} is {status.value} with close_ms={close_ms!r}")
-    _optional_int(close_ms, f"{what} close_ms")
-    steps = engine._types[(type_name, version)].steps
-    check_int(step_index, f"{what} step_index", SnapshotError)
-    check_type(results, list, f"{what} results", SnapshotError)
-    check_type(compensations, list, f"{what} compensations", SnapshotError)
-    if step_index > len(steps) or len(results) != step_index:
-        raise SnapshotError(f"{what} step_index={step_index} with {len(results)} results and {len(steps)} steps")
-    for i, pair in enumerate(results):
-        name, _ = check_row(pair, 2, f"{what} results[{i}]", SnapshotError)
-        if name != steps[i].name:
-            raise SnapshotError(f"{what} results[{i}] is for step {name!r}; expected {steps[i].name!r}")
-    for i, index in enumerate(compensations):
-        if type(index) is not int or not 0 <= index < step_index or steps[index].compensation is None:
-            raise SnapshotError(f"{what} compensations[{i}]={index!r} is not a completed step with a compensation")
-    check_int(compensations_left, f"{what} compensations_left", SnapshotError)
-    if compensations_left > len(compensations):
-        raise SnapshotError(f"{what} compensations_left={compensations_left} exceeds {len(compensations)}")
-    _optional_int(task_id, f"{what} task_id")
-    if reason is not None:
-        check_type(reason, str, f"{what} reason", SnapshotError)
-    check_type(events, list, f"{what} history", SnapshotError)
-    history = [event_from_row(event, f"{what} history[{i}]") for i, event in enumerate(events)]
-    if [event.event_id for event in history] != list(range(1, len(history) + 1)):
-        raise SnapshotError(f"{what} history event ids are not 1..{len(history)}")
-    engine._workflows[workflow_id] = Workflow(
-        workflow_id, run_id, type_name, version, workflow_input, status, start_ms, close_ms, step_index,
-        tuple((name, result) for name, result in results), tuple(compensations), compensations_left, task_id, reason,
-    )  # fmt: skip
-    engine._histories[workflow_id] = history
-
-
-def _restore_task(engine: WorkflowEngine, row: object) -> None:
-    fields = check_row(row, _TASK_FIELDS, "task", SnapshotError)
-    task_id, workflow_id, step_index, compensation, task_input, attempt, state = fields[:7]
-    scheduled_ms, started_ms, heartbeat_deadline_ms, backoff_until_ms, details = fields[7:]
-    check_int(task_id, "task id", SnapshotError, minimum=1)
-    what = f"task {task_id}"
-    if task_id in engine._tasks or task_id >= engine._next_task_id:
-        raise SnapshotError(f"{what} appears twice or is not below next_task_id={engine._next_task_id}")
-    workflow = engine._workflows.get(workflow_id)
-    if workflow is None or workflow.task_id != task_id or workflow.status in CLOSED:
-        raise SnapshotError(f"{what} belongs to {workflow_id!r}, which is not an open workflow holding it")
-    check_int(step_index, f"{what} step_index", SnapshotError)
-    check_type(compensation, bool, f"{what} compensation", SnapshotError)
-    expected = workflow.compensations[workflow.compensations_left - 1] if compensation and workflow.compensations_left else None
-    if (compensation and step_index != expected) or (not compensation and step_index != workflow.step_index):
-        raise SnapshotError(f"{what} runs step {step_index}, which is not its workflow's current one")
-    if compensation != (workflow.status is Status.COMPENSATING):
-        raise SnapshotError(f"{what} compensation={compensation} in a {workflow.status.value} workflow")
-    check_int(attempt, f"{what} attempt", SnapshotError, minimum=1)
-    state = _enum(TaskState, state, f"{what} state")
-    check_int(scheduled_ms, f"{what} scheduled_ms", SnapshotError)
-    for name, value in (("started_ms", started_ms), ("heartbeat_deadline_ms", heartbeat_deadline_ms), ("backoff_until_ms", backoff_until_ms)):
-        _optional_int(value, f"{what} {name}")
-    if (started_ms is not None) != (state is TaskState.STARTED) or (backoff_until_ms is not None) != (state is TaskState.BACKOFF):
-        raise SnapshotError(f"{what} is {state.value} with started_ms={started_ms!r} backoff_until_ms={backoff_until_ms!r}")
-    task = Task(
-        task_id, workflow_id, step_index, compensation, task_input, attempt, state, scheduled_ms, started_ms,
-        heartbeat_deadline_ms, backoff_until_ms, details,
-    )  # fmt: skip
-    engine._tasks[task_id] = task
-    engine._arm(task, engine._spec(task))
-
-
-def _restore_queue(engine: WorkflowEngine, row: object) -> None:
-    name, task_ids = check_row(row, 2, "queue", SnapshotError)
-    check_type(name, str, "queue name", SnapshotError)
-    check_type(task_ids, list, f"queue {name!r}", SnapshotError)
-    if not task_ids or name in engine._queues:
-        raise SnapshotError(f"queue {name!r} is empty or appears twice")
-    fifo: dict[int, None] = {}
-    for task_id in task_ids:
-        task = engine._tasks.get(task_id) if type(task_id) is int else None
-        if task is None or task.state is not TaskState.SCHEDULED or engine._spec(task).task_queue != name or task_id in fifo:
-            raise SnapshotError(f"queue {name!r} holds {task_id!r}, which is not a scheduled task of it (once)")
-        fifo[task_id] = None
-    engine._queues[name] = fifo
-
-
-def _check_restored(engine: WorkflowEngine, state: list) -> None:
-    """Cross-record invariants, then the canonical-order check: rows must be exactly what
-    state_rows gives for the state they describe."""
-    queued = sum(len(fifo) for fifo in engine._queues.values())
-    scheduled = sum(task.state is TaskState.SCHEDULED for task in engine._tasks.values())
-    if queued != scheduled:
-        raise SnapshotError(f"workflows: {scheduled} scheduled tasks but {queued} queue entries")
-    for workflow in engine._workflows.values():
-        if workflow.status not in CLOSED and workflow.task_id not in engine._tasks:
-            raise SnapshotError(f"workflow {workflow.workflow_id!r} is {workflow.status.value} without its task")
-    engine._running = sum(workflow.status not in CLOSED for workflow in engine._workflows.values())
-    closed = sorted((w.close_ms, w.run_id, w.workflow_id) for w in engine._workflows.values() if w.status in CLOSED)
-    engine._retention = deque((close_ms + engine.retention_ms, run_id, wid) for close_ms, run_id, wid in closed)
-    if engine.snapshot_state() != state:
-        raise SnapshotError("workflows state is not in canonical order (rows must be sorted by key)")

@@ -20,6 +20,7 @@ class EventType(str, enum.Enum):
     ACTIVITY_TASK_COMPLETED = "ActivityTaskCompleted"
     ACTIVITY_TASK_FAILED = "ActivityTaskFailed"
     ACTIVITY_TASK_TIMED_OUT = "ActivityTaskTimedOut"
+    WORKFLOW_EXECUTION_SIGNALED = "WorkflowExecutionSignaled"
     WORKFLOW_EXECUTION_CANCEL_REQUESTED = "WorkflowExecutionCancelRequested"
     WORKFLOW_EXECUTION_COMPLETED = "WorkflowExecutionCompleted"
     WORKFLOW_EXECUTION_COMPENSATED = "WorkflowExecutionCompensated"
@@ -39,7 +40,9 @@ class Event:
     compensation: bool = False  # an ActivityTask* event of a compensation activity
     error_type: str | None = None  # failures; for a timeout, which one (e.g. StartToCloseTimeout)
     message: str | None = None  # a failure's message, or why the workflow ended
-    payload: object = None  # the input (scheduled, started), a result (completed)
+    payload: object = None  # the input (scheduled, started, signaled), a result (completed)
+    signal: str | None = None  # a signal's name
+    deadline_ms: int | None = None  # a timer's fire time, a signal wait's timeout
 
 
 _TYPES = {t.value: t for t in EventType}
@@ -58,24 +61,31 @@ def event_row(event: Event) -> list:
         event.error_type,
         event.message,
         event.payload,
+        event.signal,
+        event.deadline_ms,
     ]
 
 
 def event_from_row(row: object, what: str) -> Event:
     """An Event from event_row's output; SnapshotError naming `what` if malformed."""
-    fields = check_row(row, 11, what, SnapshotError)
-    event_id, time_ms, type_name, step, activity, task_id, attempt, compensation, error_type, message, payload = fields
+    fields = check_row(row, 13, what, SnapshotError)
+    event_id, time_ms, type_name, step, activity, task_id, attempt, compensation = fields[:8]
+    error_type, message, payload, signal, deadline_ms = fields[8:]
     check_int(event_id, f"{what} event_id", SnapshotError, minimum=1)
     check_int(time_ms, f"{what} time_ms", SnapshotError)
     if type_name not in _TYPES:
         raise SnapshotError(f"{what} type is {type_name!r}; expected one of {sorted(_TYPES)}")
-    for name, value in (("step", step), ("activity", activity), ("error_type", error_type), ("message", message)):
+    texts = (("step", step), ("activity", activity), ("error_type", error_type), ("message", message), ("signal", signal))
+    for name, value in texts:
         if value is not None:
             check_type(value, str, f"{what} {name}", SnapshotError)
+    if deadline_ms is not None:
+        check_int(deadline_ms, f"{what} deadline_ms", SnapshotError)
     for name, value in (("task_id", task_id), ("attempt", attempt)):
         if value is not None:
             check_int(value, f"{what} {name}", SnapshotError, minimum=1)
     check_type(compensation, bool, f"{what} compensation", SnapshotError)
     return Event(
-        event_id, time_ms, _TYPES[type_name], step, activity, task_id, attempt, compensation, error_type, message, payload
-    )
+        event_id, time_ms, _TYPES[type_name], step, activity, task_id, attempt, compensation, error_type, message, payload,
+        signal, deadline_ms,
+    )  # fmt: skip

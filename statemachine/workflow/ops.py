@@ -2,8 +2,12 @@
 validation, the rows of its results, and the adapter that applies ops to the engine.
 
 The ops ride in the client session envelope like the key-value ops (exactly-once by
-(session, seq)); `commands.py` gives them op and result codes after the key-value ones
-and calls `validate_workflow_op` and the row helpers here. Every payload a client
+(session, seq)), except LEADER_OPS: the Raft leader proposes those itself, with
+session_id = seq = ack_floor = 0, and the machine applies them without the session
+table; each is safe to apply twice (a second ActivityTaskStarted for the same token is
+STALE_TASK, a second Tick or RearmTimeouts at the same time changes nothing).
+`commands.py` gives the ops and results codes after the key-value ones and calls
+`validate_workflow_op` and the row helpers here. Every payload a client
 supplies (`input`, `result`, `details`) must be msgpack-plain data, so that it
 round-trips through the log and snapshots unchanged and every replica sees equal values.
 """
@@ -19,10 +23,13 @@ from statemachine.commands import MAX_INT, CommandError, ResultError, check_int,
 from statemachine.workflow.definitions import MAX_VERSION, decode_definition, encode_definition
 from statemachine.workflow.engine import (
     DEFAULT_MAX_BACKLOG,
+    DEFAULT_MAX_BUFFERED_SIGNALS,
     DEFAULT_MAX_HISTORY_EVENTS,
     DEFAULT_MAX_RUNNING_WORKFLOWS,
     DEFAULT_RETENTION_MS,
+    MAX_GRACE_MS,
     ActivityTask,
+    Rearmed,
     Status,
     TaskAccepted,
     Ticked,
@@ -33,6 +40,7 @@ from statemachine.workflow.engine import (
     WorkflowRejected,
     WorkflowRejectReason,
     WorkflowStarted,
+    WorkflowSummary,
 )
 from statemachine.workflow.events import Event
 from statemachine.workflow.retry import MAX_NAME_CHARS, DefinitionError
@@ -56,8 +64,9 @@ class RegisterWorkflowType:
 class StartWorkflow:
     workflow_id: str
     type_name: str
-    version: int
+    version: int  # 0: the latest version registered when the op is applied
     input: object  # plain data
+    return_running: bool = False  # an open run with the id (same type name) is the answer, existing=True
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +116,21 @@ class Tick:
     """Carries only the leader's time (the envelope's timestamp_ms): fires due timers."""
 
 
+@dataclass(frozen=True, slots=True)
+class RearmTimeouts:
+    """Proposed once by a new leader: started tasks' start_to_close and heartbeat
+    deadlines before now + grace_ms move to now + grace_ms."""
+
+    grace_ms: int  # 0..MAX_GRACE_MS
+
+
+@dataclass(frozen=True, slots=True)
+class SignalWorkflow:
+    workflow_id: str
+    name: str  # the signal's name, as a SignalStep names it
+    input: object  # plain data; the consuming signal step's result
+
+
 WorkflowOp: TypeAlias = (
     RegisterWorkflowType
     | StartWorkflow
@@ -117,8 +141,11 @@ WorkflowOp: TypeAlias = (
     | CancelWorkflow
     | TerminateWorkflow
     | Tick
+    | RearmTimeouts
+    | SignalWorkflow
 )
 WORKFLOW_OPS: tuple[type, ...] = get_args(WorkflowOp)  # in op-code order (commands.py)
+LEADER_OPS: tuple[type, ...] = (ActivityTaskStarted, Tick, RearmTimeouts)  # carried without a session
 
 
 def validate_workflow_op(op: WorkflowOp) -> None:
@@ -127,12 +154,13 @@ def validate_workflow_op(op: WorkflowOp) -> None:
     match op:
         case RegisterWorkflowType(definition):
             _check_definition(definition)
-        case StartWorkflow(workflow_id, type_name, version, payload):
+        case StartWorkflow(workflow_id, type_name, version, payload, return_running):
             _check_text(workflow_id, "workflow_id", MAX_WORKFLOW_ID_CHARS)
             _check_text(type_name, "type_name", MAX_NAME_CHARS)
-            if type(version) is not int or not 1 <= version <= MAX_VERSION:
-                raise CommandError(f"version is {version!r}; expected an integer from 1 to {MAX_VERSION}")
+            if type(version) is not int or not 0 <= version <= MAX_VERSION:
+                raise CommandError(f"version is {version!r}; expected an integer from 0 (the latest) to {MAX_VERSION}")
             check_plain_data(payload, "input", CommandError)
+            check_type(return_running, bool, "return_running", CommandError)
         case ActivityTaskStarted(task_id, attempt):
             _check_token(task_id, attempt)
         case CompleteActivity(task_id, attempt, payload):
@@ -153,6 +181,15 @@ def validate_workflow_op(op: WorkflowOp) -> None:
             _check_text(reason, "reason", MAX_REASON_CHARS, empty=True)
         case Tick():
             pass
+        case RearmTimeouts(grace_ms):
+            if type(grace_ms) is not int or not 0 <= grace_ms <= MAX_GRACE_MS:
+                raise CommandError(f"grace_ms is {grace_ms!r}; expected an integer from 0 to {MAX_GRACE_MS} (an hour)")
+        case SignalWorkflow(workflow_id, name, payload):
+            _check_text(workflow_id, "workflow_id", MAX_WORKFLOW_ID_CHARS)
+            _check_text(name, "name", MAX_NAME_CHARS)
+            if not name.strip():
+                raise CommandError(f"name is {name!r}; a signal name is not only white space")
+            check_plain_data(payload, "input", CommandError)
         case _:
             raise AssertionError(f"validate_workflow_op was handed {op!r}, which is not a workflow op")
 
@@ -235,7 +272,7 @@ def _utf8(value: str) -> bool:
 # --- results --------------------------------------------------------------------------
 
 WorkflowResult: TypeAlias = (
-    TypeRegistered | WorkflowStarted | TaskAccepted | WorkflowAccepted | Ticked | ActivityTask | WorkflowRejected
+    TypeRegistered | WorkflowStarted | TaskAccepted | WorkflowAccepted | Ticked | ActivityTask | WorkflowRejected | Rearmed
 )
 WORKFLOW_RESULTS: tuple[type, ...] = get_args(WorkflowResult)  # in result-code order (commands.py)
 _STATUSES = {status.value: status for status in Status}
@@ -264,18 +301,24 @@ def workflow_result_from_fields(cls: type, fields: list) -> WorkflowResult:
         check_type(message, str, "message", ResultError)
         return WorkflowRejected(_lookup(_REJECT_REASONS, reason, "reason"), message)
     if cls is ActivityTask:
-        task_id, attempt, workflow_id, activity, task_input, compensation = fields
+        task_id, attempt, workflow_id, activity, task_input, compensation, run_id, step, task_queue = fields
         check_int(task_id, "task_id", ResultError, minimum=1)
         check_int(attempt, "attempt", ResultError, minimum=1)
-        check_type(workflow_id, str, "workflow_id", ResultError)
-        check_type(activity, str, "activity", ResultError)
+        for value, what in ((workflow_id, "workflow_id"), (activity, "activity"), (step, "step"), (task_queue, "task_queue")):
+            check_type(value, str, what, ResultError)
         check_type(compensation, bool, "compensation", ResultError)
-        return ActivityTask(task_id, attempt, workflow_id, activity, task_input, compensation)
-    if cls in (TypeRegistered, WorkflowStarted):
-        name, number = fields
-        check_type(name, str, cls.__slots__[0], ResultError)
-        return cls(name, check_int(number, cls.__slots__[1], ResultError, minimum=1))
-    for value, what in zip(fields, cls.__slots__):  # TaskAccepted, Ticked: ints only
+        check_int(run_id, "run_id", ResultError, minimum=1)
+        return ActivityTask(task_id, attempt, workflow_id, activity, task_input, compensation, run_id, step, task_queue)
+    if cls is WorkflowStarted:
+        workflow_id, run_id, existing = fields
+        check_type(workflow_id, str, "workflow_id", ResultError)
+        check_type(existing, bool, "existing", ResultError)
+        return WorkflowStarted(workflow_id, check_int(run_id, "run_id", ResultError, minimum=1), existing)
+    if cls is TypeRegistered:
+        name, version = fields
+        check_type(name, str, "name", ResultError)
+        return TypeRegistered(name, check_int(version, "version", ResultError, minimum=1))
+    for value, what in zip(fields, cls.__slots__):  # TaskAccepted, Ticked, Rearmed: ints only
         check_int(value, what, ResultError)
     return cls(*fields)
 
@@ -300,6 +343,8 @@ class WorkflowQueries(Protocol):
 
     def next_deadline_ms(self) -> int | None: ...
 
+    def list_workflows(self, status: Status | None, limit: int) -> list[WorkflowSummary]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class WorkflowLimits:
@@ -310,6 +355,7 @@ class WorkflowLimits:
     max_backlog: int = DEFAULT_MAX_BACKLOG
     max_running_workflows: int = DEFAULT_MAX_RUNNING_WORKFLOWS
     retention_ms: int = DEFAULT_RETENTION_MS
+    max_buffered_signals: int = DEFAULT_MAX_BUFFERED_SIGNALS
 
     def __post_init__(self) -> None:
         WorkflowEngine(**self._kwargs())  # the engine checks its bounds: fail at start-up
@@ -332,8 +378,8 @@ class WorkflowNamespace:
         match op:
             case RegisterWorkflowType(definition):
                 return engine.register(decode_definition(definition))  # validate_op decoded it once already
-            case StartWorkflow(workflow_id, type_name, version, payload):
-                return engine.start(workflow_id, type_name, version, payload, now_ms)
+            case StartWorkflow(workflow_id, type_name, version, payload, return_running):
+                return engine.start(workflow_id, type_name, version, payload, now_ms, return_running=return_running)
             case ActivityTaskStarted(task_id, attempt):
                 return engine.task_started(task_id, attempt, now_ms)
             case CompleteActivity(task_id, attempt, payload):
@@ -348,6 +394,10 @@ class WorkflowNamespace:
                 return engine.terminate(workflow_id, reason, now_ms)
             case Tick():
                 return engine.tick(now_ms)
+            case RearmTimeouts(grace_ms):
+                return engine.rearm_timeouts(grace_ms, now_ms)
+            case SignalWorkflow(workflow_id, name, payload):
+                return engine.signal(workflow_id, name, payload, now_ms)
         raise AssertionError(f"WorkflowNamespace was handed {op!r}, which is not in OPS")
 
     def capture(self) -> tuple:
@@ -377,7 +427,10 @@ __all__ = [
     "CompleteActivity",
     "FailActivity",
     "HeartbeatActivity",
+    "LEADER_OPS",
+    "RearmTimeouts",
     "RegisterWorkflowType",
+    "SignalWorkflow",
     "StartWorkflow",
     "TerminateWorkflow",
     "Tick",
