@@ -1,6 +1,8 @@
 """The workflow engine core: sequential activity steps, retries, timeouts, fencing,
 saga compensations, bounds, history and canonical snapshots. Time is passed in."""
 
+import re
+
 import msgpack
 import pytest
 from hypothesis import given, settings
@@ -180,7 +182,7 @@ def test_cancel_runs_compensations_and_terminate_does_not():
     assert engine.terminate("zz", "x", 4).reason is WorkflowRejectReason.NOT_FOUND
 
 
-def test_duplicate_start_and_backlog_and_unknown_and_unsupported_are_rejected():
+def test_duplicate_start_and_backlog_and_unknown_are_rejected():
     engine = new_engine(max_backlog=2)
     engine.start("w1", "order", 1, None, 0)
     before = engine.snapshot_state()
@@ -189,10 +191,10 @@ def test_duplicate_start_and_backlog_and_unknown_and_unsupported_are_rejected():
     full = engine.start("w3", "order", 1, None, 1)
     assert full.reason is WorkflowRejectReason.RESOURCE_EXHAUSTED and "max_backlog=2" in full.message
     assert engine.start("w3", "nope", 1, None, 1).reason is WorkflowRejectReason.UNKNOWN_TYPE
-    engine.register(workflow("sleepy", version=1, steps=[timer("t", seconds=1)]))
-    unsupported = engine.start("w3", "sleepy", 1, None, 1)
-    assert unsupported.reason is WorkflowRejectReason.UNSUPPORTED and "not supported yet" in unsupported.message
     assert engine.describe("w3") is None and engine.snapshot_state() != before  # w2 started
+    # A first step with no task queue is not held back by a full queue.
+    engine.register(workflow("sleepy", version=1, steps=[timer("t", seconds=1), activity("a", task_queue="q")]))
+    assert engine.start("w3", "sleepy", 1, None, 1) == WorkflowStarted("w3", 3)
 
 
 def test_history_limit_fails_the_workflow():
@@ -226,7 +228,7 @@ def test_restore_rejects_bad_rows_and_round_trips():
     assert restored.tick(7).fired == engine.tick(7).fired == 1  # the restored heap arms the same timeout
     bad = list(rows)
     bad[5] = []  # the workflow's task is missing
-    with pytest.raises(SnapshotError, match="without its task"):
+    with pytest.raises(SnapshotError, match=re.escape("workflow 'w1' holds tasks [2], which are not in the snapshot")):
         WorkflowEngine().restore_state(bad)
     for other in (ENGINE_FORMAT - 1, ENGINE_FORMAT + 1):  # an older build's rows are refused, not misread
         with pytest.raises(SnapshotError, match=f"workflows format is {other}; this build reads format {ENGINE_FORMAT}"):

@@ -3,32 +3,38 @@
 Every mutating method takes `now_ms`, the leader-stamped time of the entry being
 applied (the caller clamps it never to go back); nothing reads a clock, randomness or
 I/O, so replicas that make the same calls reach the same state (docs/workflows.md).
+This module holds the calls, queries and snapshots; `_steps.py` how a workflow moves,
+`records.py` the vocabulary, `rows.py` the snapshot rows.
 
-Scope of this version: workflows of sequential ActivitySteps, with retries, timeouts,
-fencing and saga compensations. A type holding a TimerStep, SignalStep or
-ParallelStep registers but `start` refuses it (UNSUPPORTED).
-
-Lifecycle. A workflow runs its steps in order, each as one activity *task* whose id
-stays the same across attempts; its token is (task_id, attempt). A task is SCHEDULED
-(in its queue's FIFO), STARTED (a worker holds it; `task_started` is proposed by the
-leader when it hands the task out) or in BACKOFF (a failed attempt waits for its retry
+Steps run in order. An activity step runs as one activity *task* whose id stays the
+same across attempts; its token is (task_id, attempt). A task is SCHEDULED (in its
+queue's FIFO), STARTED (a worker holds it; `task_started` is proposed by the leader
+when it hands the task out) or in BACKOFF (a failed attempt waits for its retry
 timer). Only a STARTED task's current attempt may complete, fail or heartbeat; any
-other token is Rejected(STALE_TASK) and changes nothing.
+other token is Rejected(STALE_TASK) and changes nothing. A parallel group schedules a
+task per member at once and completes when all have (its result: member -> result);
+a timer step completes on the first `tick` at or after its fire time (result None); a
+signal step takes the oldest buffered signal of its name, or waits for one (result:
+the signal's input), and fails for good when its timeout passes first.
 
-A step that fails for good (retries exhausted, non-retryable, schedule_to_close, or
-an input that does not resolve), or `cancel`, drops the running task and unwinds: the
-compensations of the completed steps that name one run in reverse completion order,
-each as its own task with its own retry policy (compensations have no timeouts). When
-all have completed the workflow is COMPENSATED (even when there was nothing to undo;
-`reason` says why it unwound); if one fails for good it is FAILED and the rest are not
-run. `terminate` closes at once with no compensations. A history that reaches
-max_history_events fails the workflow (the closing event may be the one past it).
+A step that fails for good (retries exhausted, non-retryable, schedule_to_close, a
+signal timeout, or an input that does not resolve; for a group, any member), or
+`cancel`, drops what is pending (tasks, timer, signal wait) and unwinds: the
+compensations of the completed activity steps and group members that name one run in
+reverse completion order, each as its own task with its own retry policy
+(compensations have no timeouts). When all have completed the workflow is COMPENSATED
+(even when there was nothing to undo; `reason` says why it unwound); if one fails for
+good it is FAILED and the rest are not run. `terminate` closes at once with no
+compensations. A history that reaches max_history_events fails the workflow (the
+closing event may be the one past it).
 
-Bounds: max_running_workflows open workflows, so at most that many tasks exist (one
-per workflow); max_backlog is admission control on `start` (a queue at its backlog
-refuses new workflows, but a running workflow's next step or retry is never refused);
-max_history_events per workflow; closed workflows are removed on the first `tick` at or
-after close_ms + retention_ms. A closed workflow's id may be started again; the new
+Bounds: max_running_workflows open workflows, each holding at most MAX_PARALLEL_STEPS
+tasks (a group's members; else one), so at most max_running_workflows x
+MAX_PARALLEL_STEPS tasks exist; max_backlog is admission control on `start` (a queue
+of the first step at its backlog refuses new workflows, but a running workflow's next
+step or retry is never refused); max_buffered_signals per workflow;
+max_history_events per workflow; closed workflows are removed on the first `tick` at
+or after close_ms + retention_ms. A closed workflow's id may be started again; the new
 run replaces the old record and history.
 """
 
@@ -36,9 +42,10 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from statemachine.workflow.definitions import ActivityStep, InputError, Timeouts, WorkflowType, resolve_input
+from statemachine.workflow._steps import ActivitySpec, StepRunner, step_members
+from statemachine.workflow.definitions import InputError, ParallelStep, SignalStep, TimerStep, WorkflowType, resolve_input
 from statemachine.workflow.events import Event, EventType
 from statemachine.workflow.records import (
     CLOSED,
@@ -61,7 +68,6 @@ from statemachine.workflow.records import (
     WorkflowStarted,
     WorkflowSummary,
 )
-from statemachine.workflow.retry import RetryPolicy, interval_ms, should_retry
 from statemachine.workflow.rows import ENGINE_FORMAT, restore_into, state_rows
 
 DEFAULT_MAX_HISTORY_EVENTS = 10_000
@@ -70,20 +76,9 @@ DEFAULT_MAX_RUNNING_WORKFLOWS = 100_000
 DEFAULT_RETENTION_MS = 7 * 86_400_000
 DEFAULT_MAX_BUFFERED_SIGNALS = 1000
 MAX_GRACE_MS = 3_600_000  # RearmTimeouts' grace period: at most an hour
-_NO_TIMEOUTS = Timeouts()
-_NOT_STARTED = {"started_ms": None, "close_deadline_ms": None, "heartbeat_deadline_ms": None, "heartbeat_ms": None, "details": None}
 
 
-@dataclass(frozen=True, slots=True)
-class _ActivitySpec:
-    step: str
-    activity: str
-    task_queue: str
-    retry: RetryPolicy
-    timeouts: Timeouts
-
-
-class WorkflowEngine:
+class WorkflowEngine(StepRunner):
     def __init__(
         self,
         *,
@@ -112,7 +107,8 @@ class WorkflowEngine:
 
     def _reset(self) -> None:
         self._types: dict[tuple[str, int], WorkflowType] = {}
-        self._latest: dict[str, int] = {}  # type name -> its highest registered version
+        self._named: dict[tuple[str, int], dict[str, object]] = {}  # derived from _types: steps by name
+        self._latest: dict[str, int] = {}  # derived from _types: type name -> its highest version
         self._workflows: dict[str, Workflow] = {}
         self._histories: dict[str, list[Event]] = {}  # append-only while the run lives
         self._tasks: dict[int, Task] = {}
@@ -120,7 +116,8 @@ class WorkflowEngine:
         self._next_task_id = 1
         self._next_run_id = 1
         self._running = 0  # workflows not closed
-        self._deadlines: list[tuple[int, int, int, int]] = []  # (deadline_ms, kind, task_id, attempt); stale allowed
+        # (deadline_ms, kind, task_id, attempt), or for WAIT (deadline_ms, kind, workflow_id, run_id); stale allowed
+        self._deadlines: list[tuple[int, int, int | str, int]] = []
         self._retention: deque[tuple[int, int, str]] = deque()  # (remove_at_ms, run_id, id), in close order
         self._overflowed: dict[str, None] = {}  # workflows whose history filled during this call
         self._now_ms = 0  # the latest now_ms seen; not part of the state
@@ -143,7 +140,13 @@ class WorkflowEngine:
         return TypeRegistered(*key)
 
     def _add_type(self, workflow_type: WorkflowType) -> None:
-        self._types[(workflow_type.name, workflow_type.version)] = workflow_type
+        key = (workflow_type.name, workflow_type.version)
+        self._types[key] = workflow_type
+        named = self._named[key] = {}
+        for step in workflow_type.steps:
+            named[step.name] = step
+            for member in step.steps if type(step) is ParallelStep else ():
+                named[member.name] = member
         self._latest[workflow_type.name] = max(workflow_type.version, self._latest.get(workflow_type.name, 0))
 
     def start(
@@ -170,26 +173,19 @@ class WorkflowEngine:
             return WorkflowRejected(
                 WorkflowRejectReason.RESOURCE_EXHAUSTED, f"max_running_workflows={self.max_running_workflows} are open"
             )
-        first = workflow_type.steps[0]
-        try:
-            first_input = resolve_input(first.input, input, {})
-        except InputError as exc:
-            return WorkflowRejected(WorkflowRejectReason.INVALID, f"steps[0] {first.name!r}: {exc}")
-        if len(self._queues.get(first.task_queue, ())) >= self.max_backlog:
-            return WorkflowRejected(
-                WorkflowRejectReason.RESOURCE_EXHAUSTED,
-                f"task queue {first.task_queue!r} holds max_backlog={self.max_backlog} scheduled tasks",
-            )
+        refused = self._check_first_step(workflow_type, input)
+        if refused is not None:
+            return refused
         workflow = Workflow(
             workflow_id, self._next_run_id, type_name, workflow_type.version, input, Status.RUNNING, now_ms, None, 0, (),
-            (), 0, None, None,
+            (), 0, (), None,
         )  # fmt: skip
         self._next_run_id += 1
         self._running += 1
         self._workflows[workflow_id] = workflow
         self._histories[workflow_id] = []
         self._record(workflow_id, now_ms, EventType.WORKFLOW_EXECUTION_STARTED, payload=input)
-        self._schedule(workflow, 0, False, first_input, now_ms)
+        self._next_step(workflow, now_ms)
         self._close_overflowed(now_ms)
         return WorkflowStarted(workflow_id, workflow.run_id)
 
@@ -216,30 +212,20 @@ class WorkflowEngine:
         return self._activity_task(task, spec)
 
     def complete(self, task_id: int, attempt: int, result: object, now_ms: int) -> TaskAccepted | WorkflowRejected:
-        """The attempt succeeded: records the result, then schedules the next step (or
-        compensation) or closes the workflow."""
+        """The attempt succeeded: records the result, then begins the next step (a group
+        waits for all its members), runs the next compensation, or closes the workflow."""
         self._advance_clock(now_ms)
         task = self._started(task_id, attempt)
         if type(task) is WorkflowRejected:
             return task
-        spec = self._spec(task)
-        self._record_task(task, spec, now_ms, EventType.ACTIVITY_TASK_COMPLETED, payload=result)
+        self._record_task(task, self._spec(task), now_ms, EventType.ACTIVITY_TASK_COMPLETED, payload=result)
         del self._tasks[task_id]
-        workflow = self._workflows[task.workflow_id]
         if task.compensation:
-            workflow = self._store(workflow, task_id=None, compensations_left=workflow.compensations_left - 1)
+            workflow = self._workflows[task.workflow_id]
+            workflow = self._store(workflow, task_ids=(), compensations_left=workflow.compensations_left - 1)
             self._next_compensation(workflow, now_ms)
         else:
-            step = self._type(workflow).steps[task.step_index]
-            compensations = workflow.compensations + ((task.step_index,) if step.compensation is not None else ())
-            workflow = self._store(
-                workflow,
-                task_id=None,
-                step_index=task.step_index + 1,
-                results=workflow.results + ((step.name, result),),
-                compensations=compensations,
-            )
-            self._next_step(workflow, now_ms)
+            self._task_completed(task, result, now_ms)
         self._close_overflowed(now_ms)
         return TaskAccepted(task_id, attempt)
 
@@ -274,7 +260,8 @@ class WorkflowEngine:
         return TaskAccepted(task_id, attempt)
 
     def cancel(self, workflow_id: str, now_ms: int) -> WorkflowAccepted | WorkflowRejected:
-        """Drops the running step's task and runs the completed steps' compensations."""
+        """Drops what the running step waits for (its tasks, timer or signal wait) and
+        runs the compensations of the completed steps, group members included."""
         self._advance_clock(now_ms)
         workflow = self._workflows.get(workflow_id)
         if workflow is None or workflow.status is not Status.RUNNING:
@@ -285,19 +272,26 @@ class WorkflowEngine:
         return WorkflowAccepted(workflow_id, self._workflows[workflow_id].status)
 
     def signal(self, workflow_id: str, name: str, input: object, now_ms: int) -> WorkflowAccepted | WorkflowRejected:
-        """Records the signal and buffers it (FIFO per name) for a signal step to take;
-        a RUNNING workflow holds at most max_buffered_signals unconsumed ones."""
+        """Records the signal; a signal step waiting for `name` takes it at once (its
+        input is the step's result), else it is buffered (FIFO per name) for a later
+        signal step. A RUNNING workflow buffers at most max_buffered_signals."""
         self._advance_clock(now_ms)
         workflow = self._workflows.get(workflow_id)
         if workflow is None or workflow.status is not Status.RUNNING:
             return _not_running(workflow_id, workflow, "signaled")
-        if len(workflow.signals) >= self.max_buffered_signals:
+        step = self._current(workflow)
+        waiting = type(step) is SignalStep and step.signal == name
+        if not waiting and len(workflow.signals) >= self.max_buffered_signals:
             return WorkflowRejected(
                 WorkflowRejectReason.RESOURCE_EXHAUSTED,
                 f"workflow {workflow_id!r} holds max_buffered_signals={self.max_buffered_signals} unconsumed signals",
             )
-        self._store(workflow, signals=workflow.signals + ((name, input),))
         self._record(workflow_id, now_ms, EventType.WORKFLOW_EXECUTION_SIGNALED, signal=name, payload=input)
+        if waiting:
+            self._record(workflow_id, now_ms, EventType.SIGNAL_RECEIVED, step=step.name, signal=name, payload=input)
+            self._next_step(self._finish_step(workflow, step.name, input), now_ms)
+        else:
+            self._store(workflow, signals=workflow.signals + ((name, input),))
         self._close_overflowed(now_ms)
         return WorkflowAccepted(workflow_id, self._workflows[workflow_id].status)
 
@@ -307,7 +301,8 @@ class WorkflowEngine:
         now_ms + grace_ms move there. Applying it twice moves nothing more."""
         self._advance_clock(now_ms)
         if type(grace_ms) is not int or not 0 <= grace_ms <= MAX_GRACE_MS:
-            return WorkflowRejected(WorkflowRejectReason.INVALID, f"grace_ms={grace_ms!r} must be an integer from 0 to {MAX_GRACE_MS}")
+            rule = f"must be an integer from 0 to {MAX_GRACE_MS}"
+            return WorkflowRejected(WorkflowRejectReason.INVALID, f"grace_ms={grace_ms!r} {rule}")
         floor_ms = now_ms + grace_ms
         moved = 0
         for task_id in sorted(self._tasks):
@@ -334,16 +329,13 @@ class WorkflowEngine:
         return WorkflowAccepted(workflow_id, Status.TERMINATED)
 
     def tick(self, now_ms: int) -> Ticked:
-        """Fires every timer and timeout due at now_ms, in (deadline, kind, task id)
-        order, then removes closed workflows past retention."""
+        """Fires every timer and timeout due at now_ms, in (deadline, kind, task id or
+        workflow id) order, then removes closed workflows past retention."""
         self._advance_clock(now_ms)
         fired = 0
         while self._deadlines and self._deadlines[0][0] <= now_ms:
-            deadline_ms, kind, task_id, attempt = heapq.heappop(self._deadlines)
-            task = self._tasks.get(task_id)
-            if task is not None and self._live(task, Deadline(kind), deadline_ms, attempt):
-                self._fire(task, Deadline(kind), now_ms)
-                fired += 1
+            deadline_ms, kind, key, number = heapq.heappop(self._deadlines)
+            fired += self._fire_due(deadline_ms, Deadline(kind), key, number, now_ms)
         self._close_overflowed(now_ms)
         removed = 0
         while self._retention and self._retention[0][0] <= now_ms:
@@ -390,22 +382,26 @@ class WorkflowEngine:
         workflow = self._workflows.get(workflow_id)
         if workflow is None:
             return None
-        task_ids = () if workflow.task_id is None else (workflow.task_id,)
-        tasks = tuple(self._describe_task(self._tasks[task_id]) for task_id in task_ids)
+        tasks = tuple(self._describe_task(self._tasks[task_id]) for task_id in workflow.task_ids)
+        step = self._current(workflow)  # None unless RUNNING
         first = tasks[0] if tasks else None
+        task_fields = {} if first is None else {
+            "task_state": first.state, "task_queue": first.task_queue, "last_error": first.last_error,
+            "next_retry_ms": first.next_retry_ms, "last_heartbeat_ms": first.last_heartbeat_ms,
+            "heartbeat_details": first.heartbeat_details,
+        }  # fmt: skip
+        step_name = step.name if step is not None else None if first is None else first.step  # a group's own name
         result = workflow.results[-1][1] if workflow.status is Status.COMPLETED else None
         return WorkflowDescription(
             workflow_id, workflow.run_id, workflow.type_name, workflow.version, workflow.status, workflow.start_ms,
-            workflow.close_ms, None if first is None else first.step, None if first is None else first.task_id,
+            workflow.close_ms, step_name, None if first is None else first.task_id,
             None if first is None else first.attempt, workflow.reason, result,
-            task_state=None if first is None else first.state,
-            task_queue=None if first is None else first.task_queue,
-            last_error=None if first is None else first.last_error,
-            next_retry_ms=None if first is None else first.next_retry_ms,
-            last_heartbeat_ms=None if first is None else first.last_heartbeat_ms,
-            heartbeat_details=None if first is None else first.heartbeat_details,
+            timer_fire_ms=workflow.wait_until_ms if type(step) is TimerStep else None,
+            awaited_signal=step.signal if type(step) is SignalStep else None,
+            signal_deadline_ms=workflow.wait_until_ms if type(step) is SignalStep else None,
             buffered_signals=tuple(name for name, _ in workflow.signals),
             tasks=tasks,
+            **task_fields,
         )  # fmt: skip
 
     def _describe_task(self, task: Task) -> TaskDescription:
@@ -467,35 +463,24 @@ class WorkflowEngine:
         if workflow_type is None:
             shown = "any version" if version == 0 else f"version {version!r}"
             return WorkflowRejected(WorkflowRejectReason.UNKNOWN_TYPE, f"workflow type {type_name!r} {shown} is not registered")
-        for i, step in enumerate(workflow_type.steps):
-            if type(step) is not ActivityStep:
-                return WorkflowRejected(
-                    WorkflowRejectReason.UNSUPPORTED,
-                    f"steps[{i}] {step.name!r} is a {type(step).__name__}; this engine runs activity steps only (not supported yet)",
-                )
         return workflow_type
 
-    def _type(self, workflow: Workflow) -> WorkflowType:
-        return self._types[(workflow.type_name, workflow.version)]
-
-    def _spec(self, task: Task) -> _ActivitySpec:
-        step = self._type(self._workflows[task.workflow_id]).steps[task.step_index]
-        if task.compensation:
-            undo = step.compensation
-            return _ActivitySpec(step.name, undo.activity, undo.task_queue, undo.retry, _NO_TIMEOUTS)
-        return _ActivitySpec(step.name, step.activity, step.task_queue, step.retry, step.timeouts)
-
-    def _activity_task(self, task: Task, spec: _ActivitySpec) -> ActivityTask:
-        run_id = self._workflows[task.workflow_id].run_id
-        return ActivityTask(
-            task.task_id, task.attempt, task.workflow_id, spec.activity, task.input, task.compensation, run_id, spec.step,
-            spec.task_queue,
-        )  # fmt: skip
-
-    def _store(self, workflow: Workflow, **changes: object) -> Workflow:
-        workflow = replace(workflow, **changes)
-        self._workflows[workflow.workflow_id] = workflow
-        return workflow
+    def _check_first_step(self, workflow_type: WorkflowType, workflow_input: object) -> WorkflowRejected | None:
+        """Admission of a new run: the first step's inputs resolve, and none of its task
+        queues holds max_backlog scheduled tasks."""
+        members = step_members(workflow_type.steps[0])
+        for member in members:
+            try:
+                resolve_input(member.input, workflow_input, {})
+            except InputError as exc:
+                return WorkflowRejected(WorkflowRejectReason.INVALID, f"steps[0] {member.name!r}: {exc}")
+        for task_queue in sorted({member.task_queue for member in members}):
+            if len(self._queues.get(task_queue, ())) >= self.max_backlog:
+                return WorkflowRejected(
+                    WorkflowRejectReason.RESOURCE_EXHAUSTED,
+                    f"task queue {task_queue!r} holds max_backlog={self.max_backlog} scheduled tasks",
+                )
+        return None
 
     def _started(self, task_id: int, attempt: int) -> Task | WorkflowRejected:
         task = self._tasks.get(task_id)
@@ -503,167 +488,12 @@ class WorkflowEngine:
             return _stale(task_id, attempt, "is not a started task's current attempt")
         return task
 
-    def _record(self, workflow_id: str, now_ms: int, event_type: EventType, **fields: object) -> None:
-        """Appends an event; an open workflow keeps one slot for its closing event, and
-        when it is full the event is dropped and the workflow fails at the end of the call."""
-        history = self._histories[workflow_id]
-        closing = self._workflows[workflow_id].status in CLOSED
-        if not closing and len(history) >= self.max_history_events - 1:
-            self._overflowed[workflow_id] = None
-            return
-        history.append(Event(len(history) + 1, now_ms, event_type, **fields))
-
-    def _record_task(self, task: Task, spec: _ActivitySpec, now_ms: int, event_type: EventType, **fields: object) -> None:
-        self._record(
-            task.workflow_id, now_ms, event_type, step=spec.step, activity=spec.activity, task_id=task.task_id,
-            attempt=task.attempt, compensation=task.compensation, **fields,
+    def _activity_task(self, task: Task, spec: ActivitySpec) -> ActivityTask:
+        run_id = self._workflows[task.workflow_id].run_id
+        return ActivityTask(
+            task.task_id, task.attempt, task.workflow_id, spec.activity, task.input, task.compensation, run_id, spec.step,
+            spec.task_queue,
         )  # fmt: skip
-
-    def _close_overflowed(self, now_ms: int) -> None:
-        overflowed, self._overflowed = self._overflowed, {}
-        for workflow_id in overflowed:
-            workflow = self._workflows[workflow_id]
-            if workflow.status not in CLOSED:
-                reason = f"history reached max_history_events={self.max_history_events}"
-                self._close(workflow, Status.FAILED, reason, now_ms)
-
-    def _schedule(self, workflow: Workflow, step_index: int, compensation: bool, task_input: object, now_ms: int) -> None:
-        task = Task(self._next_task_id, workflow.workflow_id, step_index, compensation, task_input, 1, TaskState.SCHEDULED, now_ms)
-        self._next_task_id += 1
-        self._tasks[task.task_id] = task
-        self._store(workflow, task_id=task.task_id)
-        spec = self._spec(task)
-        self._queues.setdefault(spec.task_queue, {})[task.task_id] = None
-        self._arm(task, spec)
-        self._record_task(task, spec, now_ms, EventType.ACTIVITY_TASK_SCHEDULED, payload=task_input)
-
-    def _arm(self, task: Task, spec: _ActivitySpec) -> None:
-        """Pushes the heap entries of the task's live deadlines (idempotent: duplicates are harmless)."""
-        for kind, deadline_ms in _live_deadlines(task, spec.timeouts):
-            heapq.heappush(self._deadlines, (deadline_ms, kind, task.task_id, task.attempt))
-
-    def _live(self, task: Task, kind: Deadline, deadline_ms: int, attempt: int) -> bool:
-        if kind is not Deadline.SCHEDULE_TO_CLOSE and attempt != task.attempt:
-            return False
-        return (kind, deadline_ms) in _live_deadlines(task, self._spec(task).timeouts)
-
-    def _fire(self, task: Task, kind: Deadline, now_ms: int) -> None:
-        spec = self._spec(task)
-        if kind is Deadline.RETRY:
-            task = replace(task, attempt=task.attempt + 1, state=TaskState.SCHEDULED, backoff_until_ms=None)
-            self._tasks[task.task_id] = task
-            self._queues.setdefault(spec.task_queue, {})[task.task_id] = None
-            self._arm(task, spec)
-            self._record_task(task, spec, now_ms, EventType.ACTIVITY_TASK_SCHEDULED, payload=task.input)
-            return
-        error_type = {
-            Deadline.START_TO_CLOSE: "StartToCloseTimeout",
-            Deadline.HEARTBEAT: "HeartbeatTimeout",
-            Deadline.SCHEDULE_TO_CLOSE: "ScheduleToCloseTimeout",
-        }[kind]
-        message = f"{error_type} of attempt {task.attempt}"
-        self._record_task(task, spec, now_ms, EventType.ACTIVITY_TASK_TIMED_OUT, error_type=error_type, message=message)
-        if kind is Deadline.SCHEDULE_TO_CLOSE:
-            self._failed_for_good(task, spec, f"{error_type}: {message}", now_ms)
-        else:
-            self._attempt_failed(task, spec, error_type, message, True, now_ms)
-
-    def _attempt_failed(
-        self, task: Task, spec: _ActivitySpec, error_type: str, message: str, retryable: bool, now_ms: int
-    ) -> None:
-        retry_at_ms = now_ms + interval_ms(spec.retry, task.attempt)
-        limit_ms = spec.timeouts.schedule_to_close_ms
-        in_time = limit_ms is None or retry_at_ms < task.scheduled_ms + limit_ms
-        task = replace(task, last_error=ActivityError(error_type, message))
-        self._tasks[task.task_id] = task
-        if in_time and should_retry(spec.retry, task.attempt, error_type, retryable):
-            task = replace(task, state=TaskState.BACKOFF, backoff_until_ms=retry_at_ms, **_NOT_STARTED)
-            self._tasks[task.task_id] = task
-            self._arm(task, spec)
-        else:
-            self._failed_for_good(task, spec, f"{error_type}: {message}", now_ms)
-
-    def _failed_for_good(self, task: Task, spec: _ActivitySpec, cause: str, now_ms: int) -> None:
-        workflow = self._workflows[task.workflow_id]
-        if task.compensation:
-            reason = f"compensation {spec.activity!r} of step {spec.step!r} failed after attempt {task.attempt}: {cause}"
-            self._close(workflow, Status.FAILED, reason, now_ms)
-        else:
-            self._unwind(workflow, f"step {spec.step!r} failed after attempt {task.attempt}: {cause}", now_ms)
-
-    def _drop_task(self, workflow: Workflow) -> Workflow:
-        """Removes the workflow's task (its tokens go stale) and any queue entry of it."""
-        task = self._tasks.pop(workflow.task_id, None) if workflow.task_id is not None else None
-        if task is not None and task.state is TaskState.SCHEDULED:
-            self._dequeue(self._spec(task).task_queue, task.task_id)
-        return self._store(workflow, task_id=None)
-
-    def _dequeue(self, task_queue: str, task_id: int) -> None:
-        fifo = self._queues[task_queue]
-        del fifo[task_id]
-        if not fifo:
-            del self._queues[task_queue]  # no empty queues: the rows stay canonical
-
-    def _unwind(self, workflow: Workflow, reason: str, now_ms: int) -> None:
-        workflow = self._drop_task(workflow)
-        workflow = self._store(
-            workflow, status=Status.COMPENSATING, reason=reason, compensations_left=len(workflow.compensations)
-        )
-        self._next_compensation(workflow, now_ms)
-
-    def _next_step(self, workflow: Workflow, now_ms: int) -> None:
-        steps = self._type(workflow).steps
-        if workflow.step_index == len(steps):
-            self._close(workflow, Status.COMPLETED, None, now_ms, payload=workflow.results[-1][1])
-            return
-        step = steps[workflow.step_index]
-        try:
-            step_input = resolve_input(step.input, workflow.input, dict(workflow.results))
-        except InputError as exc:
-            self._unwind(workflow, f"step {step.name!r} input: {exc}", now_ms)
-            return
-        self._schedule(workflow, workflow.step_index, False, step_input, now_ms)
-
-    def _next_compensation(self, workflow: Workflow, now_ms: int) -> None:
-        if workflow.compensations_left == 0:
-            self._close(workflow, Status.COMPENSATED, workflow.reason, now_ms)
-            return
-        step_index = workflow.compensations[workflow.compensations_left - 1]
-        step = self._type(workflow).steps[step_index]
-        try:
-            undo_input = resolve_input(step.compensation.input, workflow.input, dict(workflow.results))
-        except InputError as exc:
-            self._close(workflow, Status.FAILED, f"compensation of step {step.name!r} input: {exc}", now_ms)
-            return
-        self._schedule(workflow, step_index, True, undo_input, now_ms)
-
-    def _close(self, workflow: Workflow, status: Status, reason: str | None, now_ms: int, payload: object = None) -> None:
-        assert workflow.status not in CLOSED and status in CLOSED, (workflow.status, status)
-        workflow = self._drop_task(workflow)
-        self._store(workflow, status=status, close_ms=now_ms, reason=reason)
-        self._running -= 1
-        self._retention.append((now_ms + self.retention_ms, workflow.run_id, workflow.workflow_id))
-        event_type = {
-            Status.COMPLETED: EventType.WORKFLOW_EXECUTION_COMPLETED,
-            Status.COMPENSATED: EventType.WORKFLOW_EXECUTION_COMPENSATED,
-            Status.FAILED: EventType.WORKFLOW_EXECUTION_FAILED,
-            Status.TERMINATED: EventType.WORKFLOW_EXECUTION_TERMINATED,
-        }[status]
-        self._record(workflow.workflow_id, now_ms, event_type, message=reason, payload=payload)
-
-
-def _live_deadlines(task: Task, timeouts: Timeouts) -> list[tuple[Deadline, int]]:
-    """The (kind, deadline) pairs a task's record arms right now."""
-    live = []
-    if timeouts.schedule_to_close_ms is not None:
-        live.append((Deadline.SCHEDULE_TO_CLOSE, task.scheduled_ms + timeouts.schedule_to_close_ms))
-    if task.close_deadline_ms is not None:
-        live.append((Deadline.START_TO_CLOSE, task.close_deadline_ms))
-    if task.heartbeat_deadline_ms is not None:
-        live.append((Deadline.HEARTBEAT, task.heartbeat_deadline_ms))
-    if task.state is TaskState.BACKOFF:
-        live.append((Deadline.RETRY, task.backoff_until_ms))
-    return live
 
 
 def _stale(task_id: int, attempt: int, rule: str) -> WorkflowRejected:

@@ -3,6 +3,15 @@
 An event is one flat frozen record; fields a type does not use stay None. Compensation
 activities use the same ActivityTask* events as forward steps, with `compensation=True`
 (`step` then names the step being undone). Heartbeats are not recorded, as in Temporal.
+
+Timer and signal steps: TimerStarted (step, deadline_ms = fire time), TimerFired,
+TimerCanceled (the workflow unwound first); WorkflowExecutionSignaled (signal, payload
+= its input) when a signal arrives, SignalWaitStarted (step, signal, deadline_ms = the
+timeout or None) when a signal step finds none buffered, SignalReceived (step, signal,
+payload) when the step takes one, SignalWaitTimedOut (step, signal, deadline_ms,
+error_type SignalTimeout, message) when its timeout passes first. ActivityTaskCanceled
+(message: why) for each task dropped while the workflow unwinds: a cancel, or the
+other members of a parallel group when one fails for good.
 """
 
 from __future__ import annotations
@@ -20,7 +29,14 @@ class EventType(str, enum.Enum):
     ACTIVITY_TASK_COMPLETED = "ActivityTaskCompleted"
     ACTIVITY_TASK_FAILED = "ActivityTaskFailed"
     ACTIVITY_TASK_TIMED_OUT = "ActivityTaskTimedOut"
+    ACTIVITY_TASK_CANCELED = "ActivityTaskCanceled"  # dropped: the workflow unwinds or a group member failed
+    TIMER_STARTED = "TimerStarted"
+    TIMER_FIRED = "TimerFired"
+    TIMER_CANCELED = "TimerCanceled"
     WORKFLOW_EXECUTION_SIGNALED = "WorkflowExecutionSignaled"
+    SIGNAL_WAIT_STARTED = "SignalWaitStarted"  # a signal step found no buffered signal of its name
+    SIGNAL_RECEIVED = "SignalReceived"  # a signal step took the oldest buffered signal of its name
+    SIGNAL_WAIT_TIMED_OUT = "SignalWaitTimedOut"
     WORKFLOW_EXECUTION_CANCEL_REQUESTED = "WorkflowExecutionCancelRequested"
     WORKFLOW_EXECUTION_COMPLETED = "WorkflowExecutionCompleted"
     WORKFLOW_EXECUTION_COMPENSATED = "WorkflowExecutionCompensated"

@@ -30,18 +30,20 @@ class TaskState(str, enum.Enum):
 
 
 class Deadline(enum.IntEnum):
-    """Kinds of heap entries; at equal times they fire in this order, then by task id."""
+    """Kinds of heap entries; at equal times they fire in this order, then by task id
+    (WAIT: by workflow id)."""
 
     RETRY = 0
     START_TO_CLOSE = 1
     HEARTBEAT = 2
     SCHEDULE_TO_CLOSE = 3
+    WAIT = 4  # a timer step's fire time, or a signal step's timeout
 
 
 class WorkflowRejectReason(enum.Enum):
     INVALID = "invalid"  # a bad argument (type conflict, bad limits, bad input)
     UNKNOWN_TYPE = "unknown_type"
-    UNSUPPORTED = "unsupported"  # a step kind this engine does not run yet
+    UNSUPPORTED = "unsupported"  # a step kind this engine does not run (none today; kept for old clients)
     ALREADY_RUNNING = "already_running"
     RESOURCE_EXHAUSTED = "resource_exhausted"  # backlog, running-workflow or buffered-signal limit
     STALE_TASK = "stale_task"  # (task_id, attempt) is not a started task's current attempt
@@ -193,7 +195,7 @@ class WorkflowSummary:
 class Task:
     task_id: int
     workflow_id: str
-    step_index: int  # the step it runs, or whose compensation it runs
+    step: str  # the activity step (or group member) it runs, or whose compensation it runs
     compensation: bool
     input: object  # resolved when attempt 1 was scheduled; the same for every attempt
     attempt: int  # >= 1
@@ -218,10 +220,11 @@ class Workflow:
     status: Status
     start_ms: int
     close_ms: int | None  # set iff status is closed
-    step_index: int  # the next step to complete; == len(steps) once all have
-    results: tuple[tuple[str, object], ...]  # completed steps' results, in completion order
-    compensations: tuple[int, ...]  # completed steps naming a compensation, in completion order
+    step_index: int  # the top-level step running now; == len(steps) once all have completed
+    results: tuple[tuple[str, object], ...]  # completed steps' and group members' results, in completion order
+    compensations: tuple[str, ...]  # completed activity steps naming a compensation, in completion order
     compensations_left: int  # while COMPENSATING: compensations[:left] are still to run, last first
-    task_id: int | None  # its one task, None when it has none
+    task_ids: tuple[int, ...]  # its pending tasks, ascending: one, or a parallel group's unfinished members
     reason: str | None
     signals: tuple[tuple[str, object], ...] = ()  # received, unconsumed (name, input), oldest first
+    wait_until_ms: int | None = None  # RUNNING at a timer step: its fire time; at a signal step: its timeout
