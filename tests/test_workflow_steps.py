@@ -4,8 +4,9 @@ how cancel and terminate treat what is pending, and their snapshot rows."""
 import msgpack
 import pytest
 
-from statemachine.commands import SnapshotError
-from statemachine.workflow import RetryPolicy, activity, compensate, parallel, signal, timer, workflow
+from statemachine import Machine
+from statemachine.commands import Command, OpenSession, SnapshotError, encode_command
+from statemachine.workflow import RetryPolicy, activity, compensate, encode_definition, parallel, signal, timer, workflow
 from statemachine.workflow.engine import (
     Status,
     TaskAccepted,
@@ -17,6 +18,16 @@ from statemachine.workflow.engine import (
     WorkflowStarted,
 )
 from statemachine.workflow.events import EventType
+from statemachine.workflow.ops import (
+    ActivityTaskStarted,
+    CancelWorkflow,
+    CompleteActivity,
+    RearmTimeouts,
+    RegisterWorkflowType,
+    SignalWorkflow,
+    StartWorkflow,
+    Tick,
+)
 
 ONCE = RetryPolicy(maximum_attempts=1)
 
@@ -308,3 +319,43 @@ def test_restore_refuses_a_timer_step_without_its_fire_time():
     rows[4][0][15] = None  # wait_until_ms
     with pytest.raises(SnapshotError, match="at step 1 with 0 tasks and wait_until_ms=None; expected no task and a fire time"):
         WorkflowEngine().restore_state(rows)
+
+
+def test_a_log_with_timers_signals_and_groups_replays_to_byte_identical_machine_snapshots():
+    machine, log = Machine(), []
+
+    def propose(op, now_ms, session=(0, 0, 0)):
+        data = encode_command(Command(now_ms, *session, op))
+        log.append((machine.applied_index + 1, data))
+        return machine.apply(machine.applied_index + 1, data)
+
+    session_id = propose(OpenSession(), 0).session_id
+    seq = iter(range(1, 100))
+
+    def client(op, now_ms):
+        return propose(op, now_ms, (session_id, next(seq), 0))
+
+    def take_and_complete(queue, now_ms, result):
+        task = machine.workflow.pending_tasks(queue, 1)[0]
+        propose(ActivityTaskStarted(task.task_id, task.attempt), now_ms)
+        return client(CompleteActivity(task.task_id, task.attempt, result), now_ms)
+
+    client(RegisterWorkflowType(encode_definition(TRIP)), 0)
+    client(StartWorkflow("w1", "trip", 0, {"city": "Oslo"}), 1)
+    client(StartWorkflow("w2", "trip", 1, None), 1)
+    take_and_complete("q", 2, "H1")
+    take_and_complete("q", 3, "H2")
+    propose(RearmTimeouts(100), 4)
+    propose(Tick(), 503)
+    client(SignalWorkflow("w1", "approval", "yes"), 504)
+    take_and_complete("cars", 505, "C1")
+    client(CancelWorkflow("w1"), 506)
+    propose(Tick(), 60_503)  # w2's signal wait times out
+    assert machine.workflow.describe("w2").status is Status.COMPENSATING
+    replica = Machine()
+    for index, data in log:
+        replica.apply(index, data)
+    assert replica.snapshot() == machine.snapshot()
+    restored = Machine()
+    restored.restore(machine.snapshot())
+    assert restored.snapshot() == machine.snapshot()
