@@ -15,6 +15,7 @@ import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from statemachine.commands import SnapshotError
 from statemachine.workflow import RetryPolicy, activity, compensate, interval_ms, parallel, signal, timer, workflow
 from statemachine.workflow.engine import TaskState, WorkflowEngine
 from statemachine.workflow.events import EventType
@@ -193,3 +194,53 @@ def test_snapshot_restore_then_continue_equals_running_on(actions, split):
     more, _ = drive(resumed, tail, now_ms, start=False)
     assert got + more == expected
     assert resumed.snapshot_state() == straight.snapshot_state()
+
+
+def corrupt(rows, path, value):
+    """A deep copy of `rows` with the item at `path` (indices into nested lists) replaced."""
+    copy = msgpack.unpackb(msgpack.packb(rows, use_bin_type=True), raw=False)
+    target = copy
+    for index in path[:-1]:
+        target = target[index]
+    target[path[-1]] = value
+    return copy
+
+
+def leaf_paths(value, path=()):
+    if type(value) is list and value:
+        for i, item in enumerate(value):
+            yield from leaf_paths(item, (*path, i))
+    elif path:
+        yield path
+
+
+@settings(max_examples=60, deadline=None)
+@given(ACTIONS, st.data())
+def test_a_corrupted_snapshot_is_refused_with_a_snapshot_error_or_restores_canonically(actions, data):
+    engine = new_engine()
+    drive(engine, actions)
+    rows = engine.snapshot_state()
+    paths = list(leaf_paths(rows))
+    path = data.draw(st.sampled_from(paths))
+    value = data.draw(st.sampled_from([None, -1, 0, 1, 10**6, "", "a", "q", True, [], [1], {"k": 1}, b"x", 0.5]))
+    bad = corrupt(rows, path, value)
+    copy = WorkflowEngine(max_buffered_signals=4)
+    try:
+        copy.restore_state(bad)
+    except SnapshotError:
+        assert copy.snapshot_state() == WorkflowEngine().snapshot_state()  # a refused restore changed nothing
+        return
+    assert copy.snapshot_state() == bad  # accepted only when the rows are a canonical state
+
+
+def test_unhashable_values_where_names_belong_are_snapshot_errors():
+    engine = new_engine()
+    drive(engine, [("take", 0, 1), ("complete", 0, 1)])
+    rows = engine.snapshot_state()
+    for path in ((4, 0, 2), (4, 0, 9, 0, 0), (4, 0, 10, 0), (4, 0, 16, 0, 2)):  # type name, result name, undo, event type
+        for value in ([], {"k": 1}):
+            try:
+                WorkflowEngine().restore_state(corrupt(rows, path, value))
+            except SnapshotError:
+                continue
+            raise AssertionError(f"{path}={value!r} was accepted")

@@ -89,7 +89,7 @@ def event_from_row(row: object, what: str) -> Event:
     error_type, message, payload, signal, deadline_ms = fields[8:]
     check_int(event_id, f"{what} event_id", SnapshotError, minimum=1)
     check_int(time_ms, f"{what} time_ms", SnapshotError)
-    if type_name not in _TYPES:
+    if type(type_name) is not str or type_name not in _TYPES:
         raise SnapshotError(f"{what} type is {type_name!r}; expected one of {sorted(_TYPES)}")
     texts = (("step", step), ("activity", activity), ("error_type", error_type), ("message", message), ("signal", signal))
     for name, value in texts:

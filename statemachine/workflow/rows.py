@@ -105,7 +105,7 @@ def _restore_workflow(engine: WorkflowEngine, row: object) -> None:
     what = f"workflow {workflow_id!r}"
     if workflow_id in engine._workflows:
         raise SnapshotError(f"{what} appears twice")
-    if (type_name, version) not in engine._types:
+    if type(type_name) is not str or type(version) is not int or (type_name, version) not in engine._types:
         raise SnapshotError(f"{what} has type {type_name!r} version {version!r}, which is not registered")
     check_int(run_id, f"{what} run_id", SnapshotError, minimum=1)
     if run_id >= engine._next_run_id:
@@ -151,7 +151,7 @@ def _restore_results(engine: WorkflowEngine, key: tuple[str, int], step_index: i
     done = set()
     for i, pair in enumerate(results):
         name, _ = check_row(pair, 2, f"{what} results[{i}]", SnapshotError)
-        if name not in named or name in done:
+        if type(name) is not str or name not in named or name in done:
             raise SnapshotError(f"{what} results[{i}] is for {name!r}, which is not a step of its type (or repeats)")
         done.add(name)
     missing = [step.name for step in steps[:step_index] if step.name not in done]
@@ -167,7 +167,7 @@ def _check_compensations(
     named = engine._named[key]
     for i, name in enumerate(compensations):
         step = named.get(name) if type(name) is str else None
-        if name not in done or getattr(step, "compensation", None) is None or compensations.index(name) != i:
+        if step is None or name not in done or getattr(step, "compensation", None) is None or compensations.index(name) != i:
             raise SnapshotError(f"{what} compensations[{i}]={name!r} is not a completed step with a compensation (once)")
     check_int(left, f"{what} compensations_left", SnapshotError)
     if left > len(compensations):
