@@ -45,7 +45,7 @@ from collections import deque
 from dataclasses import replace
 
 from statemachine.workflow._steps import ActivitySpec, StepRunner, step_members
-from statemachine.workflow.definitions import InputError, ParallelStep, SignalStep, TimerStep, WorkflowType, resolve_input
+from statemachine.workflow.definitions import InputError, ParallelStep, SignalStep, Step, TimerStep, WorkflowType, resolve_input
 from statemachine.workflow.events import Event, EventType
 from statemachine.workflow.records import (
     CLOSED,
@@ -107,7 +107,7 @@ class WorkflowEngine(StepRunner):
 
     def _reset(self) -> None:
         self._types: dict[tuple[str, int], WorkflowType] = {}
-        self._named: dict[tuple[str, int], dict[str, object]] = {}  # derived from _types: steps by name
+        self._named: dict[tuple[str, int], dict[str, Step]] = {}  # derived from _types: steps by name
         self._latest: dict[str, int] = {}  # derived from _types: type name -> its highest version
         self._workflows: dict[str, Workflow] = {}
         self._histories: dict[str, list[Event]] = {}  # append-only while the run lives
@@ -506,3 +506,32 @@ def _not_running(workflow_id: str, workflow: Workflow | None, verb: str) -> Work
     return WorkflowRejected(
         WorkflowRejectReason.NOT_RUNNING, f"workflow {workflow_id!r} is {workflow.status.value}; it cannot be {verb}"
     )
+
+
+__all__ = [  # records.py's vocabulary is re-exported: callers import it from here
+    "CLOSED",
+    "DEFAULT_MAX_BACKLOG",
+    "DEFAULT_MAX_BUFFERED_SIGNALS",
+    "DEFAULT_MAX_HISTORY_EVENTS",
+    "DEFAULT_MAX_RUNNING_WORKFLOWS",
+    "DEFAULT_RETENTION_MS",
+    "ENGINE_FORMAT",
+    "MAX_GRACE_MS",
+    "ActivityError",
+    "ActivityTask",
+    "Deadline",
+    "Rearmed",
+    "Status",
+    "TaskAccepted",
+    "TaskDescription",
+    "TaskState",
+    "Ticked",
+    "TypeRegistered",
+    "WorkflowAccepted",
+    "WorkflowDescription",
+    "WorkflowEngine",
+    "WorkflowRejectReason",
+    "WorkflowRejected",
+    "WorkflowStarted",
+    "WorkflowSummary",
+]

@@ -415,6 +415,7 @@ class WorkflowNamespace:
 
 
 __all__ = [
+    "LEADER_OPS",
     "MAX_DEFINITION_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_PAYLOAD_DEPTH",
@@ -427,7 +428,6 @@ __all__ = [
     "CompleteActivity",
     "FailActivity",
     "HeartbeatActivity",
-    "LEADER_OPS",
     "RearmTimeouts",
     "RegisterWorkflowType",
     "SignalWorkflow",
