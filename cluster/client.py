@@ -59,6 +59,41 @@ class OutcomeUnknown(RaftflowError):
     """The deadline passed while the command may or may not have been applied."""
 
 
+class NotFound(RaftflowError):
+    """No such workflow, run or workflow type."""
+
+
+class AlreadyExists(RaftflowError):
+    """A workflow with this id is running (start it with return_running to get it)."""
+
+
+class FailedPrecondition(RaftflowError):
+    """The command does not apply to the state it met: a stale task token (the
+    attempt timed out, was retried or the workflow closed), a closed workflow."""
+
+
+class Rejected(RaftflowError):
+    """The workflow engine refused the command (it changed nothing); `code` says how."""
+
+    def __init__(self, message: str, code: grpc.StatusCode) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_REJECTION_ERRORS = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Busy,
+}
+
+
+def rejection(code: grpc.StatusCode, message: str) -> RaftflowError:
+    """The exception for a command the engine refused (applied, changed nothing)."""
+    return _REJECTION_ERRORS.get(code, RaftflowError)(message)
+
+
 @dataclass(frozen=True, slots=True)
 class KeyValue:
     key: str
@@ -256,9 +291,19 @@ class AsyncClient:
         self._outstanding: set[int] = set()
         self._request_ids = itertools.count(1)
         self._next_endpoint = 0
+        self._workflows = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
+
+    @property
+    def workflows(self):
+        """Workflow commands, reads and long polls (cluster/workflow_client.py)."""
+        if self._workflows is None:
+            from cluster.workflow_client import AsyncWorkflows  # noqa: PLC0415 (it imports this module)
+
+            self._workflows = AsyncWorkflows(self)
+        return self._workflows
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
@@ -350,14 +395,23 @@ class AsyncClient:
                     tracker.no_leader(exc.details())
                 elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     tracker.busy(exc.details())
-                elif code == grpc.StatusCode.INVALID_ARGUMENT:
-                    raise InvalidArgument(exc.details()) from None
+                elif code in _REJECTION_ERRORS:  # INVALID_ARGUMENT, NOT_FOUND, ...: the node's answer
+                    raise rejection(code, exc.details()) from None
                 else:
                     raise RaftflowError(f"{code.name}: {exc.details()}") from None
             await tracker.wait()
 
     async def _command(self, build) -> WriteResult:
-        """Run one command exactly once: the same (session, seq) on every retry."""
+        reply = await self.execute(build)
+        return WriteResult(
+            reply.index, reply.revision, reply.succeeded,
+            _kv(reply.prev, reply.HasField("prev")), _kv(reply.current, reply.HasField("current")),
+        )
+
+    async def execute(self, build) -> client_pb2.CommandReply:
+        """Run one command exactly once: the same (session, seq) on every retry.
+        `build(cmd)` sets the operation on a Command and returns it; the reply's
+        code is OK (any refusal is raised)."""
         deadline = time.monotonic() + self.timeout
         session_id = await self._ensure_session(deadline)
         seq = next(self._seqs)
@@ -386,10 +440,9 @@ class AsyncClient:
                 code = status_code(reply.code)
                 sent = sent or reply.maybe_applied  # in the log: only this (session, seq) may retry it
                 if code == grpc.StatusCode.OK:
-                    return WriteResult(
-                        reply.index, reply.revision, reply.succeeded,
-                        _kv(reply.prev, reply.HasField("prev")), _kv(reply.current, reply.HasField("current")),
-                    )
+                    return reply
+                if reply.HasField("workflow"):  # the engine refused it; a retry gets the same answer
+                    raise rejection(code, reply.message)
                 if code == grpc.StatusCode.FAILED_PRECONDITION and reply.leader_address:
                     self._follow(reply.leader_address)
                     tracker.redirected()
@@ -620,6 +673,12 @@ class Client:
         if not self._closed:
             self._closed = True
             self._run(self._client.close())
+
+    @property
+    def workflows(self):
+        from cluster.workflow_client import Workflows  # noqa: PLC0415 (it imports this module)
+
+        return Workflows(self._client.workflows)
 
     def put(self, key: str, value: bytes) -> WriteResult:
         return self._run(self._client.put(key, value))

@@ -41,20 +41,34 @@ def _add_common(parser: argparse.ArgumentParser, *, output: bool = False) -> Non
 
 
 def add_commands(sub) -> None:
+    from cluster.workflow_commands import add_worker_command, add_workflow_commands  # noqa: PLC0415
+
     _add_node_commands(sub)
     _add_cluster_commands(sub)
     _add_kv_commands(sub)
+    add_workflow_commands(sub)
+    add_worker_command(sub)
     demo = sub.add_parser(
-        "demo", help="a narrated run on a real 3-node cluster: writes, a leader crash, catch-up, checks",
-        description="Start 3 nodes on 127.0.0.1, write through the client, SIGKILL the leader mid-way, "
-        "restart it, and check that every acknowledged write is there exactly once on every node.",
+        "demo", help="a narrated run on a real 3-node cluster (saga: the order saga; kv: writes)",
+        description="saga (default): 3 nodes and a worker on 127.0.0.1, a batch of order sagas (some compensated, "
+        "some retried), the leader SIGKILLed mid-way and restarted; checks every saga's outcome, that each effect "
+        "happened once per idempotency key, and that all nodes agree. kv: writes through the client with the "
+        "leader SIGKILLed mid-way; checks every acknowledged write is there exactly once on every node.",
     )
+    demo.add_argument("which", nargs="?", choices=("saga", "kv"), default="saga", help="which demo (default saga)")
     demo.add_argument("--dir", help="keep the cluster's files here (default: a temporary folder, removed)")
-    demo.add_argument("--writes", type=int, default=300, help="writes in all (default 300)")
+    demo.add_argument("--writes", type=int, default=300, help="kv: writes in all (default 300)")
+    demo.add_argument("--workflows", type=int, default=40, help="saga: order sagas in the batch (default 40)")
     demo.set_defaults(func=_cmd_demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.which == "saga":
+        from cluster.saga_demo import run_saga_demo  # noqa: PLC0415
+
+        if not 7 <= args.workflows <= 5000:
+            raise CommandFailed(f"--workflows {args.workflows}: from 7 to 5000", EXIT_USAGE)
+        return run_saga_demo(args.dir, args.workflows)
     from cluster.demo import run_demo  # noqa: PLC0415
 
     if args.writes < 2:

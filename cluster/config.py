@@ -23,6 +23,7 @@ import tomllib
 from dataclasses import dataclass
 
 from raft.config import Config, ConfigError
+from statemachine.workflow.ops import WorkflowLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,14 @@ class NodeConfig:
     session_ttl_s: float = 3600.0  # a client session unused this long (leader time) expires
     max_sessions: int = 100_000
     seed: int | None = None  # election timer randomness; None: from the OS
+    # Workflows. A new leader gives started activities this long to report before
+    # their timeouts count (their worker could reach no leader meanwhile).
+    rearm_grace_ms: int = 5000
+    # Every node must use the same engine limits: they decide which starts are
+    # refused and when closed workflows are removed.
+    workflow_retention_s: float = 7 * 86400.0  # closed workflows (and their history) kept this long
+    max_task_backlog: int = 10_000  # scheduled tasks per task queue; a start beyond it is refused
+    max_history_events: int = 10_000  # per workflow run; past it the workflow fails
     # Fault injection: every write of log entries takes this much longer (a slow
     # disk under a large write). Tests use it to show that a slow fsync costs no
     # leadership.
@@ -70,6 +79,11 @@ class NodeConfig:
             raise ConfigError(f"slow_disk_ms={self.slow_disk_ms} must be 0 (off) or more")
         if self.snapshot_entries < 0:
             raise ConfigError(f"snapshot_entries={self.snapshot_entries} must be 0 (never) or more")
+        if not 0 <= self.rearm_grace_ms <= 3_600_000:
+            raise ConfigError(f"rearm_grace_ms={self.rearm_grace_ms} must be from 0 to 3600000 (an hour)")
+        if self.workflow_retention_s < 0:
+            raise ConfigError(f"workflow_retention_s={self.workflow_retention_s} must be 0 or more")
+        self.workflow_limits()  # the engine checks max_task_backlog and max_history_events
         if self.session_ttl_s <= 0:
             raise ConfigError(f"session_ttl_s={self.session_ttl_s} must be positive")
         self.raft_config()  # checks election_ticks and heartbeat_ticks
@@ -81,6 +95,16 @@ class NodeConfig:
     @property
     def listen_address(self) -> str:
         return self.listen or self.address
+
+    def workflow_limits(self) -> WorkflowLimits:
+        try:
+            return WorkflowLimits(
+                max_history_events=self.max_history_events,
+                max_backlog=self.max_task_backlog,
+                retention_ms=int(self.workflow_retention_s * 1000),
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc).replace("max_backlog", "max_task_backlog")) from None
 
     def raft_config(self) -> Config:
         return Config(

@@ -26,6 +26,16 @@ class _Timeline:
         print(f"{time.monotonic() - self.started:7.3f}s  {text}", flush=True)
 
 
+def start_cluster(t: _Timeline, cluster: launcher.ClusterFile, client: Client) -> int:
+    """Start every node, say so, wait for the first leader; its id."""
+    for m in cluster.members:
+        launcher.start_node(cluster, m)
+    t.say(f"started 3 nodes in {cluster.dir}: " + ", ".join(f"node {m.id} at {m.address}" for m in cluster.members))
+    leader = _leader(cluster, client)
+    t.say(f"node {leader} was elected leader")
+    return leader
+
+
 def _leader(cluster: launcher.ClusterFile, client: Client, exclude: frozenset[int] = frozenset()) -> int:
     return launcher.wait_for_leader(cluster, lambda e: client.cluster_status(timeout=0.5), timeout=20, exclude=exclude)
 
@@ -49,12 +59,8 @@ def run_demo(directory: str | None = None, writes: int = 300) -> int:
     cluster = launcher.create(directory, 3, 0, ports=launcher.free_ports(3))
     problems: list[str] = []
     try:
-        for m in cluster.members:
-            launcher.start_node(cluster, m)
-        t.say(f"started 3 nodes in {directory}: " + ", ".join(f"node {m.id} at {m.address}" for m in cluster.members))
         with Client(cluster.endpoints, timeout=10.0, no_leader_timeout=5.0) as client:
-            leader = _leader(cluster, client)
-            t.say(f"node {leader} was elected leader")
+            leader = start_cluster(t, cluster, client)
             acked: list[str] = []
             keys = [f"order-{i:04d}" for i in range(writes)]
             started = time.monotonic()

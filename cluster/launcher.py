@@ -201,6 +201,18 @@ def stop_node(cluster: ClusterFile, member: Member, *, kill: bool = False, timeo
     return True
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> int:
+    """SIGTERM a child (a worker), SIGKILL it if it has not exited by `timeout`."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 def last_log_line(member: Member) -> str:
     try:
         with open(member.log, "rb") as f:

@@ -40,8 +40,9 @@ from dataclasses import dataclass
 import grpc
 
 from cluster.config import NodeConfig
-from cluster.transport import CHANNEL_OPTIONS, PeerService, Transport
-from proto import admin_pb2_grpc, client_pb2_grpc, peer_pb2_grpc
+from cluster.transport import SERVER_OPTIONS, PeerService, Transport
+from cluster.workflows import WorkflowDriver
+from proto import admin_pb2_grpc, client_pb2_grpc, peer_pb2_grpc, workflow_pb2_grpc
 from raft.disk import DiskStorage, StorageFailed
 from raft.fs import OsFS
 from raft.node import Node
@@ -104,7 +105,10 @@ class RaftNode:
         self.config = config
         self.id = config.id
         self.tick_s = config.tick_ms / 1000
-        self.machine = Machine(session_ttl_ms=int(config.session_ttl_s * 1000), max_sessions=config.max_sessions)
+        self.machine = Machine(
+            session_ttl_ms=int(config.session_ttl_s * 1000), max_sessions=config.max_sessions,
+            workflow_limits=config.workflow_limits(),
+        )
         self.transport = Transport(config.cluster_id, config.id, config.peers)
         self._disk = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"disk-{config.id}")
         self._storage_lock = threading.Lock()  # the disk thread writes, the loop reads back
@@ -126,6 +130,7 @@ class RaftNode:
         self._leader_unknown_since: float = time.monotonic()
         self._last_leader_contact: float | None = None
         self._tasks: list[asyncio.Task] = []
+        self.workflows = WorkflowDriver(self, rearm_grace_ms=config.rearm_grace_ms)
         self.stopped = asyncio.Event()
         self.failure: BaseException | None = None
 
@@ -154,14 +159,15 @@ class RaftNode:
             self.node.log.last_index(), durable.hard_state.commit, "fsync on" if cfg.fsync else "FSYNC OFF",
             type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
-        from cluster.services import AdminService, ClientService  # noqa: PLC0415 (they import this module)
+        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        from cluster.services import AdminService, ClientService, WorkflowService  # noqa: PLC0415 (they import this module)
 
         peer_pb2_grpc.add_PeerServicer_to_server(
             PeerService(cfg.cluster_id, cfg.id, cfg.peers, self.deliver, self.transport.last_heard), self.server
         )
         client_pb2_grpc.add_ClientServicer_to_server(ClientService(self), self.server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminService(self), self.server)
+        workflow_pb2_grpc.add_WorkflowsServicer_to_server(WorkflowService(self), self.server)
         if self.server.add_insecure_port(cfg.listen_address) == 0:
             raise OSError(f"cannot listen on {cfg.listen_address}: the address is in use or not local")
         await self.server.start()
@@ -170,6 +176,7 @@ class RaftNode:
             asyncio.create_task(self._drive(), name="driver"),
             asyncio.create_task(self._tick(), name="ticker"),
         ]
+        self.workflows.start()
         self._wake.set()
 
     async def stop(self) -> None:
@@ -183,6 +190,7 @@ class RaftNode:
         ticker = self._tasks[1] if len(self._tasks) > 1 else None
         if ticker is not None:
             ticker.cancel()
+        await self.workflows.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
@@ -264,6 +272,17 @@ class RaftNode:
             self._poke()
 
     # --- client requests ------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def check_leader(self) -> None:
+        """NodeError unless this node leads and is serving."""
+        if self._stopping or self.node is None:
+            raise NodeError(grpc.StatusCode.UNAVAILABLE, f"node {self.id} is stopping")
+        if self.node.role is not Role.LEADER:
+            raise self.leader_error()
 
     def leader_error(self) -> NodeError:
         node = self.node
@@ -444,6 +463,8 @@ class RaftNode:
                 _fail(future, NodeError(grpc.StatusCode.UNAVAILABLE, f"read dropped: {dropped.reason}"))
         node.advance(rd)
         self._wake_applied_waiters()
+        if rd.committed or rd.snapshot is not None:
+            self.workflows.on_applied()
 
     async def _apply(self, rd: Ready) -> None:
         """Apply the committed entries in order, answering the proposals waiting on
@@ -511,6 +532,7 @@ class RaftNode:
         else:
             self._last_leader_contact = now
         log.info("node %d is %s in term %d; leader %s", self.id, soft.role.value, self.node.term, soft.leader or "unknown")
+        self.workflows.on_role(soft.role)
         if soft.role is not Role.LEADER:
             error = self.leader_error()
             queued, self._queued = self._queued, []

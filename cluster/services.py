@@ -8,11 +8,22 @@ import os
 import time
 
 import grpc
+import msgpack
 
 from cluster.client import LEADER_METADATA, MAYBE_APPLIED_METADATA, NODE_METADATA, status_code
 from cluster.node import VERSION, NodeError, RaftNode
-from proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc
+from cluster.workflow_proto import (
+    WORKFLOW_OPS,
+    describe_reply,
+    fill_workflow_reply,
+    plain,
+    summary_of,
+    task_to_proto,
+    workflow_op_from_proto,
+)
+from proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc, workflow_pb2, workflow_pb2_grpc
 from raft.types import NONE, RaftError, Role
+from statemachine.workflow.records import CLOSED, Status, WorkflowDescription
 from statemachine.commands import (
     Cas,
     CasResult,
@@ -29,6 +40,10 @@ from statemachine.commands import (
     validate_op,
 )
 
+MAX_POLL_TASKS = 100
+MAX_WAIT_MS = 60_000
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 10_000
 _CONSISTENCY = {
     client_pb2.LINEARIZABLE: "linearizable",
     client_pb2.LEASE: "lease",
@@ -46,14 +61,16 @@ def op_from_proto(cmd: client_pb2.Command):
     """The typed operation of a Command; CommandError names what is wrong."""
     which = cmd.WhichOneof("op")
     if which is None:
-        raise CommandError("command has no operation: set put, delete or cas")
+        raise CommandError("command has no operation: set put, delete, cas or a workflow command")
     if cmd.session_id == 0:
         raise CommandError("session_id is 0: open a session first (OpenSession)")
     if cmd.seq == 0:
         raise CommandError("seq is 0: sequence numbers start at 1")
     if cmd.ack_floor > cmd.seq:
         raise CommandError(f"ack_floor {cmd.ack_floor} is above seq {cmd.seq}")
-    if which == "put":
+    if which in WORKFLOW_OPS:
+        op = workflow_op_from_proto(which, cmd)
+    elif which == "put":
         op = Put(cmd.put.key, cmd.put.value)
     elif which == "delete":
         op = Delete(cmd.delete.key)
@@ -92,7 +109,7 @@ def reply_for(request_id: int, index: int, result) -> client_pb2.CommandReply:
     elif isinstance(result, Rejected):
         reply.code = _REJECT_CODES[result.reason].value[0]
         reply.message = f"{result.reason.name}: {result.message}"
-    else:
+    elif not fill_workflow_reply(reply, result):
         raise AssertionError(f"unexpected result {result!r}")
     return reply
 
@@ -280,3 +297,97 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
     async def StateHash(self, request, context):
         machine = self.node.machine
         return admin_pb2.StateHashReply(applied_index=machine.applied_index, hash=machine.state_hash())
+
+
+class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
+    """Reads of the engine and the long polls; all served by the leader after a
+    ReadIndex round (proto/workflow.proto)."""
+
+    async def _abort(self, context, error: NodeError):
+        await _abort(context, error, self.node.id)
+
+    async def _invalid(self, context, message: str):
+        await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, message)
+
+    async def _read_barrier(self, context) -> None:
+        """Leader only, and the state as of every command acknowledged before now."""
+        node = self.node
+        try:
+            index = await node.read_index("linearizable")
+            await node.wait_applied(index)
+        except NodeError as error:
+            await self._abort(context, error)
+
+    async def _described(self, context, workflow_id: str) -> WorkflowDescription:
+        if not workflow_id:
+            await self._invalid(context, "workflow_id is empty")
+        await self._read_barrier(context)
+        described = self.node.machine.workflow.describe(workflow_id)
+        if described is None:
+            await self._abort(context, NodeError(grpc.StatusCode.NOT_FOUND, f"no workflow {workflow_id!r}"))
+        return described
+
+    async def Describe(self, request, context):
+        return describe_reply(await self._described(context, request.workflow_id))
+
+    async def History(self, request, context):
+        described = await self._described(context, request.workflow_id)
+        reply = workflow_pb2.HistoryReply()
+        summary_of(described, reply.summary)
+        for event in self.node.machine.workflow.history(request.workflow_id):
+            fields = plain(event)
+            attributes = {
+                key: value for key, value in fields.items()
+                if key not in ("event_id", "time_ms", "type") and value not in (None, False)
+            }
+            reply.events.append(workflow_pb2.Event(
+                event_id=event.event_id, time_ms=event.time_ms, event_type=event.type.value,
+                attributes=msgpack.packb(attributes, use_bin_type=True),
+            ))
+        return reply
+
+    async def List(self, request, context):
+        status = None
+        if request.status:
+            try:
+                status = Status(request.status)
+            except ValueError:
+                await self._invalid(
+                    context, f"status {request.status!r} is not one of {', '.join(s.value for s in Status)}"
+                )
+        limit = request.limit or DEFAULT_LIST_LIMIT
+        if limit > MAX_LIST_LIMIT:
+            await self._invalid(context, f"limit={limit} is above {MAX_LIST_LIMIT}")
+        await self._read_barrier(context)
+        reply = workflow_pb2.ListReply()
+        for record in self.node.machine.workflow.list_workflows(status, limit):
+            summary_of(record, reply.workflows.add())
+        return reply
+
+    async def PollActivityTasks(self, request, context):
+        if not request.task_queue:
+            await self._invalid(context, "task_queue is empty")
+        if not 1 <= request.max_tasks <= MAX_POLL_TASKS:
+            await self._invalid(context, f"max_tasks={request.max_tasks} must be from 1 to {MAX_POLL_TASKS}")
+        if request.wait_ms > MAX_WAIT_MS:
+            await self._invalid(context, f"wait_ms={request.wait_ms} is above {MAX_WAIT_MS}")
+        try:
+            tasks = await self.node.workflows.poll(request.task_queue, request.max_tasks, request.wait_ms / 1000)
+        except NodeError as error:
+            await self._abort(context, error)
+        return workflow_pb2.PollReply(tasks=[task_to_proto(task) for task in tasks])
+
+    async def WaitWorkflow(self, request, context):
+        if request.wait_ms > MAX_WAIT_MS:
+            await self._invalid(context, f"wait_ms={request.wait_ms} is above {MAX_WAIT_MS}")
+        await self._described(context, request.workflow_id)
+        try:
+            described = await self.node.workflows.wait_closed(request.workflow_id, request.run_id, request.wait_ms / 1000)
+        except NodeError as error:
+            await self._abort(context, error)
+        if described is None:
+            await self._abort(context, NodeError(
+                grpc.StatusCode.NOT_FOUND, f"no run {request.run_id} of workflow {request.workflow_id!r}"
+                if request.run_id else f"no workflow {request.workflow_id!r}",
+            ))
+        return workflow_pb2.WaitReply(closed=described.status in CLOSED, workflow=describe_reply(described))

@@ -40,6 +40,13 @@ CHANNEL_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
+# The server accepts the clients' keepalive pings (every 10 s, idle or not); with
+# gRPC's default policy (one per 5 min without data) it answers an idle client's
+# pings with GOAWAY "too_many_pings" and drops the connection.
+SERVER_OPTIONS = CHANNEL_OPTIONS + [
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
 BATCH_BYTES_MAX = 4 << 20  # one RaftBatch stays under this (at least one message)
 PENDING_BYTES_MAX = 32 << 20  # per peer; beyond it, messages are dropped (Raft resends)
 RECONNECT_DELAY_S = 0.05

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12proto/client.proto\x12\x0fraftflow.client\"\x14\n\x12OpenSessionRequest\"9\n\x10OpenSessionReply\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x11\n\tleader_id\x18\x02 \x01(\x04\"!\n\x03Put\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x15\n\x06\x44\x65lete\x12\x0b\n\x03key\x18\x01 \x01(\t\"d\n\x03\x43\x61s\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x18\n\x0e\x65xpected_value\x18\x03 \x01(\x0cH\x00\x12\x1b\n\x11\x65xpected_revision\x18\x04 \x01(\x04H\x00\x42\n\n\x08\x65xpected\"\xcc\x01\n\x07\x43ommand\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x12\n\nsession_id\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x11\n\tack_floor\x18\x04 \x01(\x04\x12#\n\x03put\x18\x05 \x01(\x0b\x32\x14.raftflow.client.PutH\x00\x12)\n\x06\x64\x65lete\x18\x06 \x01(\x0b\x32\x17.raftflow.client.DeleteH\x00\x12#\n\x03\x63\x61s\x18\x07 \x01(\x0b\x32\x14.raftflow.client.CasH\x00\x42\x04\n\x02op\"f\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63reate_revision\x18\x03 \x01(\x04\x12\x14\n\x0cmod_revision\x18\x04 \x01(\x04\x12\x0f\n\x07version\x18\x05 \x01(\x04\"\x8c\x02\n\x0c\x43ommandReply\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\tleader_id\x18\x04 \x01(\x04\x12\x16\n\x0eleader_address\x18\x05 \x01(\t\x12\r\n\x05index\x18\x06 \x01(\x04\x12\x10\n\x08revision\x18\x07 \x01(\x04\x12\x11\n\tsucceeded\x18\x08 \x01(\x08\x12\'\n\x04prev\x18\t \x01(\x0b\x32\x19.raftflow.client.KeyValue\x12*\n\x07\x63urrent\x18\n \x01(\x0b\x32\x19.raftflow.client.KeyValue\x12\x15\n\rmaybe_applied\x18\x0b \x01(\x08\":\n\x0c\x43ommandBatch\x12*\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x18.raftflow.client.Command\"<\n\nReplyBatch\x12.\n\x07replies\x18\x01 \x03(\x0b\x32\x1d.raftflow.client.CommandReply\"M\n\x0bReadRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x1c.raftflow.client.Consistency\"\xb5\x01\n\tReadReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12%\n\x02kv\x18\x02 \x01(\x0b\x32\x19.raftflow.client.KeyValue\x12\x15\n\rapplied_index\x18\x03 \x01(\x04\x12\x0f\n\x07node_id\x18\x04 \x01(\x04\x12\r\n\x05stale\x18\x05 \x01(\x08\x12\x11\n\tleader_id\x18\x06 \x01(\x04\x12\x16\n\x0esince_leader_s\x18\x07 \x01(\x01\x12\x10\n\x08revision\x18\x08 \x01(\x04*5\n\x0b\x43onsistency\x12\x10\n\x0cLINEARIZABLE\x10\x00\x12\t\n\x05LEASE\x10\x01\x12\t\n\x05STALE\x10\x02\x32\xb6\x02\n\x06\x43lient\x12U\n\x0bOpenSession\x12#.raftflow.client.OpenSessionRequest\x1a!.raftflow.client.OpenSessionReply\x12\x42\n\x07\x45xecute\x12\x18.raftflow.client.Command\x1a\x1d.raftflow.client.CommandReply\x12O\n\rExecuteStream\x12\x1d.raftflow.client.CommandBatch\x1a\x1b.raftflow.client.ReplyBatch(\x01\x30\x01\x12@\n\x04Read\x12\x1c.raftflow.client.ReadRequest\x1a\x1a.raftflow.client.ReadReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12proto/client.proto\x12\x0fraftflow.client\"\x14\n\x12OpenSessionRequest\"9\n\x10OpenSessionReply\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x11\n\tleader_id\x18\x02 \x01(\x04\"!\n\x03Put\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x15\n\x06\x44\x65lete\x12\x0b\n\x03key\x18\x01 \x01(\t\"d\n\x03\x43\x61s\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x18\n\x0e\x65xpected_value\x18\x03 \x01(\x0cH\x00\x12\x1b\n\x11\x65xpected_revision\x18\x04 \x01(\x04H\x00\x42\n\n\x08\x65xpected\"/\n\x14RegisterWorkflowType\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x01 \x01(\t\"o\n\rStartWorkflow\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x11\n\ttype_name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\x12\r\n\x05input\x18\x04 \x01(\x0c\x12\x16\n\x0ereturn_running\x18\x05 \x01(\x08\"D\n\x10\x43ompleteActivity\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x0e\n\x06result\x18\x03 \x01(\x0c\"h\n\x0c\x46\x61ilActivity\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x12\n\nerror_type\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x11\n\tretryable\x18\x05 \x01(\x08\"F\n\x11HeartbeatActivity\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\x0c\"B\n\x0eSignalWorkflow\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05input\x18\x03 \x01(\x0c\"%\n\x0e\x43\x61ncelWorkflow\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"8\n\x11TerminateWorkflow\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xc3\x05\n\x07\x43ommand\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x12\n\nsession_id\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x11\n\tack_floor\x18\x04 \x01(\x04\x12#\n\x03put\x18\x05 \x01(\x0b\x32\x14.raftflow.client.PutH\x00\x12)\n\x06\x64\x65lete\x18\x06 \x01(\x0b\x32\x17.raftflow.client.DeleteH\x00\x12#\n\x03\x63\x61s\x18\x07 \x01(\x0b\x32\x14.raftflow.client.CasH\x00\x12G\n\x16register_workflow_type\x18\x08 \x01(\x0b\x32%.raftflow.client.RegisterWorkflowTypeH\x00\x12\x38\n\x0estart_workflow\x18\t \x01(\x0b\x32\x1e.raftflow.client.StartWorkflowH\x00\x12>\n\x11\x63omplete_activity\x18\n \x01(\x0b\x32!.raftflow.client.CompleteActivityH\x00\x12\x36\n\rfail_activity\x18\x0b \x01(\x0b\x32\x1d.raftflow.client.FailActivityH\x00\x12@\n\x12heartbeat_activity\x18\x0c \x01(\x0b\x32\".raftflow.client.HeartbeatActivityH\x00\x12:\n\x0fsignal_workflow\x18\r \x01(\x0b\x32\x1f.raftflow.client.SignalWorkflowH\x00\x12:\n\x0f\x63\x61ncel_workflow\x18\x0e \x01(\x0b\x32\x1f.raftflow.client.CancelWorkflowH\x00\x12@\n\x12terminate_workflow\x18\x0f \x01(\x0b\x32\".raftflow.client.TerminateWorkflowH\x00\x42\x04\n\x02op\"{\n\x0eWorkflowResult\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\x04\x12\x10\n\x08\x65xisting\x18\x03 \x01(\x08\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x11\n\ttype_name\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\r\"f\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63reate_revision\x18\x03 \x01(\x04\x12\x14\n\x0cmod_revision\x18\x04 \x01(\x04\x12\x0f\n\x07version\x18\x05 \x01(\x04\"\xbf\x02\n\x0c\x43ommandReply\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\tleader_id\x18\x04 \x01(\x04\x12\x16\n\x0eleader_address\x18\x05 \x01(\t\x12\r\n\x05index\x18\x06 \x01(\x04\x12\x10\n\x08revision\x18\x07 \x01(\x04\x12\x11\n\tsucceeded\x18\x08 \x01(\x08\x12\'\n\x04prev\x18\t \x01(\x0b\x32\x19.raftflow.client.KeyValue\x12*\n\x07\x63urrent\x18\n \x01(\x0b\x32\x19.raftflow.client.KeyValue\x12\x15\n\rmaybe_applied\x18\x0b \x01(\x08\x12\x31\n\x08workflow\x18\x0c \x01(\x0b\x32\x1f.raftflow.client.WorkflowResult\":\n\x0c\x43ommandBatch\x12*\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x18.raftflow.client.Command\"<\n\nReplyBatch\x12.\n\x07replies\x18\x01 \x03(\x0b\x32\x1d.raftflow.client.CommandReply\"M\n\x0bReadRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x1c.raftflow.client.Consistency\"\xb5\x01\n\tReadReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12%\n\x02kv\x18\x02 \x01(\x0b\x32\x19.raftflow.client.KeyValue\x12\x15\n\rapplied_index\x18\x03 \x01(\x04\x12\x0f\n\x07node_id\x18\x04 \x01(\x04\x12\r\n\x05stale\x18\x05 \x01(\x08\x12\x11\n\tleader_id\x18\x06 \x01(\x04\x12\x16\n\x0esince_leader_s\x18\x07 \x01(\x01\x12\x10\n\x08revision\x18\x08 \x01(\x04*5\n\x0b\x43onsistency\x12\x10\n\x0cLINEARIZABLE\x10\x00\x12\t\n\x05LEASE\x10\x01\x12\t\n\x05STALE\x10\x02\x32\xb6\x02\n\x06\x43lient\x12U\n\x0bOpenSession\x12#.raftflow.client.OpenSessionRequest\x1a!.raftflow.client.OpenSessionReply\x12\x42\n\x07\x45xecute\x12\x18.raftflow.client.Command\x1a\x1d.raftflow.client.CommandReply\x12O\n\rExecuteStream\x12\x1d.raftflow.client.CommandBatch\x1a\x1b.raftflow.client.ReplyBatch(\x01\x30\x01\x12@\n\x04Read\x12\x1c.raftflow.client.ReadRequest\x1a\x1a.raftflow.client.ReadReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.client_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONSISTENCY']._serialized_start=1247
-  _globals['_CONSISTENCY']._serialized_end=1300
+  _globals['_CONSISTENCY']._serialized_start=2501
+  _globals['_CONSISTENCY']._serialized_end=2554
   _globals['_OPENSESSIONREQUEST']._serialized_start=39
   _globals['_OPENSESSIONREQUEST']._serialized_end=59
   _globals['_OPENSESSIONREPLY']._serialized_start=61
@@ -43,20 +43,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETE']._serialized_end=176
   _globals['_CAS']._serialized_start=178
   _globals['_CAS']._serialized_end=278
-  _globals['_COMMAND']._serialized_start=281
-  _globals['_COMMAND']._serialized_end=485
-  _globals['_KEYVALUE']._serialized_start=487
-  _globals['_KEYVALUE']._serialized_end=589
-  _globals['_COMMANDREPLY']._serialized_start=592
-  _globals['_COMMANDREPLY']._serialized_end=860
-  _globals['_COMMANDBATCH']._serialized_start=862
-  _globals['_COMMANDBATCH']._serialized_end=920
-  _globals['_REPLYBATCH']._serialized_start=922
-  _globals['_REPLYBATCH']._serialized_end=982
-  _globals['_READREQUEST']._serialized_start=984
-  _globals['_READREQUEST']._serialized_end=1061
-  _globals['_READREPLY']._serialized_start=1064
-  _globals['_READREPLY']._serialized_end=1245
-  _globals['_CLIENT']._serialized_start=1303
-  _globals['_CLIENT']._serialized_end=1613
+  _globals['_REGISTERWORKFLOWTYPE']._serialized_start=280
+  _globals['_REGISTERWORKFLOWTYPE']._serialized_end=327
+  _globals['_STARTWORKFLOW']._serialized_start=329
+  _globals['_STARTWORKFLOW']._serialized_end=440
+  _globals['_COMPLETEACTIVITY']._serialized_start=442
+  _globals['_COMPLETEACTIVITY']._serialized_end=510
+  _globals['_FAILACTIVITY']._serialized_start=512
+  _globals['_FAILACTIVITY']._serialized_end=616
+  _globals['_HEARTBEATACTIVITY']._serialized_start=618
+  _globals['_HEARTBEATACTIVITY']._serialized_end=688
+  _globals['_SIGNALWORKFLOW']._serialized_start=690
+  _globals['_SIGNALWORKFLOW']._serialized_end=756
+  _globals['_CANCELWORKFLOW']._serialized_start=758
+  _globals['_CANCELWORKFLOW']._serialized_end=795
+  _globals['_TERMINATEWORKFLOW']._serialized_start=797
+  _globals['_TERMINATEWORKFLOW']._serialized_end=853
+  _globals['_COMMAND']._serialized_start=856
+  _globals['_COMMAND']._serialized_end=1563
+  _globals['_WORKFLOWRESULT']._serialized_start=1565
+  _globals['_WORKFLOWRESULT']._serialized_end=1688
+  _globals['_KEYVALUE']._serialized_start=1690
+  _globals['_KEYVALUE']._serialized_end=1792
+  _globals['_COMMANDREPLY']._serialized_start=1795
+  _globals['_COMMANDREPLY']._serialized_end=2114
+  _globals['_COMMANDBATCH']._serialized_start=2116
+  _globals['_COMMANDBATCH']._serialized_end=2174
+  _globals['_REPLYBATCH']._serialized_start=2176
+  _globals['_REPLYBATCH']._serialized_end=2236
+  _globals['_READREQUEST']._serialized_start=2238
+  _globals['_READREQUEST']._serialized_end=2315
+  _globals['_READREPLY']._serialized_start=2318
+  _globals['_READREPLY']._serialized_end=2499
+  _globals['_CLIENT']._serialized_start=2557
+  _globals['_CLIENT']._serialized_end=2867
 # @@protoc_insertion_point(module_scope)

@@ -54,8 +54,86 @@ class Cas(_message.Message):
     expected_revision: int
     def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., expected_value: _Optional[bytes] = ..., expected_revision: _Optional[int] = ...) -> None: ...
 
+class RegisterWorkflowType(_message.Message):
+    __slots__ = ("definition_json",)
+    DEFINITION_JSON_FIELD_NUMBER: _ClassVar[int]
+    definition_json: str
+    def __init__(self, definition_json: _Optional[str] = ...) -> None: ...
+
+class StartWorkflow(_message.Message):
+    __slots__ = ("workflow_id", "type_name", "version", "input", "return_running")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    RETURN_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    type_name: str
+    version: int
+    input: bytes
+    return_running: bool
+    def __init__(self, workflow_id: _Optional[str] = ..., type_name: _Optional[str] = ..., version: _Optional[int] = ..., input: _Optional[bytes] = ..., return_running: _Optional[bool] = ...) -> None: ...
+
+class CompleteActivity(_message.Message):
+    __slots__ = ("task_id", "attempt", "result")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    attempt: int
+    result: bytes
+    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., result: _Optional[bytes] = ...) -> None: ...
+
+class FailActivity(_message.Message):
+    __slots__ = ("task_id", "attempt", "error_type", "message", "retryable")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    attempt: int
+    error_type: str
+    message: str
+    retryable: bool
+    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., error_type: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
+
+class HeartbeatActivity(_message.Message):
+    __slots__ = ("task_id", "attempt", "details")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    attempt: int
+    details: bytes
+    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., details: _Optional[bytes] = ...) -> None: ...
+
+class SignalWorkflow(_message.Message):
+    __slots__ = ("workflow_id", "name", "input")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    name: str
+    input: bytes
+    def __init__(self, workflow_id: _Optional[str] = ..., name: _Optional[str] = ..., input: _Optional[bytes] = ...) -> None: ...
+
+class CancelWorkflow(_message.Message):
+    __slots__ = ("workflow_id",)
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    def __init__(self, workflow_id: _Optional[str] = ...) -> None: ...
+
+class TerminateWorkflow(_message.Message):
+    __slots__ = ("workflow_id", "reason")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    reason: str
+    def __init__(self, workflow_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class Command(_message.Message):
-    __slots__ = ("request_id", "session_id", "seq", "ack_floor", "put", "delete", "cas")
+    __slots__ = ("request_id", "session_id", "seq", "ack_floor", "put", "delete", "cas", "register_workflow_type", "start_workflow", "complete_activity", "fail_activity", "heartbeat_activity", "signal_workflow", "cancel_workflow", "terminate_workflow")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +141,14 @@ class Command(_message.Message):
     PUT_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     CAS_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_WORKFLOW_TYPE_FIELD_NUMBER: _ClassVar[int]
+    START_WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    FAIL_ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    TERMINATE_WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     session_id: int
     seq: int
@@ -70,7 +156,31 @@ class Command(_message.Message):
     put: Put
     delete: Delete
     cas: Cas
-    def __init__(self, request_id: _Optional[int] = ..., session_id: _Optional[int] = ..., seq: _Optional[int] = ..., ack_floor: _Optional[int] = ..., put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., cas: _Optional[_Union[Cas, _Mapping]] = ...) -> None: ...
+    register_workflow_type: RegisterWorkflowType
+    start_workflow: StartWorkflow
+    complete_activity: CompleteActivity
+    fail_activity: FailActivity
+    heartbeat_activity: HeartbeatActivity
+    signal_workflow: SignalWorkflow
+    cancel_workflow: CancelWorkflow
+    terminate_workflow: TerminateWorkflow
+    def __init__(self, request_id: _Optional[int] = ..., session_id: _Optional[int] = ..., seq: _Optional[int] = ..., ack_floor: _Optional[int] = ..., put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., cas: _Optional[_Union[Cas, _Mapping]] = ..., register_workflow_type: _Optional[_Union[RegisterWorkflowType, _Mapping]] = ..., start_workflow: _Optional[_Union[StartWorkflow, _Mapping]] = ..., complete_activity: _Optional[_Union[CompleteActivity, _Mapping]] = ..., fail_activity: _Optional[_Union[FailActivity, _Mapping]] = ..., heartbeat_activity: _Optional[_Union[HeartbeatActivity, _Mapping]] = ..., signal_workflow: _Optional[_Union[SignalWorkflow, _Mapping]] = ..., cancel_workflow: _Optional[_Union[CancelWorkflow, _Mapping]] = ..., terminate_workflow: _Optional[_Union[TerminateWorkflow, _Mapping]] = ...) -> None: ...
+
+class WorkflowResult(_message.Message):
+    __slots__ = ("workflow_id", "run_id", "existing", "status", "type_name", "version")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    EXISTING_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    run_id: int
+    existing: bool
+    status: str
+    type_name: str
+    version: int
+    def __init__(self, workflow_id: _Optional[str] = ..., run_id: _Optional[int] = ..., existing: _Optional[bool] = ..., status: _Optional[str] = ..., type_name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class KeyValue(_message.Message):
     __slots__ = ("key", "value", "create_revision", "mod_revision", "version")
@@ -87,7 +197,7 @@ class KeyValue(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., create_revision: _Optional[int] = ..., mod_revision: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
 
 class CommandReply(_message.Message):
-    __slots__ = ("request_id", "code", "message", "leader_id", "leader_address", "index", "revision", "succeeded", "prev", "current", "maybe_applied")
+    __slots__ = ("request_id", "code", "message", "leader_id", "leader_address", "index", "revision", "succeeded", "prev", "current", "maybe_applied", "workflow")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +209,7 @@ class CommandReply(_message.Message):
     PREV_FIELD_NUMBER: _ClassVar[int]
     CURRENT_FIELD_NUMBER: _ClassVar[int]
     MAYBE_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     code: int
     message: str
@@ -110,7 +221,8 @@ class CommandReply(_message.Message):
     prev: KeyValue
     current: KeyValue
     maybe_applied: bool
-    def __init__(self, request_id: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., index: _Optional[int] = ..., revision: _Optional[int] = ..., succeeded: _Optional[bool] = ..., prev: _Optional[_Union[KeyValue, _Mapping]] = ..., current: _Optional[_Union[KeyValue, _Mapping]] = ..., maybe_applied: _Optional[bool] = ...) -> None: ...
+    workflow: WorkflowResult
+    def __init__(self, request_id: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., index: _Optional[int] = ..., revision: _Optional[int] = ..., succeeded: _Optional[bool] = ..., prev: _Optional[_Union[KeyValue, _Mapping]] = ..., current: _Optional[_Union[KeyValue, _Mapping]] = ..., maybe_applied: _Optional[bool] = ..., workflow: _Optional[_Union[WorkflowResult, _Mapping]] = ...) -> None: ...
 
 class CommandBatch(_message.Message):
     __slots__ = ("commands",)

@@ -1,0 +1,267 @@
+"""Workers: long-poll a task queue, run activities, report what happened.
+
+    from raftflow import AsyncClient, Worker
+    import my_activities
+
+    async with AsyncClient(endpoints) as client:
+        worker = Worker(client, task_queue="orders", activities=[my_activities], concurrency=8)
+        await worker.run()            # until worker.shutdown()
+
+or from a shell: `raftflow worker --activities my_activities --task-queue orders`.
+
+Each task handed out is started in the log before the worker sees it; the worker runs
+the activity (async functions on the loop, sync ones in a thread pool of
+`concurrency` threads) and reports CompleteActivity or FailActivity in its session.
+A worker that dies, hangs or loses its report is covered by the step's timeouts and
+retry policy: delivery is at-least-once, and `activity.info().idempotency_key` makes
+an effect exactly-once. A report refused as stale (the attempt timed out, was retried,
+or the workflow closed) is dropped: the engine has moved on. Heartbeats are
+throttled to one call per `heartbeat_interval_s` (the latest details win); a refused
+heartbeat cancels the attempt (`activity.heartbeat` then raises ActivityCancelled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable
+from types import ModuleType
+
+import msgpack
+
+from cluster.activity import ActivityContext, ActivityInfo, Registry, failure_of
+from cluster.client import AsyncClient, FailedPrecondition, NotFound, OutcomeUnknown, RaftflowError, Unavailable
+from cluster.workflow_client import LONG_POLL_S, Task
+
+log = logging.getLogger("raftflow.worker")
+
+REPORT_PATIENCE_S = 60.0  # keep retrying a report this long while no leader answers
+MAX_BACKOFF_S = 1.0
+
+
+class Worker:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        task_queue: str,
+        activities: Iterable[Callable | ModuleType],
+        concurrency: int = 8,
+        identity: str | None = None,
+        heartbeat_interval_s: float = 1.0,
+        poll_wait_s: float = LONG_POLL_S,
+    ) -> None:
+        if not task_queue:
+            raise ValueError("task_queue is empty")
+        if not 1 <= concurrency <= 1000:
+            raise ValueError(f"concurrency={concurrency} must be from 1 to 1000")
+        if heartbeat_interval_s < 0:
+            raise ValueError(f"heartbeat_interval_s={heartbeat_interval_s} must not be negative")
+        self.client = client
+        self.task_queue = task_queue
+        self.registry = Registry(activities)
+        if not self.registry.functions:
+            raise ValueError("no activities given: pass @activity.defn functions or modules holding them")
+        self.concurrency = concurrency
+        self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.poll_wait_s = poll_wait_s
+        self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="activity")
+        self._running: dict[asyncio.Task, ActivityContext] = {}
+        self._slot_free = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.completed = 0  # attempts reported, for tests and `raftflow worker` summaries
+        self.failed = 0
+
+    # --- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll and run tasks until shutdown(); then wait for running attempts."""
+        log.info("worker %s polling %r for %s", self.identity, self.task_queue, ", ".join(self.registry.names()))
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                free = self.concurrency - len(self._running)
+                if free == 0:
+                    self._slot_free.clear()
+                    await self._until(self._slot_free)
+                    continue
+                try:
+                    tasks = await self._poll(free)
+                except (Unavailable, OutcomeUnknown) as exc:
+                    failures += 1
+                    log.warning("worker %s: poll failed (%s); retrying", self.identity, exc)
+                    await self._pause(min(MAX_BACKOFF_S, 0.05 * 2 ** min(failures, 5)))
+                    continue
+                failures = 0
+                for task in tasks:
+                    self._launch(task)
+        finally:
+            if self._running:
+                await asyncio.gather(*self._running, return_exceptions=True)
+            self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _poll(self, free: int) -> list[Task]:
+        poll = asyncio.ensure_future(self.client.workflows.poll(
+            self.task_queue, max_tasks=min(free, 100), wait=self.poll_wait_s, identity=self.identity
+        ))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait([poll, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not poll.done():
+            poll.cancel()  # a task handed out meanwhile times out and is retried elsewhere
+            await asyncio.gather(poll, return_exceptions=True)
+            return []
+        return poll.result()
+
+    async def _until(self, event: asyncio.Event) -> None:
+        waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._stopping.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    def shutdown(self) -> None:
+        """Stop polling; run() returns once the running attempts have reported."""
+        self._stopping.set()
+
+    # --- one attempt ----------------------------------------------------------------------
+
+    def _launch(self, task: Task) -> None:
+        info = ActivityInfo(
+            task.workflow_id, task.run_id, task.step, task.activity, task.attempt, task.task_id, task.compensation,
+            task.task_queue,
+        )
+        beats = _Heartbeats(self, task)
+        context = ActivityContext(info, beats.report)
+        beats.context = context
+        runner = asyncio.ensure_future(self._attempt(task, context, beats))
+        self._running[runner] = context
+        runner.add_done_callback(self._finished)
+
+    def _finished(self, runner: asyncio.Task) -> None:
+        self._running.pop(runner, None)
+        self._slot_free.set()
+
+    async def _attempt(self, task: Task, context: ActivityContext, beats: _Heartbeats) -> None:
+        where = f"{task.activity} (workflow {task.workflow_id}, step {task.step}, attempt {task.attempt})"
+        if task.activity not in self.registry:
+            error = ("ActivityNotRegistered", f"activity {task.activity!r} is not registered on worker {self.identity} "
+                     f"(it has {', '.join(self.registry.names())})", True)
+            await self._report_failure(task, where, *error)
+            return
+        try:
+            result = await self.registry.run(context, task.input, self._threads)
+        except Exception as exc:  # noqa: BLE001 (an activity's failure is data for the engine)
+            await beats.flush()
+            await self._report_failure(task, where, *failure_of(exc))
+            return
+        await beats.flush()
+        try:
+            msgpack.packb(result, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            message = f"the result ({type(result).__name__}) is not plain data: {exc}"
+            await self._report_failure(task, where, "ResultNotSerializable", message, False)
+            return
+        if await self._report(where, "completion", lambda: self.client.workflows.complete_activity(
+            task.task_id, task.attempt, result
+        )):
+            self.completed += 1
+
+    async def _report_failure(self, task: Task, where: str, error_type: str, message: str, retryable: bool) -> None:
+        log.info("%s failed: %s: %s%s", where, error_type, message, "" if retryable else " (non-retryable)")
+        if await self._report(where, "failure", lambda: self.client.workflows.fail_activity(
+            task.task_id, task.attempt, error_type, message[:4096], retryable
+        )):
+            self.failed += 1
+
+    async def _report(self, where: str, what: str, send) -> bool:
+        """Send a report, retrying while no leader answers; False if it was dropped."""
+        give_up = time.monotonic() + REPORT_PATIENCE_S
+        attempt = 0
+        while True:
+            try:
+                await send()
+                return True
+            except (FailedPrecondition, NotFound) as exc:
+                log.info("%s: %s dropped, the engine has moved on: %s", where, what, exc)
+                return False
+            except (Unavailable, OutcomeUnknown) as exc:
+                # A retried report has a new sequence number: if the first one applied,
+                # this one is refused as stale, which is the same outcome.
+                if time.monotonic() >= give_up:
+                    log.error("%s: %s not delivered for %.0fs (%s); the step's timeout will retry it",
+                              where, what, REPORT_PATIENCE_S, exc)
+                    return False
+                attempt += 1
+                await asyncio.sleep(min(MAX_BACKOFF_S, 0.05 * 2 ** min(attempt, 5)))
+            except RaftflowError as exc:
+                log.error("%s: %s refused: %s", where, what, exc)
+                return False
+
+
+class _Heartbeats:
+    """An attempt's heartbeats: called from the activity (any thread), sent from the
+    loop, at most one call in flight and one per interval; the latest details win."""
+
+    def __init__(self, worker: Worker, task: Task) -> None:
+        self.worker = worker
+        self.task = task
+        self.loop = asyncio.get_running_loop()
+        self.context: ActivityContext | None = None
+        self._pending: tuple[object] | None = None
+        self._sender: asyncio.Task | None = None
+        self._last_sent = 0.0
+
+    def report(self, details: object) -> None:
+        if _on_loop(self.loop):
+            self._queue(details)
+        else:
+            self.loop.call_soon_threadsafe(self._queue, details)
+
+    def _queue(self, details: object) -> None:
+        self._pending = (details,)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.ensure_future(self._send())
+
+    async def _send(self) -> None:
+        while self._pending is not None:
+            wait = self._last_sent + self.worker.heartbeat_interval_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            (details,), self._pending = self._pending, None
+            self._last_sent = time.monotonic()
+            try:
+                await self.worker.client.workflows.heartbeat_activity(self.task.task_id, self.task.attempt, details)
+            except (FailedPrecondition, NotFound):
+                assert self.context is not None
+                self.context.cancel()  # the attempt is no longer wanted
+                return
+            except RaftflowError as exc:
+                log.debug("heartbeat of task %d not sent: %s", self.task.task_id, exc)
+
+    async def flush(self) -> None:
+        """Let a heartbeat in flight finish before the final report (order in the log)."""
+        if self._sender is not None and not self._sender.done():
+            self._pending = None
+            await asyncio.gather(self._sender, return_exceptions=True)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

@@ -1,0 +1,237 @@
+"""The workflow half of the client: `client.workflows` on AsyncClient and Client.
+
+    client = Client(endpoints)
+    client.workflows.register(definition)                  # a WorkflowType or the file form (dict)
+    run = client.workflows.start("order", input={"order_id": 7}, workflow_id="order-7")
+    outcome = client.workflows.wait("order-7")             # the description once closed
+    client.workflows.history("order-7")                    # events, oldest first
+
+Commands go through the session (exactly once: a start retried after a leader
+change is answered from the session record, never with "already running"); reads
+and long polls go to the leader, which answers as of every acknowledged command.
+A `wait` that loses its node or sees a leader change re-attaches until its timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import msgpack
+
+from cluster.client import AsyncClient, InvalidArgument, OutcomeUnknown, Unavailable, run_sync
+from proto import workflow_pb2, workflow_pb2_grpc
+from statemachine.workflow.definitions import WorkflowType, to_dict
+
+LONG_POLL_S = 20.0  # one WaitWorkflow / PollActivityTasks call; a longer wait is several
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRun:
+    workflow_id: str
+    run_id: int
+    existing: bool  # start(return_running=True) found this run already running
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """An activity task handed to this worker: its token is (task_id, attempt)."""
+
+    task_id: int
+    attempt: int
+    workflow_id: str
+    run_id: int
+    step: str
+    activity: str
+    task_queue: str
+    input: object
+    compensation: bool
+
+
+def _pack(value: object) -> bytes:
+    try:
+        return b"" if value is None else msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidArgument(f"payload does not encode as msgpack: {exc}") from None
+
+
+def _unpack(data: bytes) -> object:
+    return None if not data else msgpack.unpackb(data, raw=False)
+
+
+def summary(message: workflow_pb2.WorkflowSummary) -> dict:
+    return {
+        "workflow_id": message.workflow_id, "run_id": message.run_id, "type_name": message.type_name,
+        "version": message.version, "status": message.status, "start_ms": message.start_ms,
+        "close_ms": message.close_ms or None,
+    }
+
+
+def description(reply: workflow_pb2.DescribeReply) -> dict:
+    """The engine's description of a run as a dict (docs/workflows.md lists the keys)."""
+    return _unpack(reply.details)
+
+
+class AsyncWorkflows:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    # --- commands (exactly once) -------------------------------------------------------
+
+    async def register(self, definition: WorkflowType | dict) -> tuple[str, int]:
+        """Register a workflow type (re-registering the same one is a no-op; other
+        steps under a registered (name, version) are refused). (name, version)."""
+        document = to_dict(definition) if isinstance(definition, WorkflowType) else definition
+        if not isinstance(document, dict):
+            raise InvalidArgument(f"a definition is a WorkflowType or its file form (a dict); got {type(document).__name__}")
+        text = json.dumps(document)
+
+        def build(cmd):
+            cmd.register_workflow_type.definition_json = text
+            return cmd
+
+        reply = await self._client.execute(build)
+        return reply.workflow.type_name, reply.workflow.version
+
+    async def start(
+        self, type_name: str, *, workflow_id: str | None = None, input: object = None, version: int = 0,
+        return_running: bool = False,
+    ) -> WorkflowRun:
+        """Start a run of the type (version 0: the latest). A running workflow with
+        the same id is AlreadyExists, or the answer when `return_running`."""
+        workflow_id = workflow_id or f"{type_name}-{uuid.uuid4()}"
+        payload = _pack(input)
+
+        def build(cmd):
+            m = cmd.start_workflow
+            m.workflow_id, m.type_name, m.version, m.input, m.return_running = (
+                workflow_id, type_name, version, payload, return_running,
+            )
+            return cmd
+
+        reply = await self._client.execute(build)
+        return WorkflowRun(reply.workflow.workflow_id, reply.workflow.run_id, reply.workflow.existing)
+
+    async def signal(self, workflow_id: str, name: str, input: object = None) -> None:
+        payload = _pack(input)
+
+        def build(cmd):
+            cmd.signal_workflow.workflow_id, cmd.signal_workflow.name, cmd.signal_workflow.input = workflow_id, name, payload
+            return cmd
+
+        await self._client.execute(build)
+
+    async def cancel(self, workflow_id: str) -> str:
+        """Cancel: the completed steps' compensations run. The status afterwards."""
+        def build(cmd):
+            cmd.cancel_workflow.workflow_id = workflow_id
+            return cmd
+
+        return (await self._client.execute(build)).workflow.status
+
+    async def terminate(self, workflow_id: str, reason: str = "") -> str:
+        """Stop at once, no compensations."""
+        def build(cmd):
+            cmd.terminate_workflow.workflow_id, cmd.terminate_workflow.reason = workflow_id, reason
+            return cmd
+
+        return (await self._client.execute(build)).workflow.status
+
+    async def complete_activity(self, task_id: int, attempt: int, result: object) -> None:
+        payload = _pack(result)
+
+        def build(cmd):
+            m = cmd.complete_activity
+            m.task_id, m.attempt, m.result = task_id, attempt, payload
+            return cmd
+
+        await self._client.execute(build)
+
+    async def fail_activity(self, task_id: int, attempt: int, error_type: str, message: str, retryable: bool) -> None:
+        def build(cmd):
+            m = cmd.fail_activity
+            m.task_id, m.attempt, m.error_type, m.message, m.retryable = task_id, attempt, error_type, message, retryable
+            return cmd
+
+        await self._client.execute(build)
+
+    async def heartbeat_activity(self, task_id: int, attempt: int, details: object = None) -> None:
+        payload = _pack(details)
+
+        def build(cmd):
+            m = cmd.heartbeat_activity
+            m.task_id, m.attempt, m.details = task_id, attempt, payload
+            return cmd
+
+        await self._client.execute(build)
+
+    # --- reads (leader, linearizable) ---------------------------------------------------
+
+    async def _read(self, method: str, request, deadline: float | None = None):
+        client = self._client
+        deadline = deadline or time.monotonic() + client.timeout
+        return await client._unary(
+            lambda stub: getattr(stub, method)(request, timeout=client._remaining(deadline)), deadline,
+            stub=workflow_pb2_grpc.WorkflowsStub,
+        )
+
+    async def describe(self, workflow_id: str) -> dict:
+        return description(await self._read("Describe", workflow_pb2.DescribeRequest(workflow_id=workflow_id)))
+
+    async def history(self, workflow_id: str) -> list[dict]:
+        reply = await self._read("History", workflow_pb2.HistoryRequest(workflow_id=workflow_id))
+        return [
+            {"event_id": e.event_id, "time_ms": e.time_ms, "event_type": e.event_type, **_unpack(e.attributes)}
+            for e in reply.events
+        ]
+
+    async def list(self, *, status: str | None = None, limit: int = 100) -> list[dict]:
+        reply = await self._read("List", workflow_pb2.ListRequest(status=status or "", limit=limit))
+        return [summary(w) for w in reply.workflows]
+
+    async def wait(self, workflow_id: str, *, run_id: int = 0, timeout: float | None = None) -> dict:
+        """The run's description once it has closed. Follows leader changes and lost
+        nodes until `timeout` (None: forever), then raises TimeoutError."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = LONG_POLL_S if end is None else min(LONG_POLL_S, end - time.monotonic())
+            if left <= 0:
+                raise TimeoutError(f"workflow {workflow_id!r} still open after {timeout:.1f}s")
+            request = workflow_pb2.WaitRequest(workflow_id=workflow_id, run_id=run_id, wait_ms=int(left * 1000))
+            try:
+                reply = await self._read("WaitWorkflow", request, time.monotonic() + left + self._client.timeout)
+            except (Unavailable, OutcomeUnknown):
+                continue  # no leader for a while: keep trying until our own timeout
+            if reply.closed:
+                return description(reply.workflow)
+
+    async def poll(self, task_queue: str, *, max_tasks: int = 1, wait: float = LONG_POLL_S, identity: str = "") -> list[Task]:
+        """Tasks of the queue handed to this caller (each started; report each with
+        complete_activity / fail_activity), or [] when `wait` passed."""
+        request = workflow_pb2.PollRequest(
+            task_queue=task_queue, identity=identity, max_tasks=max_tasks, wait_ms=int(wait * 1000)
+        )
+        reply = await self._read("PollActivityTasks", request, time.monotonic() + wait + self._client.timeout)
+        return [
+            Task(t.task_id, t.attempt, t.workflow_id, t.run_id, t.step, t.activity, t.task_queue, _unpack(t.input),
+                 t.compensation)
+            for t in reply.tasks
+        ]
+
+
+class Workflows:
+    """The blocking twin of AsyncWorkflows (Client.workflows)."""
+
+    def __init__(self, workflows: AsyncWorkflows) -> None:
+        self._async = workflows
+
+    def __getattr__(self, name: str):
+        method = getattr(self._async, name)
+        if name.startswith("_") or not callable(method):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: run_sync(method(*args, **kwargs))
+
+
+__all__ = ["AsyncWorkflows", "Task", "WorkflowRun", "Workflows"]

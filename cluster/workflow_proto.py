@@ -1,0 +1,164 @@
+"""Workflow data at the gRPC edge: workflow commands from protobuf to engine ops,
+engine results and records back to protobuf (the Workflows service in services.py
+serves them).
+
+Payloads cross the edge as msgpack of plain data (empty bytes = None) and are
+checked here and again in validate_op; a definition arrives in its file form as
+JSON and is parsed by the same rules as `raftflow workflow register FILE`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+
+import grpc
+import msgpack
+
+from proto import client_pb2, workflow_pb2
+from statemachine.commands import CommandError
+from statemachine.workflow.definitions import encode_definition, parse_definition
+from statemachine.workflow.records import (
+    ActivityTask,
+    TypeRegistered,
+    WorkflowAccepted,
+    WorkflowDescription,
+    WorkflowRejected,
+    WorkflowRejectReason,
+    WorkflowStarted,
+)
+from statemachine.workflow.ops import (
+    CancelWorkflow,
+    CompleteActivity,
+    FailActivity,
+    HeartbeatActivity,
+    RegisterWorkflowType,
+    SignalWorkflow,
+    StartWorkflow,
+    TerminateWorkflow,
+)
+from statemachine.workflow.retry import DefinitionError
+
+WORKFLOW_OPS = frozenset({
+    "register_workflow_type", "start_workflow", "complete_activity", "fail_activity", "heartbeat_activity",
+    "signal_workflow", "cancel_workflow", "terminate_workflow",
+})  # fmt: skip
+
+REJECT_CODES = {
+    WorkflowRejectReason.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    WorkflowRejectReason.UNKNOWN_TYPE: grpc.StatusCode.NOT_FOUND,
+    WorkflowRejectReason.UNSUPPORTED: grpc.StatusCode.FAILED_PRECONDITION,
+    WorkflowRejectReason.ALREADY_RUNNING: grpc.StatusCode.ALREADY_EXISTS,
+    WorkflowRejectReason.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    WorkflowRejectReason.STALE_TASK: grpc.StatusCode.FAILED_PRECONDITION,
+    WorkflowRejectReason.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    WorkflowRejectReason.NOT_RUNNING: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def unpack_payload(data: bytes, what: str) -> object:
+    if not data:
+        return None
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise CommandError(f"{what} is not msgpack: {exc}") from None
+
+
+def pack_payload(value: object) -> bytes:
+    return b"" if value is None else msgpack.packb(value, use_bin_type=True)
+
+
+def workflow_op_from_proto(which: str, cmd: client_pb2.Command):
+    """The engine op of a workflow Command; CommandError names what is wrong."""
+    if which == "register_workflow_type":
+        try:
+            document = json.loads(cmd.register_workflow_type.definition_json)
+        except ValueError as exc:
+            raise CommandError(f"definition_json is not JSON: {exc}") from None
+        if not isinstance(document, dict):
+            raise CommandError("definition_json must be a JSON object (the definition file's form)")
+        try:
+            return RegisterWorkflowType(encode_definition(parse_definition(document)))
+        except DefinitionError as exc:
+            raise CommandError(f"definition: {exc}") from None
+    if which == "start_workflow":
+        m = cmd.start_workflow
+        return StartWorkflow(m.workflow_id, m.type_name, m.version, unpack_payload(m.input, "input"), m.return_running)
+    if which == "complete_activity":
+        m = cmd.complete_activity
+        return CompleteActivity(m.task_id, m.attempt, unpack_payload(m.result, "result"))
+    if which == "fail_activity":
+        m = cmd.fail_activity
+        return FailActivity(m.task_id, m.attempt, m.error_type, m.message, m.retryable)
+    if which == "heartbeat_activity":
+        m = cmd.heartbeat_activity
+        return HeartbeatActivity(m.task_id, m.attempt, unpack_payload(m.details, "details"))
+    if which == "signal_workflow":
+        m = cmd.signal_workflow
+        return SignalWorkflow(m.workflow_id, m.name, unpack_payload(m.input, "input"))
+    if which == "cancel_workflow":
+        return CancelWorkflow(cmd.cancel_workflow.workflow_id)
+    if which == "terminate_workflow":
+        return TerminateWorkflow(cmd.terminate_workflow.workflow_id, cmd.terminate_workflow.reason)
+    raise AssertionError(f"not a workflow op: {which}")
+
+
+def fill_workflow_reply(reply: client_pb2.CommandReply, result) -> bool:
+    """Sets the reply's fields for a workflow result; False if it is none."""
+    out = reply.workflow
+    if isinstance(result, WorkflowRejected):
+        reply.code = REJECT_CODES[result.reason].value[0]
+        reply.message = result.message
+        out.SetInParent()  # marks an engine refusal (client.rejection) apart from a node's
+    elif isinstance(result, WorkflowStarted):
+        out.workflow_id, out.run_id, out.existing = result.workflow_id, result.run_id, result.existing
+        reply.succeeded = True
+    elif isinstance(result, WorkflowAccepted):
+        out.workflow_id, out.status = result.workflow_id, result.status.value
+        reply.succeeded = True
+    elif isinstance(result, TypeRegistered):
+        out.type_name, out.version = result.name, result.version
+        reply.succeeded = True
+    elif type(result).__module__.startswith("statemachine.workflow"):
+        reply.succeeded = True  # TaskAccepted and the like: nothing more to say
+    else:
+        return False
+    return True
+
+
+def plain(value: object) -> object:
+    """Engine records -> msgpack-ready data: dataclasses as maps, enums as values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    return value
+
+
+def summary_of(record, out: workflow_pb2.WorkflowSummary) -> None:
+    out.workflow_id, out.run_id, out.type_name, out.version = (
+        record.workflow_id, record.run_id, record.type_name, record.version,
+    )
+    out.status = record.status.value
+    out.start_ms = record.start_ms
+    out.close_ms = record.close_ms or 0
+
+
+def describe_reply(described: WorkflowDescription) -> workflow_pb2.DescribeReply:
+    reply = workflow_pb2.DescribeReply(details=msgpack.packb(plain(described), use_bin_type=True))
+    summary_of(described, reply.summary)
+    return reply
+
+
+def task_to_proto(task: ActivityTask) -> workflow_pb2.ActivityTask:
+    return workflow_pb2.ActivityTask(
+        task_id=task.task_id, attempt=task.attempt, workflow_id=task.workflow_id, run_id=task.run_id, step=task.step,
+        activity=task.activity, task_queue=task.task_queue, input=pack_payload(task.input),
+        compensation=task.compensation,
+    )

@@ -1,0 +1,176 @@
+"""The leader's duties toward the workflow engine, and the long polls that wait on it.
+
+The engine (statemachine/workflow) is pure: time moves only when an entry carries
+it. This module is the edge that makes time and hand-outs happen, on the leader:
+
+- **Ticks.** When the engine's earliest deadline (a retry timer, a timeout, a
+  durable timer, a retention removal) has passed by this leader's clock, it proposes
+  a Tick carrying its time; every replica then fires the same timers at the same log
+  position. One Tick is in flight at a time.
+- **Re-arming after an election.** A new leader first proposes RearmTimeouts: a
+  started activity whose timeout fell while no leader could hear its worker gets
+  `rearm_grace_ms` to report before it counts as lost.
+- **Task hand-out.** A worker's long poll takes the queue's oldest scheduled tasks
+  not already being handed out and proposes ActivityTaskStarted for each; the
+  committed result (the task with its token and input) is what the worker gets. A
+  reply lost on the way leaves a started task that nobody runs: its start-to-close
+  timeout and retry policy cover it, as for a worker that dies.
+- **Waiting.** Polls and `wait_closed` sleep until the next applied batch (any
+  change), never on a timer, and give up at their deadline.
+
+Leader ops carry no session (session_id 0): they are fenced by the engine itself (a
+repeated ActivityTaskStarted is refused as stale, a repeated Tick fires nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from raft.types import Role
+from statemachine.workflow.records import CLOSED, ActivityTask, WorkflowDescription
+from statemachine.workflow.ops import ActivityTaskStarted, RearmTimeouts, Tick
+
+if TYPE_CHECKING:
+    from cluster.node import RaftNode
+
+log = logging.getLogger("raftflow.workflows")
+
+TICK_MIN_INTERVAL_S = 0.005  # two Ticks at least this far apart, however many deadlines fall
+IDLE_CHECK_S = 1.0  # with no deadline armed, look again this often (a leader change may add some)
+
+
+def wall_ms() -> int:
+    """The leader's clock, as it stamps entries (ms since the epoch)."""
+    return int(time.time() * 1000)
+
+
+class WorkflowDriver:
+    """Owned by a RaftNode; `on_applied` and `on_role` are its hooks from the driver."""
+
+    def __init__(self, node: RaftNode, *, rearm_grace_ms: int) -> None:
+        self.node = node
+        self.rearm_grace_ms = rearm_grace_ms
+        self._applied = asyncio.Event()  # set (and replaced) after every applied batch
+        self._leader_wake = asyncio.Event()
+        self._handing_out: set[int] = set()  # task ids with an ActivityTaskStarted in flight
+        self._task: asyncio.Task | None = None
+
+    # --- hooks ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._lead(), name="workflow-leader")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._applied.set()
+
+    def on_applied(self) -> None:
+        event, self._applied = self._applied, asyncio.Event()
+        event.set()
+        self._leader_wake.set()
+
+    def on_role(self, role: Role) -> None:
+        self._leader_wake.set()
+
+    async def changed(self, timeout: float) -> bool:
+        """Wait for the next applied batch; False when `timeout` passed first."""
+        event = self._applied
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    # --- leader duties ----------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        rearmed_term = 0
+        while True:
+            self._leader_wake.clear()
+            raft = self.node.node
+            timeout = IDLE_CHECK_S
+            if raft is not None and raft.role is Role.LEADER and not self.node.stopping:
+                if rearmed_term != raft.term:
+                    if await self._propose(RearmTimeouts(self.rearm_grace_ms)):
+                        rearmed_term = raft.term
+                    continue
+                timeout = await self._tick_if_due()
+            try:
+                await asyncio.wait_for(self._leader_wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _tick_if_due(self) -> float:
+        """Propose a Tick if a deadline has passed; the seconds until the next one."""
+        due = self.node.machine.workflow.next_deadline_ms()
+        if due is None:
+            return IDLE_CHECK_S
+        now = wall_ms()
+        if due > now:
+            return min(IDLE_CHECK_S, (due - now) / 1000)
+        started = time.monotonic()
+        await self._propose(Tick())
+        return max(0.0, TICK_MIN_INTERVAL_S - (time.monotonic() - started))
+
+    async def _propose(self, op) -> object | None:
+        """A leader op through the log; None if it could not be (leadership lost,
+        stopping): the next leader does it instead."""
+        from cluster.node import NodeError  # noqa: PLC0415 (node imports this module)
+
+        try:
+            _, result = await self.node.submit(None, 0, 0, 0, op)
+        except NodeError as error:
+            log.debug("node %d: %s not applied: %s", self.node.id, type(op).__name__, error.message)
+            return None
+        return result
+
+    # --- long polls -------------------------------------------------------------------
+
+    async def poll(self, task_queue: str, max_tasks: int, wait_s: float) -> list[ActivityTask]:
+        """Hand out up to `max_tasks` tasks of the queue, waiting up to `wait_s` for
+        one. Raises NodeError when this node is not (or stops being) the leader."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            self.node.check_leader()
+            handed = await self._hand_out(task_queue, max_tasks)
+            if handed:
+                return handed
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not await self.changed(remaining):
+                self.node.check_leader()
+                return []
+
+    async def _hand_out(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
+        pending = self.node.machine.workflow.pending_tasks(task_queue, max_tasks + len(self._handing_out))
+        chosen = [task for task in pending if task.task_id not in self._handing_out][:max_tasks]
+        if not chosen:
+            return []
+        ids = [task.task_id for task in chosen]
+        self._handing_out.update(ids)
+        try:
+            results = await asyncio.gather(
+                *(self._propose(ActivityTaskStarted(task.task_id, task.attempt)) for task in chosen)
+            )
+        finally:
+            self._handing_out.difference_update(ids)
+        return [result for result in results if type(result) is ActivityTask]
+
+    async def wait_closed(self, workflow_id: str, run_id: int, wait_s: float) -> WorkflowDescription | None:
+        """The workflow once closed, or as it is when `wait_s` passed; None when no
+        run with that id (and run_id, unless 0) exists."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            self.node.check_leader()
+            described = self.node.machine.workflow.describe(workflow_id)
+            if described is None or (run_id and described.run_id != run_id):
+                return None
+            if described.status in CLOSED:
+                return described
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not await self.changed(remaining):
+                return self.node.machine.workflow.describe(workflow_id)

@@ -1,0 +1,1 @@
+"""The order saga example: `order_saga.yaml` (the workflow) and `activities.py`."""
