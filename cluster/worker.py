@@ -141,6 +141,8 @@ class Worker:
     # --- one attempt ----------------------------------------------------------------------
 
     def _launch(self, task: Task) -> None:
+        log.debug("took task %d attempt %d: %s of workflow %s, step %s", task.task_id, task.attempt, task.activity,
+                  task.workflow_id, task.step)
         info = ActivityInfo(
             task.workflow_id, task.run_id, task.step, task.activity, task.attempt, task.task_id, task.compensation,
             task.task_queue,

@@ -99,6 +99,7 @@ def add_worker_command(sub) -> None:
     worker.add_argument("--task-queue", required=True)
     worker.add_argument("--concurrency", type=int, default=8, help="attempts run at once (default 8)")
     worker.add_argument("--identity", help="name in the leader's log (default host:pid)")
+    worker.add_argument("--verbose", action="store_true", help="log every task taken and every report")
     _add_common(worker)
     worker.set_defaults(func=_cmd_worker)
 
@@ -307,7 +308,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     modules = [import_activities(spec) for spec in args.activities]
     endpoints = _endpoints(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    logging.getLogger("grpc").setLevel(logging.WARNING)  # its debug lines are about gRPC, not tasks
 
     async def main() -> int:
         async with AsyncClient(endpoints, timeout=args.timeout) as client:

@@ -179,3 +179,114 @@ def test_the_saga_demo_survives_a_leader_crash_and_says_ok(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "verdict: OK" in result.stdout
     assert "SIGKILL node" in result.stdout and "history of order-" in result.stdout
+
+
+# --- what the issue asks of the real cluster ----------------------------------------------
+
+TEST_ACTIVITIES = ROOT / "tests" / "workflow_activities.py"
+
+
+def start_worker(world, queue: str, log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "ab")  # noqa: SIM115 (the child holds it; closed when the test's tmp dir goes)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cluster.cli", "worker", "--activities", str(TEST_ACTIVITIES), "--task-queue", queue,
+         "--endpoints", world.endpoints_text, "--verbose"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+    )
+
+
+def test_a_worker_killed_mid_activity_leads_to_a_timeout_and_a_retry(world, tmp_path):
+    wf = world.client.workflows
+    wf.register({"name": "held", "version": 1, "steps": [
+        {"type": "activity", "name": "work", "activity": "hold", "task_queue": "held-q", "input": "$input",
+         "timeouts": {"start_to_close": 1}, "retry": {"initial_interval": 0.05, "maximum_attempts": 3}}]})
+    args = {"started": str(tmp_path / "started"), "release": str(tmp_path / "release")}
+    first = start_worker(world, "held-q", tmp_path / "w1.log")
+    second = None
+    try:
+        wf.start("held", workflow_id="held-1", input=args)
+        wait_until(lambda: (tmp_path / "started.1").exists(), 20, "attempt 1 to start on the first worker")
+        first.kill()  # SIGKILL mid-activity: it never reports
+        first.wait()
+        (tmp_path / "release").write_text("go")
+        second = start_worker(world, "held-q", tmp_path / "w2.log")
+        outcome = wf.wait("held-1", timeout=30)
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                launcher.stop_process(proc)
+    assert outcome["status"] == "completed" and outcome["result"]["attempt"] == 2
+    events = wf.history("held-1")
+    timed_out = [e for e in events if e["event_type"] == "ActivityTaskTimedOut"]
+    assert [(e["attempt"], e["error_type"]) for e in timed_out] == [(1, "StartToCloseTimeout")]
+
+
+def test_a_retried_start_is_applied_once(world):
+    """The same (session, seq) sent twice, as a client does after a lost reply: one
+    run, the same answer both times, never "already running"."""
+    from proto import client_pb2, client_pb2_grpc
+    import grpc
+    import msgpack
+
+    leader = world.wait_leader()
+    with grpc.insecure_channel(world.address(leader)) as channel:
+        stub = client_pb2_grpc.ClientStub(channel)
+        session = stub.OpenSession(client_pb2.OpenSessionRequest(), timeout=5).session_id
+        cmd = client_pb2.Command(request_id=1, session_id=session, seq=1, ack_floor=1)
+        cmd.start_workflow.workflow_id = "retried-1"
+        cmd.start_workflow.type_name = "order_saga"
+        cmd.start_workflow.input = msgpack.packb(order(301))
+        first = stub.Execute(cmd, timeout=5)
+        second = stub.Execute(cmd, timeout=5)
+    assert first.code == second.code == 0
+    assert first.workflow.run_id == second.workflow.run_id and first.workflow.workflow_id == "retried-1"
+    assert world.client.workflows.wait("retried-1", timeout=30)["status"] == "completed"
+    starts = [e for e in world.client.workflows.history("retried-1") if e["event_type"] == "WorkflowExecutionStarted"]
+    assert len(starts) == 1
+
+
+def test_a_timer_and_a_signal_wake_a_waiting_workflow(world, tmp_path):
+    wf = world.client.workflows
+    wf.register({"name": "approval", "version": 1, "steps": [
+        {"type": "timer", "name": "cool_off", "duration": 0.3},
+        {"type": "signal", "name": "approved", "signal": "approve", "timeout": 60},
+        {"type": "activity", "name": "ship", "activity": "echo", "task_queue": "approval-q",
+         "input": "$steps.approved.result"}]})
+    worker = start_worker(world, "approval-q", tmp_path / "w.log")
+    try:
+        wf.start("approval", workflow_id="approval-1")
+        waiting = wait_until(lambda: (d := wf.describe("approval-1")).get("awaited_signal") and d, 20,
+                             "the timer to fire and the signal wait to begin")
+        assert waiting["awaited_signal"] == "approve"
+        assert succeeded(cli(world, "workflow", "signal", "approval-1", "approve", "--input", '{"by": "ops"}'))
+        outcome = wf.wait("approval-1", timeout=30)
+    finally:
+        launcher.stop_process(worker)
+    assert outcome["status"] == "completed" and outcome["result"] == {"by": "ops"}
+    kinds = [e["event_type"] for e in wf.history("approval-1")]
+    assert kinds.index("TimerStarted") < kinds.index("TimerFired") < kinds.index("WorkflowExecutionSignaled")
+    fired = next(e for e in wf.history("approval-1") if e["event_type"] == "TimerFired")
+    started = next(e for e in wf.history("approval-1") if e["event_type"] == "TimerStarted")
+    assert fired["time_ms"] - started["time_ms"] >= 300
+
+
+def test_cancel_runs_the_compensations_of_completed_steps(world, tmp_path):
+    wf = world.client.workflows
+    wf.register({"name": "cancellable", "version": 1, "steps": [
+        {"type": "activity", "name": "reserve", "activity": "echo", "task_queue": "cancel-q", "input": "$input",
+         "compensation": {"activity": "undo", "input": "$steps.reserve.result"}},
+        {"type": "signal", "name": "go", "signal": "go"},
+        {"type": "activity", "name": "ship", "activity": "echo", "task_queue": "cancel-q"}]})
+    worker = start_worker(world, "cancel-q", tmp_path / "w.log")
+    try:
+        wf.start("cancellable", workflow_id="cancel-1", input={"sku": 7})
+        wait_until(lambda: wf.describe("cancel-1").get("awaited_signal") == "go", 20, "the workflow to wait for 'go'")
+        out = succeeded(cli(world, "workflow", "cancel", "cancel-1"))
+        assert "canceled cancel-1" in out
+        outcome = wf.wait("cancel-1", timeout=30)
+    finally:
+        launcher.stop_process(worker)
+    assert outcome["status"] in ("compensated", "canceled")
+    undone = [e for e in wf.history("cancel-1") if e["event_type"] == "ActivityTaskCompleted" and e.get("compensation")]
+    assert [(e["activity"], e["payload"]) for e in undone] == [("undo", {"undone": {"sku": 7}})]
+    assert not any(e.get("step") == "ship" for e in wf.history("cancel-1"))
