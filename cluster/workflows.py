@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("raftflow.workflows")
 
 TICK_MIN_INTERVAL_S = 0.005  # two Ticks at least this far apart, however many deadlines fall
+RETRY_S = 0.05  # after a leader op could not be proposed
 IDLE_CHECK_S = 1.0  # with no deadline armed, look again this often (a leader change may add some)
 
 
@@ -96,10 +97,13 @@ class WorkflowDriver:
             timeout = IDLE_CHECK_S
             if raft is not None and raft.role is Role.LEADER and not self.node.stopping:
                 if rearmed_term != raft.term:
-                    if await self._propose(RearmTimeouts(self.rearm_grace_ms)):
-                        rearmed_term = raft.term
-                    continue
-                timeout = await self._tick_if_due()
+                    term = raft.term
+                    if await self._propose(RearmTimeouts(self.rearm_grace_ms)) is not None:
+                        rearmed_term = term
+                        continue
+                    timeout = RETRY_S  # refused (queue full, leadership lost): look again shortly
+                else:
+                    timeout = await self._tick_if_due()
             try:
                 await asyncio.wait_for(self._leader_wake.wait(), timeout)
             except asyncio.TimeoutError:
