@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import grpc
 
 from cluster.config import NodeConfig
+from cluster.errors import NodeError
 from cluster.transport import SERVER_OPTIONS, PeerService, Transport
 from cluster.workflows import WorkflowDriver
 from proto import admin_pb2_grpc, client_pb2_grpc, peer_pb2_grpc, workflow_pb2_grpc
@@ -55,21 +56,6 @@ log = logging.getLogger("raftflow.node")
 VERSION = "0.1.0"
 GC_FREEZE_ENTRIES = 50_000  # applied entries between two gc.freeze() calls
 APPLY_CHUNK = 1024  # entries applied between two turns of the event loop
-
-
-class NodeError(Exception):
-    """A request this node cannot serve; `code` is the gRPC status to answer with."""
-
-    def __init__(
-        self, code: grpc.StatusCode, message: str, leader: int = NONE, leader_address: str = "",
-        *, maybe_applied: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.leader = leader
-        self.leader_address = leader_address
-        self.maybe_applied = maybe_applied  # the command is in the log: it may still be applied
 
 
 class _NoSyncFS(OsFS):
@@ -284,6 +270,15 @@ class RaftNode:
         if self.node.role is not Role.LEADER:
             raise self.leader_error()
 
+    def state_is_current(self) -> bool:
+        """This leader's state machine reflects everything committed, and it has
+        committed in its own term (so nothing a predecessor committed is missing)."""
+        node = self.node
+        if node is None or node.role is not Role.LEADER:
+            return False
+        log = node.log
+        return self.machine.applied_index >= log.commit and log.term(log.commit) == node.term
+
     def leader_error(self) -> NodeError:
         node = self.node
         assert node is not None
@@ -464,7 +459,7 @@ class RaftNode:
         node.advance(rd)
         self._wake_applied_waiters()
         if rd.committed or rd.snapshot is not None:
-            self.workflows.on_applied()
+            self.workflows.on_applied(snapshot=rd.snapshot is not None)
 
     async def _apply(self, rd: Ready) -> None:
         """Apply the committed entries in order, answering the proposals waiting on

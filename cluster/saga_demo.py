@@ -53,7 +53,7 @@ def start_worker(directory: str, endpoints: list[str], ledger: str) -> subproces
     log = open(os.path.join(directory, "worker.log"), "ab")  # noqa: SIM115 (the child keeps it)
     return subprocess.Popen(
         [sys.executable, "-m", "cluster.cli", "worker", "--activities", os.path.join(EXAMPLE, "activities.py"),
-         "--task-queue", "orders", "--concurrency", "16", "--endpoints", ",".join(endpoints), "--timeout", "10", *(["--verbose"] if os.environ.get("RAFTFLOW_DEMO_VERBOSE") else [])],
+         "--task-queue", "orders", "--concurrency", os.environ.get("RAFTFLOW_DEMO_CONCURRENCY", "16"), "--endpoints", ",".join(endpoints), "--timeout", "10", *(["--verbose"] if os.environ.get("RAFTFLOW_DEMO_VERBOSE") else [])],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
         env={**os.environ, "RAFTFLOW_LEDGER": ledger},
     )

@@ -29,6 +29,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from cluster.errors import NodeError
 from raft.types import Role
 from statemachine.workflow.records import CLOSED, ActivityTask, WorkflowDescription
 from statemachine.workflow.ops import ActivityTaskStarted, RearmTimeouts, Tick
@@ -57,6 +58,8 @@ class WorkflowDriver:
         self._applied = asyncio.Event()  # set (and replaced) after every applied batch
         self._leader_wake = asyncio.Event()
         self._handing_out: set[int] = set()  # task ids with an ActivityTaskStarted in flight
+        self._close_waiters: dict[str, list[asyncio.Future]] = {}  # workflow id -> WaitWorkflow calls
+        self._closes_seen = 0  # the engine's close count when the waiters were last checked
         self._task: asyncio.Task | None = None
 
     # --- hooks ----------------------------------------------------------------------
@@ -70,13 +73,17 @@ class WorkflowDriver:
             await asyncio.gather(self._task, return_exceptions=True)
         self._applied.set()
 
-    def on_applied(self) -> None:
+    def on_applied(self, snapshot: bool = False) -> None:
         event, self._applied = self._applied, asyncio.Event()
         event.set()
         self._leader_wake.set()
+        if self._close_waiters:
+            self._wake_closed(everyone=snapshot)
 
     def on_role(self, role: Role) -> None:
         self._leader_wake.set()
+        if role is not Role.LEADER:
+            self._wake_closed(everyone=True)  # they re-check and answer "not the leader"
 
     async def changed(self, timeout: float) -> bool:
         """Wait for the next applied batch; False when `timeout` passed first."""
@@ -124,8 +131,6 @@ class WorkflowDriver:
     async def _propose(self, op) -> object | None:
         """A leader op through the log; None if it could not be (leadership lost,
         stopping): the next leader does it instead."""
-        from cluster.node import NodeError  # noqa: PLC0415 (node imports this module)
-
         try:
             _, result = await self.node.submit(None, 0, 0, 0, op)
         except NodeError as error:
@@ -150,31 +155,74 @@ class WorkflowDriver:
                 return []
 
     async def _hand_out(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
+        """Propose ActivityTaskStarted for the queue's oldest tasks not already being
+        handed out. When this leader's state is current (everything committed is
+        applied, and it has committed in its term), the tasks go to the worker at once
+        while their starts commit: a start that never commits (the leader dies) leaves
+        the task scheduled, and the worker's report is then refused as stale, so the
+        task runs again elsewhere: at-least-once either way, one commit round less per
+        activity. Otherwise each start is awaited and only what committed is handed out."""
         pending = self.node.machine.workflow.pending_tasks(task_queue, max_tasks + len(self._handing_out))
         chosen = [task for task in pending if task.task_id not in self._handing_out][:max_tasks]
         if not chosen:
             return []
-        ids = [task.task_id for task in chosen]
-        self._handing_out.update(ids)
-        try:
-            results = await asyncio.gather(
-                *(self._propose(ActivityTaskStarted(task.task_id, task.attempt)) for task in chosen)
-            )
-        finally:
-            self._handing_out.difference_update(ids)
-        return [result for result in results if type(result) is ActivityTask]
+        current = self.node.state_is_current()
+        futures = []
+        for task in chosen:
+            try:
+                future = self.node.submit(None, 0, 0, 0, ActivityTaskStarted(task.task_id, task.attempt))
+            except NodeError:
+                break  # not the leader any more, or the queue is full: hand out what was proposed
+            self._handing_out.add(task.task_id)
+            future.add_done_callback(lambda f, task_id=task.task_id: self._started(task_id, f))
+            futures.append(future)
+        if current:
+            return chosen[: len(futures)]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        return [r[1] for r in results if isinstance(r, tuple) and type(r[1]) is ActivityTask]
+
+    def _started(self, task_id: int, future: asyncio.Future) -> None:
+        self._handing_out.discard(task_id)
+        if not future.cancelled():
+            future.exception()  # retrieved: a lost start is the timeouts' business, not an error
 
     async def wait_closed(self, workflow_id: str, run_id: int, wait_s: float) -> WorkflowDescription | None:
         """The workflow once closed, or as it is when `wait_s` passed; None when no
-        run with that id (and run_id, unless 0) exists."""
+        run with that id (and run_id, unless 0) exists. Raises NodeError if this node
+        stops leading first (the client re-attaches to the next leader)."""
+        engine = self.node.machine.workflow
         deadline = time.monotonic() + wait_s
         while True:
             self.node.check_leader()
-            described = self.node.machine.workflow.describe(workflow_id)
-            if described is None or (run_id and described.run_id != run_id):
+            status = engine.run_status(workflow_id)
+            if status is None or (run_id and status[0] != run_id):
                 return None
-            if described.status in CLOSED:
-                return described
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not await self.changed(remaining):
-                return self.node.machine.workflow.describe(workflow_id)
+            if status[1] in CLOSED or remaining <= 0:
+                return engine.describe(workflow_id)
+            future = asyncio.get_running_loop().create_future()
+            self._close_waiters.setdefault(workflow_id, []).append(future)
+            try:
+                await asyncio.wait_for(future, remaining)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                waiters = self._close_waiters.get(workflow_id)
+                if waiters is not None and future in waiters:
+                    waiters.remove(future)
+                    if not waiters:
+                        del self._close_waiters[workflow_id]
+            engine = self.node.machine.workflow  # a snapshot install replaces the engine
+
+    def _wake_closed(self, everyone: bool) -> None:
+        """Wake the waiters whose workflow closed (all of them if `everyone`)."""
+        engine = self.node.machine.workflow
+        if not everyone and engine.closes == self._closes_seen:
+            return
+        self._closes_seen = engine.closes
+        for workflow_id in list(self._close_waiters):
+            status = engine.run_status(workflow_id)
+            if everyone or status is None or status[1] in CLOSED:
+                for future in self._close_waiters.pop(workflow_id):
+                    if not future.done():
+                        future.set_result(None)

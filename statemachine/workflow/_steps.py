@@ -361,6 +361,7 @@ class StepRunner:
         workflow = self._drop_pending(workflow, now_ms, None)
         self._store(workflow, status=status, close_ms=now_ms, reason=reason, signals=())
         self._running -= 1
+        self.closes += 1
         self._retention.append((now_ms + self.retention_ms, workflow.run_id, workflow.workflow_id))
         self._record(workflow.workflow_id, now_ms, _CLOSING_EVENTS[status], message=reason, payload=payload)
 

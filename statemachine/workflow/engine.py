@@ -119,6 +119,9 @@ class WorkflowEngine(StepRunner):
         # (deadline_ms, kind, task_id, attempt), or for WAIT (deadline_ms, kind, workflow_id, run_id); stale allowed
         self._deadlines: list[tuple[int, int, int | str, int]] = []
         self._retention: deque[tuple[int, int, str]] = deque()  # (remove_at_ms, run_id, id), in close order
+        # Workflows closed by this engine object (or since the last restore); not state,
+        # not in snapshots: a node's waiters look for closes only when it moved.
+        self.closes = 0
         self._overflowed: dict[str, None] = {}  # workflows whose history filled during this call
         self._now_ms = 0  # the latest now_ms seen; not part of the state
 
@@ -413,6 +416,11 @@ class WorkflowEngine(StepRunner):
 
     def history(self, workflow_id: str) -> tuple[Event, ...]:
         return tuple(self._histories.get(workflow_id, ()))
+
+    def run_status(self, workflow_id: str) -> tuple[int, Status] | None:
+        """(run id, status) of the run holding the id; cheap, for waiters to poll."""
+        workflow = self._workflows.get(workflow_id)
+        return None if workflow is None else (workflow.run_id, workflow.status)
 
     # --- snapshots -------------------------------------------------------------------------
 
