@@ -1,6 +1,6 @@
 """No task waits forever: compensations have timeouts applied like a step's, an
-activity whose definition sets no limit gets DEFAULT_START_TO_CLOSE_MS, and
-RearmTimeouts covers compensation tasks.
+activity whose definition sets no limit gets DEFAULT_START_TO_CLOSE_MS, RearmTimeouts
+covers compensation tasks, and a hand-out that fills the history hands out nothing.
 
 The story behind it: the leader commits ActivityTaskStarted, then replies to the
 worker's poll; when that reply is lost (the leader is SIGKILLed) the task is STARTED
@@ -8,7 +8,17 @@ with nobody running it, and only a timeout gets it back."""
 
 import msgpack
 
-from statemachine.workflow import DEFAULT_START_TO_CLOSE_MS, RetryPolicy, Timeouts, activity, compensate, workflow
+from statemachine import Machine
+from statemachine.commands import Command, OpenSession, encode_command
+from statemachine.workflow import (
+    DEFAULT_START_TO_CLOSE_MS,
+    RetryPolicy,
+    Timeouts,
+    activity,
+    compensate,
+    encode_definition,
+    workflow,
+)
 from statemachine.workflow.engine import (
     ActivityError,
     Rearmed,
@@ -17,9 +27,11 @@ from statemachine.workflow.engine import (
     TaskState,
     Ticked,
     WorkflowEngine,
+    WorkflowRejected,
     WorkflowRejectReason,
 )
 from statemachine.workflow.events import EventType
+from statemachine.workflow.ops import ActivityTaskStarted, CompleteActivity, RegisterWorkflowType, StartWorkflow, WorkflowLimits
 
 ONCE = RetryPolicy(maximum_attempts=1)
 UNDO_RETRY = RetryPolicy(initial_interval=0.5, backoff_coefficient=1.0, maximum_attempts=3)
@@ -187,3 +199,33 @@ def test_a_started_compensations_timeout_survives_snapshot_and_restore():
     assert restored.snapshot_state() == engine.snapshot_state()
     assert timed_out(restored) == [(1, "HeartbeatTimeout", True, 1040)]
 
+
+def test_a_hand_out_that_fills_the_history_is_refused_and_hands_out_nothing():
+    engine = WorkflowEngine(max_history_events=6)
+    engine.register(saga())
+    engine.start("w1", "saga", 1, None, 0)
+    engine.task_started(1, 1, 1)
+    engine.complete(1, 1, "R1", 1)  # 5 events: the 6th slot is the closing event's
+    refused = engine.task_started(2, 1, 2)
+    assert type(refused) is WorkflowRejected and refused.reason is WorkflowRejectReason.NOT_RUNNING
+    assert refused.message == (
+        "task 2 attempt 1 was dropped: workflow 'w1' is failed (history reached max_history_events=6)"
+    )
+    assert engine.describe("w1").status is Status.FAILED and engine._tasks == {}
+    assert engine.complete(2, 1, "late", 3).reason is WorkflowRejectReason.STALE_TASK
+
+
+def test_through_the_machine_a_hand_out_that_fills_the_history_is_a_rejection():
+    machine = Machine(workflow_limits=WorkflowLimits(max_history_events=6))
+
+    def apply(now_ms, session_id, seq, op):
+        return machine.apply(machine.applied_index + 1, encode_command(Command(now_ms, session_id, seq, 0, op)))
+
+    session = apply(0, 0, 0, OpenSession()).session_id
+    apply(0, session, 1, RegisterWorkflowType(encode_definition(saga())))
+    apply(0, session, 2, StartWorkflow("w1", "saga", 1, None))
+    apply(1, 0, 0, ActivityTaskStarted(1, 1))
+    apply(1, session, 3, CompleteActivity(1, 1, "R1"))
+    refused = apply(2, 0, 0, ActivityTaskStarted(2, 1))
+    assert type(refused) is WorkflowRejected and refused.reason is WorkflowRejectReason.NOT_RUNNING
+    assert machine.workflow.describe("w1").status is Status.FAILED

@@ -197,7 +197,10 @@ class WorkflowEngine(StepRunner):
 
     def task_started(self, task_id: int, attempt: int, now_ms: int) -> ActivityTask | WorkflowRejected:
         """A worker took the task: arms its start_to_close (the default one when the
-        definition sets no limit) and heartbeat deadlines."""
+        definition sets no limit) and heartbeat deadlines. When recording it fills the
+        history, the workflow fails and the task is dropped: the answer is then
+        NOT_RUNNING (the one rejection that changed something), so the leader hands out
+        no dead task."""
         self._advance_clock(now_ms)
         task = self._tasks.get(task_id)
         if task is None or task.attempt != attempt or task.state is not TaskState.SCHEDULED:
@@ -216,6 +219,13 @@ class WorkflowEngine(StepRunner):
         self._arm(task, spec)
         self._record_task(task, spec, now_ms, EventType.ACTIVITY_TASK_STARTED)
         self._close_overflowed(now_ms)
+        if task_id not in self._tasks:
+            workflow = self._workflows[task.workflow_id]
+            return WorkflowRejected(
+                WorkflowRejectReason.NOT_RUNNING,
+                f"task {task_id} attempt {attempt} was dropped: workflow {task.workflow_id!r} is "
+                f"{workflow.status.value} ({workflow.reason})",
+            )
         return self._activity_task(task, spec)
 
     def complete(self, task_id: int, attempt: int, result: object, now_ms: int) -> TaskAccepted | WorkflowRejected:

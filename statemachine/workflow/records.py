@@ -53,7 +53,8 @@ class WorkflowRejectReason(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class WorkflowRejected:
-    """The call was not applied and changed nothing."""
+    """The call was not applied and changed nothing; one exception: a task_started
+    that filled the workflow's history failed the workflow (NOT_RUNNING)."""
 
     reason: WorkflowRejectReason
     message: str
