@@ -8,6 +8,8 @@ import json
 import pytest
 
 from statemachine.workflow import (
+    DEFAULT_START_TO_CLOSE_MS,
+    DEFINITION_FORMAT,
     ActivityStep,
     Compensation,
     DefinitionError,
@@ -20,6 +22,7 @@ from statemachine.workflow import (
     activity,
     compensate,
     decode_definition,
+    effective_timeouts,
     encode_definition,
     load_definition,
     parallel,
@@ -42,7 +45,7 @@ ORDER = {
             "input": "$input",
             "retry": {"initial_interval": 0.2, "maximum_interval": 1, "maximum_attempts": 5},
             "timeouts": {"start_to_close": 30},
-            "compensation": {"activity": "release", "input": "$steps.reserve.result"},
+            "compensation": {"activity": "release", "input": "$steps.reserve.result", "timeouts": {"start_to_close": 2, "heartbeat": 0.5}},
         },
         {"type": "timer", "name": "cool_down", "duration": 0.5},
         {"type": "signal", "name": "approval", "timeout": 60},
@@ -70,7 +73,7 @@ def order_in_python():
                 input="$input",
                 retry=RetryPolicy(initial_interval=0.2, maximum_interval=1.0, maximum_attempts=5),
                 start_to_close=30,
-                compensation=compensate("release", input="$steps.reserve.result"),
+                compensation=compensate("release", input="$steps.reserve.result", start_to_close=2, heartbeat=0.5),
             ),
             timer("cool_down", seconds=0.5),
             signal("approval", timeout=60),
@@ -94,7 +97,8 @@ def test_parsed_definition_holds_milliseconds_and_defaults():
     order = parse_definition(ORDER)
     reserve, cool_down, approval, notify, ship = order.steps
     assert reserve.timeouts == Timeouts(start_to_close_ms=30_000)
-    assert reserve.compensation == Compensation("release", "orders", "$steps.reserve.result", RetryPolicy())
+    undo_timeouts = Timeouts(start_to_close_ms=2000, heartbeat_ms=500)
+    assert reserve.compensation == Compensation("release", "orders", "$steps.reserve.result", RetryPolicy(), undo_timeouts)
     assert cool_down == TimerStep("cool_down", 500)
     assert approval == SignalStep("approval", "approval", 60_000)
     assert type(notify) is ParallelStep and notify.steps[1].activity == "send_sms"
@@ -126,9 +130,10 @@ def test_decode_validates_again():
     canonical = to_dict(parse_definition(ORDER))
     canonical["steps"][1]["duration"] = -1
     with pytest.raises(DefinitionError, match=r"^steps\[1\]\.duration=-1 must be > 0"):
-        decode_definition(msgpack.packb([1, canonical]))
-    with pytest.raises(DefinitionError, match="format=2"):
-        decode_definition(msgpack.packb([2, canonical]))
+        decode_definition(msgpack.packb([DEFINITION_FORMAT, canonical]))
+    for other in (DEFINITION_FORMAT - 1, DEFINITION_FORMAT + 1):  # format 1 had no compensation timeouts
+        with pytest.raises(DefinitionError, match=f"^definition format={other}; this build reads format {DEFINITION_FORMAT}$"):
+            decode_definition(msgpack.packb([other, canonical]))
     with pytest.raises(DefinitionError, match="not msgpack"):
         decode_definition(b"\xc1")
 
@@ -166,6 +171,15 @@ BAD = [
     (with_step(0, timeouts={"start": 1}), "steps[0].timeouts.start: unknown field"),
     (with_step(0, compensation={"input": 1}), "steps[0].compensation.activity is required"),
     (with_step(0, compensation={"activity": "undo", "retry": {"maximum_attempts": -1}}), "steps[0].compensation.retry.maximum_attempts=-1"),
+    (with_step(4, compensation={"activity": "undo", "timeouts": {"start_to_close": -1.0}}), "steps[4].compensation.timeouts.start_to_close=-1.0 must be > 0"),
+    (with_step(0, compensation={"activity": "undo", "timeouts": {"schedule_to_close": 0}}), "steps[0].compensation.timeouts.schedule_to_close=0 must be > 0"),
+    (with_step(0, compensation={"activity": "undo", "timeouts": {"heartbeat": "5s"}}), "steps[0].compensation.timeouts.heartbeat='5s' must be a number"),
+    (with_step(0, compensation={"activity": "undo", "timeouts": {"start_to_close": 0.0005}}), "steps[0].compensation.timeouts.start_to_close=0.0005 must be a whole number of milliseconds"),
+    (with_step(0, compensation={"activity": "undo", "timeouts": {"start_to_close": 5, "schedule_to_close": 1}}),
+     "steps[0].compensation.timeouts.start_to_close=5.0 must be <= timeouts.schedule_to_close=1.0"),
+    (with_step(0, compensation={"activity": "undo", "timeouts": {"start": 1}}), "steps[0].compensation.timeouts.start: unknown field; known fields are heartbeat"),
+    (with_step(0, compensation={"activity": "undo", "timeouts": 5}), "steps[0].compensation.timeouts=5 must be an object"),
+    (with_step(0, compensation={"activity": "undo", "timeout": 5}), "steps[0].compensation.timeout: unknown field; known fields are activity, input, retry, task_queue, timeouts"),
     (with_step(0, input="$steps.ship.result"), "steps[0].input references $steps.ship.result, but 'ship' is not an earlier step"),
     (with_step(4, input={"x": ["$steps.nope.result.id"]}), "steps[4].input.x[0] references $steps.nope.result, but 'nope' is not an earlier step"),
     (with_step(0, input="$steps.reserve"), "steps[0].input='$steps.reserve' is not a reference"),
@@ -196,6 +210,12 @@ def test_python_api_runs_the_same_checks():
         activity("a", task_queue="q", heartbeat=-1)
     with pytest.raises(DefinitionError, match=r"^compensation\.activity='' must be non-empty"):
         compensate("")
+    with pytest.raises(DefinitionError, match=r"^compensation\.timeouts\.start_to_close=-1 must be > 0"):
+        compensate("undo", start_to_close=-1)
+    with pytest.raises(DefinitionError, match=r"^compensation\.timeouts\.heartbeat=3\.0 must be <= timeouts\.start_to_close=2\.0"):
+        compensate("undo", start_to_close=2, heartbeat=3)
+    with pytest.raises(TypeError):
+        compensate("undo", "q", None, None, 5)  # options are keyword-only, as for activity()
     with pytest.raises(DefinitionError, match=r"^steps\[1\]\.input references \$steps\.c\.result"):
         workflow("w", version=1, steps=[timer("a", seconds=1), activity("b", task_queue="q", input="$steps.c.result")])
     with pytest.raises(DefinitionError, match=r"^steps\[0\] is a TimerStep; a parallel group holds activity steps only"):
@@ -286,3 +306,25 @@ def test_resolve_input_names_the_missing_path(template, message):
     with pytest.raises(InputError) as caught:
         resolve_input(template, {"n": 2}, RESULTS)
     assert str(caught.value).startswith(message), str(caught.value)
+
+
+# --- compensation timeouts and the default start_to_close -------------------------------
+
+
+def test_compensation_timeouts_are_in_the_canonical_form_and_default_to_none():
+    step = to_dict(parse_definition(ORDER))["steps"][0]
+    assert step["compensation"]["timeouts"] == {"start_to_close": 2.0, "schedule_to_close": None, "heartbeat": 0.5}
+    bare = activity("a", task_queue="q", compensation=compensate("undo"))
+    assert bare.compensation.timeouts == Timeouts()
+    data = {"name": "w", "version": 1, "steps": [{"type": "activity", "name": "a", "task_queue": "q",
+                                                  "compensation": {"activity": "undo", "timeouts": None}}]}  # fmt: skip
+    assert parse_definition(data).steps[0] == bare  # null is "not set", as for every optional field
+
+
+def test_effective_timeouts_add_the_default_only_where_the_definition_sets_no_limit():
+    assert effective_timeouts(Timeouts()) == Timeouts(start_to_close_ms=DEFAULT_START_TO_CLOSE_MS)
+    assert effective_timeouts(Timeouts(heartbeat_ms=1000)) == Timeouts(DEFAULT_START_TO_CLOSE_MS, None, 1000)
+    hour = Timeouts(heartbeat_ms=3_600_000)  # a heartbeat longer than the default: the attempt may last that long
+    assert effective_timeouts(hour) == Timeouts(3_600_000, None, 3_600_000)
+    for written in (Timeouts(start_to_close_ms=5), Timeouts(schedule_to_close_ms=5), Timeouts(5, 5, 5)):
+        assert effective_timeouts(written) is written

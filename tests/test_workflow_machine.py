@@ -158,8 +158,8 @@ def test_entry_data_with_a_bad_workflow_field_is_refused_naming_it(op_row, messa
 
 
 def test_a_definition_not_in_canonical_form_is_refused():
-    _, fields = msgpack.unpackb(DEFINITION)
-    reordered = msgpack.packb([1, dict(reversed(list(fields.items())))], use_bin_type=True)
+    definition_format, fields = msgpack.unpackb(DEFINITION)
+    reordered = msgpack.packb([definition_format, dict(reversed(list(fields.items())))], use_bin_type=True)
     with pytest.raises(CommandError, match="canonical form"):
         decode_command(encode_command(Command(0, 1, 1, 0, RegisterWorkflowType(reordered))))
 

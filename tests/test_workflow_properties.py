@@ -8,7 +8,9 @@ bounded example counts; a failure prints the shrunk action list that replays it.
 - no attempt exceeds the policy's maximum, and every retry waits exactly the policy's
   interval (to the ms) and is never scheduled early;
 - identical call sequences give identical results and snapshots;
-- snapshot -> restore -> continue gives what running on without the snapshot gives.
+- snapshot -> restore -> continue gives what running on without the snapshot gives;
+- every started attempt, compensations included, has a deadline, so workers that take
+  tasks and never report (a lost hand-out) cannot keep a workflow open forever.
 """
 
 import msgpack
@@ -16,7 +18,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from statemachine.commands import SnapshotError
-from statemachine.workflow import RetryPolicy, activity, compensate, interval_ms, parallel, signal, timer, workflow
+from statemachine.workflow import (
+    DEFAULT_START_TO_CLOSE_MS,
+    RetryPolicy,
+    activity,
+    compensate,
+    interval_ms,
+    parallel,
+    signal,
+    timer,
+    workflow,
+)
 from statemachine.workflow.engine import TaskState, WorkflowEngine
 from statemachine.workflow.events import EventType
 
@@ -30,16 +42,19 @@ TERMINAL = {
 }
 
 
-def undoable(name, queue, **options):
-    undo = compensate(f"undo_{name}", input=f"$steps.{name}.result", retry=POLICY)
+def undoable(name, queue, undo=None, **options):
+    """An activity step with a compensation; `undo` holds the compensation's timeouts."""
+    undo = compensate(f"undo_{name}", input=f"$steps.{name}.result", retry=POLICY, **(undo or {}))
     return activity(name, task_queue=queue, retry=POLICY, compensation=undo, **options)
 
 
+# Compensation timeouts of every kind, and none (book's and finish's undo: the default start_to_close).
 SAGA = workflow("saga", version=1, steps=[
     undoable("book", "q", input="$input", start_to_close=0.05),
     timer("pause", seconds=0.1),
     signal("approve", timeout=1),
-    parallel("fan", [undoable("left", "q", heartbeat=0.03), undoable("right", "q2"),
+    parallel("fan", [undoable("left", "q", {"heartbeat": 0.03}, heartbeat=0.03),
+                     undoable("right", "q2", {"start_to_close": 0.05, "schedule_to_close": 0.2}),
                      activity("note", task_queue="q2", retry=POLICY, start_to_close=0.04)]),
     undoable("finish", "q", input="$steps.fan.result"),
 ])  # fmt: skip
@@ -99,6 +114,7 @@ def drive(engine, actions, now_ms=0, start=True):
         now_ms += step_ms
         results.append(act(engine, verb, which, now_ms))
         check_retries(engine)
+        check_deadlines(engine)
     return results, now_ms
 
 
@@ -131,6 +147,29 @@ def check_retries(engine):
             failed = [e for e in engine.history(task.workflow_id) if e.task_id == task.task_id and e.attempt == task.attempt
                       and e.type in (EventType.ACTIVITY_TASK_FAILED, EventType.ACTIVITY_TASK_TIMED_OUT)]  # fmt: skip
             assert task.backoff_until_ms == failed[-1].time_ms + interval_ms(POLICY, task.attempt)
+
+
+def check_deadlines(engine):
+    """Every started attempt will time out if nobody reports it: a start_to_close
+    deadline (the definition's or the default) or a schedule_to_close one."""
+    for task in engine._tasks.values():
+        if task.state is TaskState.STARTED:
+            assert task.close_deadline_ms is not None or engine._spec(task).timeouts.schedule_to_close_ms is not None, task
+
+
+def abandon(engine, now_ms):
+    """Workers take every task and never report (their hand-outs were lost): each open
+    workflow still closes, by timeouts alone, failed or compensated. Bounded: a task
+    has at most POLICY.maximum_attempts attempts, each over within two rounds."""
+    for _ in range(100):
+        if all(engine.describe(workflow_id).status.value not in ("running", "compensating") for workflow_id in IDS):
+            return
+        now_ms += DEFAULT_START_TO_CLOSE_MS
+        engine.tick(now_ms)
+        for task in scheduled_tasks(engine):
+            engine.task_started(task.task_id, task.attempt, now_ms)
+        check_deadlines(engine)
+    raise AssertionError("workflows still open although every attempt hung")
 
 
 def check_history(engine, workflow_id, closed):
@@ -168,6 +207,17 @@ def test_every_workflow_ends_once_with_compensations_reversed_and_retries_exact(
     for workflow_id in IDS:
         check_history(engine, workflow_id, closed=False)
     drain(engine, now_ms)
+    for workflow_id in IDS:
+        check_history(engine, workflow_id, closed=True)
+    assert engine._tasks == {} and engine._queues == {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(ACTIONS)
+def test_workflows_whose_every_attempt_hangs_still_close(actions):
+    engine = new_engine()
+    _, now_ms = drive(engine, actions)
+    abandon(engine, now_ms)
     for workflow_id in IDS:
         check_history(engine, workflow_id, closed=True)
     assert engine._tasks == {} and engine._queues == {}

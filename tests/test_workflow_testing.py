@@ -107,7 +107,7 @@ def test_a_hung_attempt_times_out_and_is_retried(env):
     assert outcome.status == "completed"
     assert outcome.failures()[0][:3] == ("reserve_inventory", 1, "StartToCloseTimeout")
     first, second = outcome.attempts("reserve_inventory")
-    assert second.time_ms - first.time_ms >= 5000  # start_to_close: 5 s, then the retry
+    assert second.time_ms - first.time_ms >= 2000  # start_to_close: 2 s, then the retry
 
 
 def test_heartbeats_reach_the_engine_and_the_idempotency_key_is_stable_across_attempts():

@@ -1,8 +1,9 @@
 """Workflow types and retry policies: what the engine runs, as validated data.
 
 A workflow type is a versioned list of steps: activities (with retry, timeouts and an
-optional compensation), durable timers, waits for a signal, and parallel groups of
-activities. Write one as a file (`load_definition`, `parse_definition`) or in Python:
+optional compensation, which has its own retry and timeouts), durable timers, waits
+for a signal, and parallel groups of activities. Write one as a file
+(`load_definition`, `parse_definition`) or in Python:
 
     order = workflow("order", version=1, steps=[
         activity("reserve", task_queue="orders", input="$input",
@@ -26,6 +27,7 @@ result (each member's result is also there under its own name).
 from __future__ import annotations
 
 from statemachine.workflow.definitions import (
+    DEFAULT_START_TO_CLOSE_MS,
     DEFINITION_FORMAT,
     MAX_PARALLEL_STEPS,
     MAX_STEPS,
@@ -43,6 +45,7 @@ from statemachine.workflow.definitions import (
     activity,
     compensate,
     decode_definition,
+    effective_timeouts,
     encode_definition,
     load_definition,
     parallel,
@@ -65,6 +68,7 @@ from statemachine.workflow.retry import (
 )
 
 __all__ = [
+    "DEFAULT_START_TO_CLOSE_MS",
     "DEFINITION_FORMAT",
     "MAX_ATTEMPTS",
     "MAX_DURATION_MS",
@@ -86,6 +90,7 @@ __all__ = [
     "activity",
     "compensate",
     "decode_definition",
+    "effective_timeouts",
     "encode_definition",
     "interval_ms",
     "load_definition",

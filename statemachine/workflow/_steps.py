@@ -27,13 +27,13 @@ from statemachine.workflow.definitions import (
     TimerStep,
     Timeouts,
     WorkflowType,
+    effective_timeouts,
     resolve_input,
 )
 from statemachine.workflow.events import Event, EventType
 from statemachine.workflow.records import CLOSED, ActivityError, Deadline, Status, Task, TaskState, Workflow
 from statemachine.workflow.retry import RetryPolicy, interval_ms, should_retry
 
-_NO_TIMEOUTS = Timeouts()
 _NOT_STARTED = {"started_ms": None, "close_deadline_ms": None, "heartbeat_deadline_ms": None, "heartbeat_ms": None}
 _CLOSING_EVENTS = {
     Status.COMPLETED: EventType.WORKFLOW_EXECUTION_COMPLETED,
@@ -56,7 +56,7 @@ class ActivitySpec:
     activity: str
     task_queue: str
     retry: RetryPolicy
-    timeouts: Timeouts
+    timeouts: Timeouts  # effective: with the default start_to_close where the definition sets no limit
 
 
 def step_members(step: Step) -> tuple[ActivityStep, ...]:
@@ -103,8 +103,8 @@ class StepRunner:
         step = self._activity_step(self._workflows[task.workflow_id], task.step)
         if task.compensation:
             undo = step.compensation
-            return ActivitySpec(step.name, undo.activity, undo.task_queue, undo.retry, _NO_TIMEOUTS)
-        return ActivitySpec(step.name, step.activity, step.task_queue, step.retry, step.timeouts)
+            return ActivitySpec(step.name, undo.activity, undo.task_queue, undo.retry, effective_timeouts(undo.timeouts))
+        return ActivitySpec(step.name, step.activity, step.task_queue, step.retry, effective_timeouts(step.timeouts))
 
     def _store(self, workflow: Workflow, **changes: object) -> Workflow:
         workflow = replace(workflow, **changes)

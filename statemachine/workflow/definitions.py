@@ -25,6 +25,7 @@ an error rather than a literal, so a typo fails at definition time.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -46,7 +47,11 @@ from statemachine.workflow.retry import (
     within,
 )
 
-DEFINITION_FORMAT = 1  # bump when the canonical form changes; decode refuses other versions
+DEFINITION_FORMAT = 2  # bump when the canonical form changes; decode refuses other versions. 2: compensation timeouts
+# The start_to_close an attempt gets when its definition sets neither start_to_close nor
+# schedule_to_close: a task handed to a worker whose reply was lost (the leader died, the
+# RPC was cancelled) is STARTED with nobody running it, and only a timeout gets it back.
+DEFAULT_START_TO_CLOSE_MS = 10 * 60_000
 MAX_STEPS = 1000  # steps in a workflow type, the members of parallel groups included
 MAX_PARALLEL_STEPS = 100  # members of one parallel group
 MAX_TEMPLATE_DEPTH = 32  # nesting of lists and objects in an input template
@@ -220,8 +225,10 @@ def _check_optional_ms(value: object, what: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """An activity's timeouts, each None (no limit) or whole milliseconds > 0;
-    heartbeat_ms <= start_to_close_ms <= schedule_to_close_ms where both are set."""
+    """An activity's (or a compensation's) timeouts as written, each None (not set) or
+    whole milliseconds > 0; heartbeat_ms <= start_to_close_ms <= schedule_to_close_ms
+    where both are set. With neither start_to_close nor schedule_to_close set, the
+    engine still limits each attempt: see `effective_timeouts`."""
 
     start_to_close_ms: int | None = None  # one attempt, from a worker taking it
     schedule_to_close_ms: int | None = None  # all attempts, from the first scheduling
@@ -255,6 +262,18 @@ class Timeouts:
         return {name: _seconds_or_none(getattr(self, f"{name}_ms")) for name in names}
 
 
+@functools.lru_cache(maxsize=1024)
+def effective_timeouts(timeouts: Timeouts) -> Timeouts:
+    """The timeouts the engine applies to an attempt: as written, except that when
+    neither start_to_close nor schedule_to_close is set, start_to_close is
+    DEFAULT_START_TO_CLOSE_MS (or the heartbeat timeout, if that is longer), so no
+    attempt waits forever for a worker that never got it. Definitions keep what was
+    written; this is computed (pure, so every replica computes the same)."""
+    if timeouts.start_to_close_ms is not None or timeouts.schedule_to_close_ms is not None:
+        return timeouts
+    return replace(timeouts, start_to_close_ms=max(DEFAULT_START_TO_CLOSE_MS, timeouts.heartbeat_ms or 0))
+
+
 def _seconds_or_none(ms: int | None) -> float | None:
     return None if ms is None else ms / 1000
 
@@ -273,6 +292,7 @@ class Compensation:
     task_queue: str | None = None  # None until its ActivityStep fills in its own queue
     input: object = None  # a template
     retry: RetryPolicy = RetryPolicy()
+    timeouts: Timeouts = Timeouts()  # as a step's; schedule_to_close counts from the compensation's scheduling
 
     def __post_init__(self) -> None:
         with within("compensation"):
@@ -281,6 +301,7 @@ class Compensation:
                 check_name(self.task_queue, "task_queue")
             object.__setattr__(self, "input", check_template(self.input, "input"))
             _check_type(self.retry, RetryPolicy, "retry", "a")
+            _check_type(self.timeouts, Timeouts, "timeouts", "a")
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,10 +492,20 @@ def activity(
 
 
 def compensate(
-    activity: str, *, task_queue: str | None = None, input: object = None, retry: RetryPolicy | None = None
+    activity: str,
+    *,
+    task_queue: str | None = None,
+    input: object = None,
+    retry: RetryPolicy | None = None,
+    start_to_close: float | None = None,
+    schedule_to_close: float | None = None,
+    heartbeat: float | None = None,
 ) -> Compensation:
-    """The undo for an activity step; `task_queue` defaults to the step's."""
-    return Compensation(activity, task_queue, input, RetryPolicy() if retry is None else retry)
+    """The undo for an activity step; `task_queue` defaults to the step's, timeouts are
+    seconds (as for `activity`)."""
+    with within("compensation"):
+        timeouts = Timeouts.from_seconds(start_to_close=start_to_close, schedule_to_close=schedule_to_close, heartbeat=heartbeat)
+    return Compensation(activity, task_queue, input, RetryPolicy() if retry is None else retry, timeouts)
 
 
 def timer(name: str, *, seconds: float) -> TimerStep:
@@ -564,24 +595,25 @@ def _parse_step(data: object, *, kinds: tuple[str, ...] = tuple(_STEP_FIELDS)) -
             with within(f"steps[{j}]"):
                 members.append(_parse_step(member, kinds=("activity",)))
         return parallel(name, members)
-    if "retry" in fields:
-        fields["retry"] = _parse_retry(fields["retry"])
-    if "timeouts" in fields:
-        fields.update(_fields(fields.pop("timeouts"), "timeouts", frozenset(), _TIMEOUT_FIELDS))
+    _parse_retry_and_timeouts(fields)
     if "compensation" in fields:
         fields["compensation"] = _parse_compensation(fields["compensation"])
     return activity(name, **fields)
 
 
-def _parse_retry(data: object) -> RetryPolicy:
-    return RetryPolicy(**_fields(data, "retry", frozenset(), _RETRY_FIELDS))
+def _parse_retry_and_timeouts(fields: dict) -> None:
+    """In place: `retry` becomes a RetryPolicy, `timeouts` the keyword arguments of
+    `activity` / `compensate` (start_to_close=..., in seconds)."""
+    if "retry" in fields:
+        fields["retry"] = RetryPolicy(**_fields(fields["retry"], "retry", frozenset(), _RETRY_FIELDS))
+    if "timeouts" in fields:
+        fields.update(_fields(fields.pop("timeouts"), "timeouts", frozenset(), _TIMEOUT_FIELDS))
 
 
 def _parse_compensation(data: object) -> Compensation:
     with within("compensation"):
-        fields = _fields(data, "", frozenset({"activity"}), frozenset({"task_queue", "input", "retry"}))
-        if "retry" in fields:
-            fields["retry"] = _parse_retry(fields["retry"])
+        fields = _fields(data, "", frozenset({"activity"}), frozenset({"task_queue", "input", "retry", "timeouts"}))
+        _parse_retry_and_timeouts(fields)
     return compensate(fields.pop("activity"), **fields)
 
 
@@ -618,6 +650,7 @@ def _step_to_dict(step: Step) -> dict:
                     "task_queue": compensation.task_queue,
                     "input": _copy(compensation.input),
                     "retry": retry_to_dict(compensation.retry),
+                    "timeouts": compensation.timeouts.to_seconds(),
                 },
             }
     raise AssertionError(f"not a step: {step!r}")

@@ -17,12 +17,18 @@ a timer step completes on the first `tick` at or after its fire time (result Non
 signal step takes the oldest buffered signal of its name, or waits for one (result:
 the signal's input), and fails for good when its timeout passes first.
 
+Every attempt of a task, compensations included, has a start_to_close deadline once
+STARTED: its definition's, or DEFAULT_START_TO_CLOSE_MS when the definition sets
+neither start_to_close nor schedule_to_close (`effective_timeouts`). A hand-out whose
+reply never reached a worker leaves the task STARTED with nobody running it; this
+deadline is what gets it back.
+
 A step that fails for good (retries exhausted, non-retryable, schedule_to_close, a
 signal timeout, or an input that does not resolve; for a group, any member), or
 `cancel`, drops what is pending (tasks, timer, signal wait) and unwinds: the
 compensations of the completed activity steps and group members that name one run in
-reverse completion order, each as its own task with its own retry policy
-(compensations have no timeouts). When all have completed the workflow is COMPENSATED
+reverse completion order, each as its own task with its own retry policy and timeouts
+(applied as a step's). When all have completed the workflow is COMPENSATED
 (even when there was nothing to undo; `reason` says why it unwound); if one fails for
 good it is FAILED and the rest are not run. `terminate` closes at once with no
 compensations. A history that reaches max_history_events fails the workflow (the
@@ -193,7 +199,11 @@ class WorkflowEngine(StepRunner):
         return WorkflowStarted(workflow_id, workflow.run_id)
 
     def task_started(self, task_id: int, attempt: int, now_ms: int) -> ActivityTask | WorkflowRejected:
-        """A worker took the task: arms its start_to_close and heartbeat deadlines."""
+        """A worker took the task: arms its start_to_close (the default one when the
+        definition sets no limit) and heartbeat deadlines. When recording it fills the
+        history, the workflow fails and the task is dropped: the answer is then
+        NOT_RUNNING (the one rejection that changed something), so the leader hands out
+        no dead task."""
         self._advance_clock(now_ms)
         task = self._tasks.get(task_id)
         if task is None or task.attempt != attempt or task.state is not TaskState.SCHEDULED:
@@ -212,6 +222,13 @@ class WorkflowEngine(StepRunner):
         self._arm(task, spec)
         self._record_task(task, spec, now_ms, EventType.ACTIVITY_TASK_STARTED)
         self._close_overflowed(now_ms)
+        if task_id not in self._tasks:
+            workflow = self._workflows[task.workflow_id]
+            return WorkflowRejected(
+                WorkflowRejectReason.NOT_RUNNING,
+                f"task {task_id} attempt {attempt} was dropped: workflow {task.workflow_id!r} is "
+                f"{workflow.status.value} ({workflow.reason})",
+            )
         return self._activity_task(task, spec)
 
     def complete(self, task_id: int, attempt: int, result: object, now_ms: int) -> TaskAccepted | WorkflowRejected:

@@ -71,7 +71,9 @@ class StartWorkflow:
 
 @dataclass(frozen=True, slots=True)
 class ActivityTaskStarted:
-    """Proposed by the leader when it hands the task (task_id, attempt) to a worker."""
+    """Proposed by the leader when it hands the task (task_id, attempt) to a worker;
+    the leader hands out only an ActivityTask answer (a rejection means: nothing to
+    hand out, the task is stale or its workflow has just failed)."""
 
     task_id: int
     attempt: int

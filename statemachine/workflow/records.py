@@ -53,7 +53,8 @@ class WorkflowRejectReason(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class WorkflowRejected:
-    """The call was not applied and changed nothing."""
+    """The call was not applied and changed nothing; one exception: a task_started
+    that filled the workflow's history failed the workflow (NOT_RUNNING)."""
 
     reason: WorkflowRejectReason
     message: str
@@ -202,7 +203,7 @@ class Task:
     state: TaskState
     scheduled_ms: int  # attempt 1's scheduling: schedule_to_close counts from here
     started_ms: int | None = None  # set iff STARTED
-    close_deadline_ms: int | None = None  # STARTED with a start_to_close timeout only
+    close_deadline_ms: int | None = None  # STARTED only: the effective start_to_close; None if only schedule_to_close
     heartbeat_deadline_ms: int | None = None  # STARTED with a heartbeat timeout only
     backoff_until_ms: int | None = None  # set iff BACKOFF
     heartbeat_ms: int | None = None  # the current attempt's last heartbeat
