@@ -78,6 +78,14 @@ class ActivityInfo:
     compensation: bool  # this attempt undoes `step`
     task_queue: str
 
+    @classmethod
+    def of(cls, task) -> ActivityInfo:
+        """The info of a handed-out task (the worker's Task, or the engine's ActivityTask)."""
+        return cls(
+            task.workflow_id, task.run_id, task.step, task.activity, task.attempt, task.task_id, task.compensation,
+            task.task_queue,
+        )
+
     @property
     def idempotency_key(self) -> str:
         """The same for every attempt of this step (or of its compensation) in this

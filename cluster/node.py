@@ -395,9 +395,15 @@ class RaftNode:
             # The disk refused a write (nothing more is durable), or the driver hit a
             # bug: stop serving rather than accept work nobody will answer.
             log.critical("node %d stops: %s", self.id, exc, exc_info=not isinstance(exc, StorageFailed))
+            self.fail(exc)
+
+    def fail(self, exc: BaseException) -> None:
+        """The node cannot go on (a failed disk, a bug): answer everything waiting
+        and stop, rather than accept work nobody will answer."""
+        if self.failure is None:
             self.failure = exc
-            self._fail_everything(NodeError(grpc.StatusCode.UNAVAILABLE, f"node {self.id} failed: {exc}"))
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop()))
+        self._fail_everything(NodeError(grpc.StatusCode.UNAVAILABLE, f"node {self.id} failed: {exc}"))
+        asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop()))
 
     def _propose_queued(self) -> None:
         if not self._queued:

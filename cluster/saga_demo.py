@@ -75,7 +75,7 @@ async def _wait_all(endpoints: list[str], batch: list[dict], timeout: float) -> 
 
 
 def _closed_count(client: Client) -> int:
-    return sum(1 for w in client.workflows.list(limit=10_000) if w["status"] in ("completed", "compensated", "failed"))
+    return sum(1 for w in client.workflows.list(limit=10_000) if w["status"] in ("completed", "compensated", "canceled", "failed", "terminated"))
 
 
 def read_ledger(ledger: str) -> tuple[dict[str, str], Counter]:

@@ -13,6 +13,10 @@ import msgpack
 from cluster.client import LEADER_METADATA, MAYBE_APPLIED_METADATA, NODE_METADATA, status_code
 from cluster.node import VERSION, NodeError, RaftNode
 from cluster.workflow_proto import (
+    DEFAULT_LIST_LIMIT,
+    MAX_LIST_LIMIT,
+    MAX_POLL_TASKS,
+    MAX_WAIT_MS,
     WORKFLOW_OPS,
     describe_reply,
     fill_workflow_reply,
@@ -40,10 +44,6 @@ from statemachine.commands import (
     validate_op,
 )
 
-MAX_POLL_TASKS = 100
-MAX_WAIT_MS = 60_000
-DEFAULT_LIST_LIMIT = 100
-MAX_LIST_LIMIT = 10_000
 _CONSISTENCY = {
     client_pb2.LINEARIZABLE: "linearizable",
     client_pb2.LEASE: "lease",
@@ -338,7 +338,8 @@ class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
             fields = plain(event)
             attributes = {
                 key: value for key, value in fields.items()
-                if key not in ("event_id", "time_ms", "type") and value not in (None, False)
+                if key not in ("event_id", "time_ms", "type") and value is not None
+                and not (key == "compensation" and value is False)
             }
             reply.events.append(workflow_pb2.Event(
                 event_id=event.event_id, time_ms=event.time_ms, event_type=event.type.value,
@@ -372,7 +373,9 @@ class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
         if request.wait_ms > MAX_WAIT_MS:
             await self._invalid(context, f"wait_ms={request.wait_ms} is above {MAX_WAIT_MS}")
         try:
-            tasks = await self.node.workflows.poll(request.task_queue, request.max_tasks, request.wait_ms / 1000)
+            tasks = await self.node.workflows.poll(
+                request.task_queue, request.max_tasks, request.wait_ms / 1000, request.identity
+            )
         except NodeError as error:
             await self._abort(context, error)
         return workflow_pb2.PollReply(tasks=[task_to_proto(task) for task in tasks])

@@ -31,11 +31,19 @@ import time
 from collections.abc import Callable, Iterable
 from types import ModuleType
 
-import msgpack
-
 from cluster.activity import ActivityContext, ActivityInfo, Registry, failure_of
-from cluster.client import AsyncClient, FailedPrecondition, NotFound, OutcomeUnknown, RaftflowError, Unavailable
-from cluster.workflow_client import LONG_POLL_S, Task
+from cluster.client import (
+    AsyncClient,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OutcomeUnknown,
+    RaftflowError,
+    Unavailable,
+)
+from cluster.workflow_client import LONG_POLL_S, MAX_POLL_TASKS, MAX_WAIT_MS, Task
+from statemachine.workflow.ops import MAX_REASON_CHARS, check_plain_data
+from statemachine.workflow.retry import MAX_NAME_CHARS
 
 log = logging.getLogger("raftflow.worker")
 
@@ -61,6 +69,8 @@ class Worker:
             raise ValueError(f"concurrency={concurrency} must be from 1 to 1000")
         if heartbeat_interval_s < 0:
             raise ValueError(f"heartbeat_interval_s={heartbeat_interval_s} must not be negative")
+        if not 0 < poll_wait_s <= MAX_WAIT_MS / 1000:
+            raise ValueError(f"poll_wait_s={poll_wait_s} must be above 0 and at most {MAX_WAIT_MS / 1000:.0f}")
         self.client = client
         self.task_queue = task_queue
         self.registry = Registry(activities)
@@ -92,7 +102,9 @@ class Worker:
                     continue
                 try:
                     tasks = await self._poll(free)
-                except (Unavailable, OutcomeUnknown) as exc:
+                except RaftflowError as exc:
+                    # No leader for a while, or a node answered oddly: a worker keeps
+                    # polling (a deploy, an election) rather than exit with tasks waiting.
                     failures += 1
                     log.warning("worker %s: poll failed (%s); retrying", self.identity, exc)
                     await self._pause(min(MAX_BACKOFF_S, 0.05 * 2 ** min(failures, 5)))
@@ -107,18 +119,17 @@ class Worker:
 
     async def _poll(self, free: int) -> list[Task]:
         poll = asyncio.ensure_future(self.client.workflows.poll(
-            self.task_queue, max_tasks=min(free, 100), wait=self.poll_wait_s, identity=self.identity
+            self.task_queue, max_tasks=min(free, MAX_POLL_TASKS), wait=self.poll_wait_s, identity=self.identity
         ))
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait([poll, stop], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
-        if not poll.done():
-            poll.cancel()  # a task handed out meanwhile times out and is retried elsewhere
-            await asyncio.gather(poll, return_exceptions=True)
-            return []
-        return poll.result()
+            if not poll.done():  # stopping, or run() itself cancelled
+                poll.cancel()  # a task handed out meanwhile times out and is retried elsewhere
+                await asyncio.gather(poll, return_exceptions=True)
+        return [] if poll.cancelled() else poll.result()
 
     async def _until(self, event: asyncio.Event) -> None:
         waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._stopping.wait())]
@@ -143,10 +154,7 @@ class Worker:
     def _launch(self, task: Task) -> None:
         log.debug("took task %d attempt %d: %s of workflow %s, step %s", task.task_id, task.attempt, task.activity,
                   task.workflow_id, task.step)
-        info = ActivityInfo(
-            task.workflow_id, task.run_id, task.step, task.activity, task.attempt, task.task_id, task.compensation,
-            task.task_queue,
-        )
+        info = ActivityInfo.of(task)
         beats = _Heartbeats(self, task)
         context = ActivityContext(info, beats.report)
         beats.context = context
@@ -159,6 +167,12 @@ class Worker:
         self._slot_free.set()
 
     async def _attempt(self, task: Task, context: ActivityContext, beats: _Heartbeats) -> None:
+        try:
+            await self._run_attempt(task, context, beats)
+        except Exception:  # noqa: BLE001 (a bug here must not kill the worker; the timeout retries the task)
+            log.exception("task %d attempt %d: the worker failed to run or report it", task.task_id, task.attempt)
+
+    async def _run_attempt(self, task: Task, context: ActivityContext, beats: _Heartbeats) -> None:
         where = f"{task.activity} (workflow {task.workflow_id}, step {task.step}, attempt {task.attempt})"
         if task.activity not in self.registry:
             error = ("ActivityNotRegistered", f"activity {task.activity!r} is not registered on worker {self.identity} "
@@ -173,25 +187,30 @@ class Worker:
             return
         await beats.flush()
         try:
-            msgpack.packb(result, use_bin_type=True)
-        except (TypeError, ValueError, OverflowError) as exc:
-            message = f"the result ({type(result).__name__}) is not plain data: {exc}"
-            await self._report_failure(task, where, "ResultNotSerializable", message, False)
+            check_plain_data(result, "the result", ValueError)  # the engine's rule, checked before sending
+        except ValueError as exc:
+            await self._report_failure(task, where, "ResultInvalid", str(exc), False)
             return
-        if await self._report(where, "completion", lambda: self.client.workflows.complete_activity(
+        reported = await self._report(where, "completion", lambda: self.client.workflows.complete_activity(
             task.task_id, task.attempt, result
-        )):
+        ))
+        if reported is None:  # refused as malformed: fail the step rather than let it time out and rerun
+            await self._report_failure(task, where, "ResultInvalid", "the cluster refused the result", False)
+        elif reported:
             self.completed += 1
 
     async def _report_failure(self, task: Task, where: str, error_type: str, message: str, retryable: bool) -> None:
+        error_type, message = _clean(error_type, MAX_NAME_CHARS) or "Error", _clean(message, MAX_REASON_CHARS)
         log.info("%s failed: %s: %s%s", where, error_type, message, "" if retryable else " (non-retryable)")
         if await self._report(where, "failure", lambda: self.client.workflows.fail_activity(
-            task.task_id, task.attempt, error_type, message[:4096], retryable
+            task.task_id, task.attempt, error_type, message, retryable
         )):
             self.failed += 1
 
-    async def _report(self, where: str, what: str, send) -> bool:
-        """Send a report, retrying while no leader answers; False if it was dropped."""
+    async def _report(self, where: str, what: str, send) -> bool | None:
+        """Send a report, retrying while no leader answers. True when it applied,
+        False when it was dropped (stale, or undeliverable for REPORT_PATIENCE_S),
+        None when the cluster refused it as malformed."""
         give_up = time.monotonic() + REPORT_PATIENCE_S
         attempt = 0
         while True:
@@ -210,9 +229,17 @@ class Worker:
                     return False
                 attempt += 1
                 await asyncio.sleep(min(MAX_BACKOFF_S, 0.05 * 2 ** min(attempt, 5)))
+            except InvalidArgument as exc:
+                log.error("%s: %s refused: %s", where, what, exc)
+                return None
             except RaftflowError as exc:
                 log.error("%s: %s refused: %s", where, what, exc)
                 return False
+
+
+def _clean(text: str, max_chars: int) -> str:
+    """Text the engine accepts: valid UTF-8 (lone surrogates replaced), at most max_chars."""
+    return text.encode("utf-8", "replace").decode("utf-8")[:max_chars]
 
 
 class _Heartbeats:
@@ -226,6 +253,8 @@ class _Heartbeats:
         self.context: ActivityContext | None = None
         self._pending: tuple[object] | None = None
         self._sender: asyncio.Task | None = None
+        self._sending = False  # a heartbeat call is in flight
+        self._flushing = False  # the attempt ended: later heartbeats are not sent
         self._last_sent = 0.0
 
     def report(self, details: object) -> None:
@@ -235,6 +264,8 @@ class _Heartbeats:
             self.loop.call_soon_threadsafe(self._queue, details)
 
     def _queue(self, details: object) -> None:
+        if self._flushing:
+            return
         self._pending = (details,)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.ensure_future(self._send())
@@ -244,8 +275,11 @@ class _Heartbeats:
             wait = self._last_sent + self.worker.heartbeat_interval_s - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+                if self._pending is None:
+                    return
             (details,), self._pending = self._pending, None
             self._last_sent = time.monotonic()
+            self._sending = True
             try:
                 await self.worker.client.workflows.heartbeat_activity(self.task.task_id, self.task.attempt, details)
             except (FailedPrecondition, NotFound):
@@ -254,12 +288,19 @@ class _Heartbeats:
                 return
             except RaftflowError as exc:
                 log.debug("heartbeat of task %d not sent: %s", self.task.task_id, exc)
+            finally:
+                self._sending = False
 
     async def flush(self) -> None:
-        """Let a heartbeat in flight finish before the final report (order in the log)."""
+        """Drop a throttled heartbeat, and let one in flight finish before the final
+        report (order in the log); the report itself counts as the last sign of life."""
+        self._pending = None
+        self._flushing = True
         if self._sender is not None and not self._sender.done():
-            self._pending = None
-            await asyncio.gather(self._sender, return_exceptions=True)
+            if self._sending:
+                await asyncio.gather(self._sender, return_exceptions=True)
+            else:
+                self._sender.cancel()
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import msgpack
 
 from cluster.client import AsyncClient, InvalidArgument, OutcomeUnknown, Unavailable, run_sync
+from cluster.workflow_proto import MAX_POLL_TASKS, MAX_WAIT_MS
 from proto import workflow_pb2, workflow_pb2_grpc
 from statemachine.workflow.definitions import WorkflowType, to_dict
 
@@ -234,4 +235,4 @@ class Workflows:
         return lambda *args, **kwargs: run_sync(method(*args, **kwargs))
 
 
-__all__ = ["AsyncWorkflows", "Task", "WorkflowRun", "Workflows"]
+__all__ = ["MAX_POLL_TASKS", "MAX_WAIT_MS", "AsyncWorkflows", "Task", "WorkflowRun", "Workflows"]

@@ -27,9 +27,10 @@ import sys
 from cluster.client import AsyncClient, RaftflowError
 from cluster.commands import EXIT_FAILURE, EXIT_USAGE, CommandFailed, _add_common, _client, _endpoints
 from statemachine.workflow.definitions import load_definition
+from statemachine.workflow.records import Status
 from statemachine.workflow.retry import DefinitionError
 
-STATUSES = ("running", "compensating", "completed", "compensated", "failed", "terminated")
+STATUSES = tuple(status.value for status in Status)
 
 
 def add_workflow_commands(sub) -> None:
@@ -135,7 +136,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
     try:
         workflow_type = load_definition(args.file)
     except (DefinitionError, OSError) as exc:
-        raise CommandFailed(str(exc), EXIT_USAGE) from None
+        raise CommandFailed(" ".join(str(exc).split()), EXIT_USAGE) from None  # YAML's messages span lines
     with _client(args) as client:
         name, version = client.workflows.register(workflow_type)
     _emit(args, {"type_name": name, "version": version}, f"registered {name} version {version}")
@@ -144,6 +145,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
 
 def _cmd_start(args: argparse.Namespace) -> int:
     payload = _json_arg(args.input, "--input")
+    if args.workflow_id is not None and not args.workflow_id:
+        raise CommandFailed("--id is empty; leave it out to get a generated id", EXIT_USAGE)
     if args.version < 0:
         raise CommandFailed(f"--version {args.version} must not be negative", EXIT_USAGE)
     with _client(args) as client:
@@ -293,14 +296,17 @@ def import_activities(spec: str):
         module_spec = importlib.util.spec_from_file_location(name, spec)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
-        module_spec.loader.exec_module(module)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 (the user's module: say what broke, in one line)
+            raise CommandFailed(f"--activities {spec}: cannot load: {type(exc).__name__}: {exc}", EXIT_USAGE) from None
         return module
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         return importlib.import_module(spec)
-    except ImportError as exc:
-        raise CommandFailed(f"--activities {spec}: cannot import: {exc}", EXIT_USAGE) from None
+    except Exception as exc:  # noqa: BLE001 (ImportError, or whatever the module raises while loading)
+        raise CommandFailed(f"--activities {spec}: cannot import: {type(exc).__name__}: {exc}", EXIT_USAGE) from None
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:

@@ -40,6 +40,11 @@ from statemachine.workflow.ops import (
 )
 from statemachine.workflow.retry import DefinitionError
 
+MAX_POLL_TASKS = 100  # tasks one poll may take
+MAX_WAIT_MS = 60_000  # the longest long poll
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 10_000
+
 WORKFLOW_OPS = frozenset({
     "register_workflow_type", "start_workflow", "complete_activity", "fail_activity", "heartbeat_activity",
     "signal_workflow", "cancel_workflow", "terminate_workflow",

@@ -11,12 +11,18 @@ it. This module is the edge that makes time and hand-outs happen, on the leader:
   started activity whose timeout fell while no leader could hear its worker gets
   `rearm_grace_ms` to report before it counts as lost.
 - **Task hand-out.** A worker's long poll takes the queue's oldest scheduled tasks
-  not already being handed out and proposes ActivityTaskStarted for each; the
-  committed result (the task with its token and input) is what the worker gets. A
-  reply lost on the way leaves a started task that nobody runs: its start-to-close
-  timeout and retry policy cover it, as for a worker that dies.
-- **Waiting.** Polls and `wait_closed` sleep until the next applied batch (any
-  change), never on a timer, and give up at their deadline.
+  not already being handed out and proposes ActivityTaskStarted for each. A leader
+  whose state is current replies at once, while the starts commit (one commit round
+  less per activity); otherwise it replies with what committed. A start that fails
+  while this node still leads is proposed again (the task stays reserved for the
+  worker that has it); one lost with the leadership leaves the task scheduled, and
+  that worker's report is refused as stale, so the next leader hands it out again.
+  A reply lost on the way leaves a started task nobody runs: its start-to-close
+  timeout and retry policy cover it, as for a worker that dies. Either way delivery
+  is at-least-once.
+- **Waiting.** Polls sleep until the next applied batch (any change); `wait_closed`
+  until the engine's close count moves and its workflow is closed; never on a timer,
+  and each gives up at its deadline.
 
 Leader ops carry no session (session_id 0): they are fenced by the engine itself (a
 repeated ActivityTaskStarted is refused as stale, a repeated Tick fires nothing).
@@ -57,28 +63,45 @@ class WorkflowDriver:
         self.rearm_grace_ms = rearm_grace_ms
         self._applied = asyncio.Event()  # set (and replaced) after every applied batch
         self._leader_wake = asyncio.Event()
-        self._handing_out: set[int] = set()  # task ids with an ActivityTaskStarted in flight
+        self._handing_out: set[int] = set()  # task ids with an ActivityTaskStarted in flight (reserved)
         self._close_waiters: dict[str, list[asyncio.Future]] = {}  # workflow id -> WaitWorkflow calls
         self._closes_seen = 0  # the engine's close count when the waiters were last checked
         self._task: asyncio.Task | None = None
+        self._last_tick = 0.0  # monotonic time of the last Tick proposed
 
     # --- hooks ----------------------------------------------------------------------
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._lead(), name="workflow-leader")
+        self._task.add_done_callback(self._lead_ended)
+
+    def _lead_ended(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        # A bug: without this loop no timer, timeout or retention fires while this
+        # node leads. Stop the node (as the driver does) rather than lead without it.
+        log.critical("node %d: the workflow leader loop failed: %r", self.node.id, task.exception(),
+                     exc_info=task.exception())
+        self.node.fail(task.exception())
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        self._applied.set()
+        self._wake_polls()
+        self._wake_closed(everyone=True)
 
-    def on_applied(self, snapshot: bool = False) -> None:
+    def _wake_polls(self) -> None:
         event, self._applied = self._applied, asyncio.Event()
         event.set()
+
+    def on_applied(self, snapshot: bool = False) -> None:
+        self._wake_polls()
         self._leader_wake.set()
-        if self._close_waiters:
-            self._wake_closed(everyone=snapshot)
+        if snapshot:  # a new engine: its close count starts again
+            self._wake_closed(everyone=True)
+        elif self._close_waiters:
+            self._wake_closed(everyone=False)
 
     def on_role(self, role: Role) -> None:
         self._leader_wake.set()
@@ -111,22 +134,29 @@ class WorkflowDriver:
                     timeout = RETRY_S  # refused (queue full, leadership lost): look again shortly
                 else:
                     timeout = await self._tick_if_due()
+            if timeout <= 0:
+                continue
             try:
                 await asyncio.wait_for(self._leader_wake.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
 
     async def _tick_if_due(self) -> float:
-        """Propose a Tick if a deadline has passed; the seconds until the next one."""
+        """Propose a Tick if a deadline has passed (at most one per
+        TICK_MIN_INTERVAL_S); the seconds to wait before looking again."""
         due = self.node.machine.workflow.next_deadline_ms()
         if due is None:
             return IDLE_CHECK_S
         now = wall_ms()
         if due > now:
             return min(IDLE_CHECK_S, (due - now) / 1000)
-        started = time.monotonic()
-        await self._propose(Tick())
-        return max(0.0, TICK_MIN_INTERVAL_S - (time.monotonic() - started))
+        since = time.monotonic() - self._last_tick
+        if since < TICK_MIN_INTERVAL_S:
+            return TICK_MIN_INTERVAL_S - since
+        self._last_tick = time.monotonic()
+        if await self._propose(Tick()) is None:
+            return RETRY_S
+        return 0.0
 
     async def _propose(self, op) -> object | None:
         """A leader op through the log; None if it could not be (leadership lost,
@@ -140,7 +170,7 @@ class WorkflowDriver:
 
     # --- long polls -------------------------------------------------------------------
 
-    async def poll(self, task_queue: str, max_tasks: int, wait_s: float) -> list[ActivityTask]:
+    async def poll(self, task_queue: str, max_tasks: int, wait_s: float, identity: str = "") -> list[ActivityTask]:
         """Hand out up to `max_tasks` tasks of the queue, waiting up to `wait_s` for
         one. Raises NodeError when this node is not (or stops being) the leader."""
         deadline = time.monotonic() + wait_s
@@ -148,6 +178,8 @@ class WorkflowDriver:
             self.node.check_leader()
             handed = await self._hand_out(task_queue, max_tasks)
             if handed:
+                log.debug("node %d handed %s of %r to %s", self.node.id,
+                          ", ".join(f"task {t.task_id} attempt {t.attempt}" for t in handed), task_queue, identity or "?")
                 return handed
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not await self.changed(remaining):
@@ -167,24 +199,50 @@ class WorkflowDriver:
         if not chosen:
             return []
         current = self.node.state_is_current()
+        term = self.node.node.term
         futures = []
         for task in chosen:
-            try:
-                future = self.node.submit(None, 0, 0, 0, ActivityTaskStarted(task.task_id, task.attempt))
-            except NodeError:
+            future = self._propose_start(task, term)
+            if future is None:
                 break  # not the leader any more, or the queue is full: hand out what was proposed
             self._handing_out.add(task.task_id)
-            future.add_done_callback(lambda f, task_id=task.task_id: self._started(task_id, f))
             futures.append(future)
         if current:
             return chosen[: len(futures)]
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        # Shielded: a poll cancelled meanwhile must not cancel the starts it proposed.
+        results = await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
         return [r[1] for r in results if isinstance(r, tuple) and type(r[1]) is ActivityTask]
 
-    def _started(self, task_id: int, future: asyncio.Future) -> None:
-        self._handing_out.discard(task_id)
-        if not future.cancelled():
-            future.exception()  # retrieved: a lost start is the timeouts' business, not an error
+    def _propose_start(self, task: ActivityTask, term: int) -> asyncio.Future | None:
+        try:
+            future = self.node.submit(None, 0, 0, 0, ActivityTaskStarted(task.task_id, task.attempt))
+        except NodeError:
+            return None
+        future.add_done_callback(lambda f: self._started(task, term, f))
+        return future
+
+    def _started(self, task: ActivityTask, term: int, future: asyncio.Future) -> None:
+        """A start applied (or was refused): the task leaves the reservation. A start
+        that failed while this node still leads in the same term may have been handed
+        out already: propose it again, so that no other worker gets the same token."""
+        failed = future.cancelled() or future.exception() is not None
+        if failed and self._leads_in(term):
+            asyncio.get_running_loop().call_later(RETRY_S, self._start_again, task, term)
+            return
+        self._handing_out.discard(task.task_id)
+        if failed:
+            self._wake_polls()  # the task is free again: a waiting poll may take it
+
+    def _start_again(self, task: ActivityTask, term: int) -> None:
+        if not self._leads_in(term):
+            self._handing_out.discard(task.task_id)
+            self._wake_polls()
+        elif self._propose_start(task, term) is None:  # the queue is still full
+            asyncio.get_running_loop().call_later(RETRY_S, self._start_again, task, term)
+
+    def _leads_in(self, term: int) -> bool:
+        raft = self.node.node
+        return raft is not None and raft.role is Role.LEADER and raft.term == term and not self.node.stopping
 
     async def wait_closed(self, workflow_id: str, run_id: int, wait_s: float) -> WorkflowDescription | None:
         """The workflow once closed, or as it is when `wait_s` passed; None when no
@@ -215,7 +273,8 @@ class WorkflowDriver:
             engine = self.node.machine.workflow  # a snapshot install replaces the engine
 
     def _wake_closed(self, everyone: bool) -> None:
-        """Wake the waiters whose workflow closed (all of them if `everyone`)."""
+        """Wake the waiters whose workflow closed (all of them if `everyone`: they
+        look again themselves)."""
         engine = self.node.machine.workflow
         if not everyone and engine.closes == self._closes_seen:
             return

@@ -83,8 +83,10 @@ class WorkflowsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PollActivityTasks(self, request, context):
-        """Long poll: tasks of the queue handed to this worker (each now started, its
-        start-to-close timeout running), or none when wait_ms passes.
+        """Long poll: tasks of the queue handed to this worker, or none when wait_ms
+        passes. Each task's ActivityTaskStarted is proposed before the reply (and
+        committed before it, unless the leader's state is current; see
+        docs/workflows.md): its start-to-close timeout runs from that entry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -9,8 +9,7 @@
         env.fail("ship_order", error_type="AddressInvalid", non_retryable=True)
         outcome = env.run("order_saga", input={"order_id": 7})
         assert outcome.status == "compensated"
-        assert outcome.activities() == ["reserve_inventory", "charge_card", "ship_order",
-                                        "refund_card", "release_inventory"]
+        assert outcome.activities() == ["reserve_inventory", "charge_card", "refund_card", "release_inventory"]
 
 The environment drives the same state machine the cluster replicates (every command
 is encoded, validated and applied as a committed entry would be), so what passes here
@@ -35,7 +34,7 @@ from cluster.activity import ActivityContext, ActivityInfo, ApplicationError, Re
 from statemachine import Machine
 from statemachine.commands import Command, OpenSession, Rejected, encode_command
 from statemachine.workflow.definitions import ActivityStep, ParallelStep, WorkflowType, encode_definition, load_definition
-from statemachine.workflow.records import CLOSED, ActivityTask, Status, WorkflowRejected
+from statemachine.workflow.records import CLOSED, ActivityTask, Status, WorkflowRejected, WorkflowRejectReason
 from statemachine.workflow.events import Event, EventType
 from statemachine.workflow.ops import (
     ActivityTaskStarted,
@@ -250,10 +249,7 @@ class WorkflowEnvironment:
                 f"activity {task.activity!r} (workflow {task.workflow_id}, step {task.step}) is not among the "
                 f"environment's activities: {', '.join(self.registry.names()) or 'none'}"
             )
-        info = ActivityInfo(
-            task.workflow_id, task.run_id, task.step, task.activity, task.attempt, task.task_id, task.compensation,
-            task.task_queue,
-        )
+        info = ActivityInfo.of(task)
         context = ActivityContext(info, lambda details: self._command(HeartbeatActivity(task.task_id, task.attempt, details)))
         try:
             result = self._event_loop().run_until_complete(self.registry.run(context, task.input, executor=None))
@@ -292,7 +288,7 @@ class WorkflowEnvironment:
 
 
 def _stale(result: WorkflowRejected) -> bool:
-    return result.reason.value in ("stale_task", "not_running")
+    return result.reason in (WorkflowRejectReason.STALE_TASK, WorkflowRejectReason.NOT_RUNNING)
 
 
 def _waiting_for(described) -> str:

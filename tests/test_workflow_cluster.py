@@ -286,7 +286,7 @@ def test_cancel_runs_the_compensations_of_completed_steps(world, tmp_path):
         outcome = wf.wait("cancel-1", timeout=30)
     finally:
         launcher.stop_process(worker)
-    assert outcome["status"] in ("compensated", "canceled")
+    assert outcome["status"] == "canceled"
     undone = [e for e in wf.history("cancel-1") if e["event_type"] == "ActivityTaskCompleted" and e.get("compensation")]
     assert [(e["activity"], e["payload"]) for e in undone] == [("undo", {"undone": {"sku": 7}})]
     assert not any(e.get("step") == "ship" for e in wf.history("cancel-1"))

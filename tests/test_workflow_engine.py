@@ -175,7 +175,7 @@ def test_cancel_runs_compensations_and_terminate_does_not():
     assert engine.terminate("b", "operator", 2).status is Status.TERMINATED
     release = run(engine, 3)
     assert (release.workflow_id, release.activity, release.input) == ("a", "release", "A")
-    assert engine.describe("a").status is Status.COMPENSATED and engine.describe("a").reason == "canceled"
+    assert engine.describe("a").status is Status.CANCELED and engine.describe("a").reason == "canceled"
     assert engine.pending_tasks("q", 10) == []
     assert engine.history("b")[-1].type.value == "WorkflowExecutionTerminated"
     assert engine.cancel("b", 4).reason is WorkflowRejectReason.NOT_RUNNING

@@ -299,7 +299,7 @@ def test_replaying_the_log_into_a_fresh_machine_gives_identical_snapshots():
         replica.apply(index, data)
     assert replica.snapshot() == client.machine.snapshot()
     assert client.machine.workflow.describe("w1").status is Status.TERMINATED
-    assert client.machine.workflow.describe("w2").status is Status.COMPENSATED
+    assert client.machine.workflow.describe("w2").status is Status.CANCELED
 
 
 def test_a_session_open_result_still_encodes_as_before():

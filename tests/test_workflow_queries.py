@@ -98,9 +98,9 @@ def test_signal_to_a_missing_closed_or_unwinding_workflow_is_refused():
     engine = engine_with(pay(1))
     assert engine.signal("nope", "go", None, 0).reason is WorkflowRejectReason.NOT_FOUND
     engine.start("w1", "pay", 1, None, 0)
-    engine.cancel("w1", 1)  # nothing to undo: compensated at once
+    engine.cancel("w1", 1)  # nothing to undo: canceled at once
     closed = engine.signal("w1", "go", None, 2)
-    assert closed.reason is WorkflowRejectReason.NOT_RUNNING and closed.message == "workflow 'w1' is compensated; it cannot be signaled"
+    assert closed.reason is WorkflowRejectReason.NOT_RUNNING and closed.message == "workflow 'w1' is canceled; it cannot be signaled"
     engine.start("w2", "pay", 1, None, 3)
     (task,) = engine.pending_tasks("q", 1)
     engine.task_started(task.task_id, 1, 4)

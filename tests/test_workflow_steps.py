@@ -213,7 +213,7 @@ def test_cancel_during_a_timer_cancels_it_and_unwinds():
     assert engine.tick(501) == Ticked(0, 0)  # the canceled timer does not fire
     assert engine.describe("w1").timer_fire_ms is None
     run_task(engine, "q", 600)
-    assert engine.describe("w1").status is Status.COMPENSATED
+    assert engine.describe("w1").status is Status.CANCELED
 
 
 def test_cancel_during_a_signal_wait_and_during_a_group():
@@ -224,7 +224,7 @@ def test_cancel_during_a_signal_wait_and_during_a_group():
     engine.cancel("w1", 502)
     assert engine.tick(60_501) == Ticked(0, 0)  # the wait's timeout is gone with it
     run_task(engine, "q", 60_502)
-    assert engine.describe("w1").status is Status.COMPENSATED
+    assert engine.describe("w1").status is Status.CANCELED
     engine.start("w2", "trip", 1, None, 70_000)
     run_task(engine, "q", 70_001, result="H2", workflow_id="w2")
     engine.tick(70_501)

@@ -31,7 +31,7 @@ from statemachine.workflow.definitions import (
     resolve_input,
 )
 from statemachine.workflow.events import Event, EventType
-from statemachine.workflow.records import CLOSED, ActivityError, Deadline, Status, Task, TaskState, Workflow
+from statemachine.workflow.records import CANCEL_REASON, CLOSED, ActivityError, Deadline, Status, Task, TaskState, Workflow
 from statemachine.workflow.retry import RetryPolicy, interval_ms, should_retry
 
 _NOT_STARTED = {"started_ms": None, "close_deadline_ms": None, "heartbeat_deadline_ms": None, "heartbeat_ms": None}
@@ -40,6 +40,7 @@ _CLOSING_EVENTS = {
     Status.COMPENSATED: EventType.WORKFLOW_EXECUTION_COMPENSATED,
     Status.FAILED: EventType.WORKFLOW_EXECUTION_FAILED,
     Status.TERMINATED: EventType.WORKFLOW_EXECUTION_TERMINATED,
+    Status.CANCELED: EventType.WORKFLOW_EXECUTION_CANCELED,
 }
 _TIMEOUT_ERRORS = {
     Deadline.START_TO_CLOSE: "StartToCloseTimeout",
@@ -346,7 +347,8 @@ class StepRunner:
 
     def _next_compensation(self, workflow: Workflow, now_ms: int) -> None:
         if workflow.compensations_left == 0:
-            self._close(workflow, Status.COMPENSATED, workflow.reason, now_ms)
+            status = Status.CANCELED if workflow.reason == CANCEL_REASON else Status.COMPENSATED
+            self._close(workflow, status, workflow.reason, now_ms)
             return
         step = self._activity_step(workflow, workflow.compensations[workflow.compensations_left - 1])
         try:

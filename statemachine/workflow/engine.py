@@ -54,6 +54,7 @@ from statemachine.workflow._steps import ActivitySpec, StepRunner, step_members
 from statemachine.workflow.definitions import InputError, ParallelStep, SignalStep, Step, TimerStep, WorkflowType, resolve_input
 from statemachine.workflow.events import Event, EventType
 from statemachine.workflow.records import (
+    CANCEL_REASON,
     CLOSED,
     ActivityError,
     ActivityTask,
@@ -287,7 +288,7 @@ class WorkflowEngine(StepRunner):
         if workflow is None or workflow.status is not Status.RUNNING:
             return _not_running(workflow_id, workflow, "canceled")
         self._record(workflow_id, now_ms, EventType.WORKFLOW_EXECUTION_CANCEL_REQUESTED)
-        self._unwind(workflow, "canceled", now_ms)
+        self._unwind(workflow, CANCEL_REASON, now_ms)
         self._close_overflowed(now_ms)
         return WorkflowAccepted(workflow_id, self._workflows[workflow_id].status)
 

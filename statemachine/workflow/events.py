@@ -40,6 +40,7 @@ class EventType(str, enum.Enum):
     WORKFLOW_EXECUTION_CANCEL_REQUESTED = "WorkflowExecutionCancelRequested"
     WORKFLOW_EXECUTION_COMPLETED = "WorkflowExecutionCompleted"
     WORKFLOW_EXECUTION_COMPENSATED = "WorkflowExecutionCompensated"
+    WORKFLOW_EXECUTION_CANCELED = "WorkflowExecutionCanceled"
     WORKFLOW_EXECUTION_FAILED = "WorkflowExecutionFailed"
     WORKFLOW_EXECUTION_TERMINATED = "WorkflowExecutionTerminated"
 

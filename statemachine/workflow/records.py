@@ -18,9 +18,13 @@ class Status(str, enum.Enum):
     COMPENSATED = "compensated"
     FAILED = "failed"
     TERMINATED = "terminated"
+    CANCELED = "canceled"  # cancel requested, and the compensations it ran completed
 
 
-CLOSED = frozenset({Status.COMPLETED, Status.COMPENSATED, Status.FAILED, Status.TERMINATED})
+CLOSED = frozenset({Status.COMPLETED, Status.COMPENSATED, Status.FAILED, Status.TERMINATED, Status.CANCELED})
+# The reason a canceled workflow unwinds with; its final status is then CANCELED, not
+# COMPENSATED. (Other reasons name a step or a compensation, so they never equal it.)
+CANCEL_REASON = "canceled"
 
 
 class TaskState(str, enum.Enum):

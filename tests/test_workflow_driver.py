@@ -1,0 +1,168 @@
+"""The leader's hand-out (cluster/workflows.py) and the worker's attempt handling
+(cluster/worker.py) against stand-ins for the node and the client: the orderings a
+real cluster produces only by chance, made to happen on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from cluster.errors import NodeError
+from cluster.worker import Worker, _Heartbeats
+from cluster.workflow_client import Task
+from cluster.workflows import RETRY_S, WorkflowDriver
+from raft.types import Role
+from raftflow import activity
+from statemachine.workflow.records import ActivityTask
+
+
+class FakeNode:
+    """What WorkflowDriver uses of a RaftNode: a leader whose proposals the test settles."""
+
+    def __init__(self) -> None:
+        self.id = 1
+        self.node = SimpleNamespace(role=Role.LEADER, term=5)
+        self.stopping = False
+        self.proposed: list[tuple[object, asyncio.Future]] = []
+        self.pending = [ActivityTask(7, 1, "w", "act", None, False, 1, "step", "q")]
+        self.machine = SimpleNamespace(workflow=SimpleNamespace(pending_tasks=lambda queue, limit: self.pending[:limit]))
+
+    def state_is_current(self) -> bool:
+        return True
+
+    def check_leader(self) -> None:
+        if self.node.role is not Role.LEADER:
+            raise NodeError(None, "not the leader")
+
+    def submit(self, timestamp_ms, session_id, seq, ack_floor, op) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self.proposed.append((op, future))
+        return future
+
+
+async def settle(condition, what: str, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.001)  # lets the driver's callbacks run: they are the condition
+
+
+async def test_a_task_handed_out_early_is_not_handed_out_again_when_its_start_fails():
+    node = FakeNode()
+    driver = WorkflowDriver(node, rearm_grace_ms=1000)
+    assert [t.task_id for t in await driver._hand_out("q", 10)] == [7]
+    node.proposed[0][1].set_exception(NodeError(None, "proposal dropped"))
+    await asyncio.sleep(0)
+    assert await driver._hand_out("q", 10) == []  # still reserved for the first worker
+    await settle(lambda: len(node.proposed) == 2, "the start to be proposed again")
+    assert node.proposed[1][0] == node.proposed[0][0]  # the same token, not a new hand-out
+    node.proposed[1][1].set_result((9, node.pending[0]))
+    await asyncio.sleep(0)
+    assert 7 not in driver._handing_out
+
+
+async def test_a_start_lost_with_the_term_frees_the_task():
+    node = FakeNode()
+    driver = WorkflowDriver(node, rearm_grace_ms=1000)
+    await driver._hand_out("q", 10)
+    node.node.term = 6  # an election happened (this node won again)
+    node.proposed[0][1].set_exception(NodeError(None, "lost in a leader change"))
+    await asyncio.sleep(0)
+    assert [t.task_id for t in await driver._hand_out("q", 10)] == [7]  # the old worker's report will be stale
+
+
+# --- the worker -----------------------------------------------------------------------
+
+
+class FakeWorkflows:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    async def complete_activity(self, task_id, attempt, result):
+        self.calls.append(("complete", task_id, attempt, result))
+
+    async def fail_activity(self, task_id, attempt, error_type, message, retryable):
+        self.calls.append(("fail", task_id, attempt, error_type, message, retryable))
+
+    async def heartbeat_activity(self, task_id, attempt, details):
+        self.calls.append(("heartbeat", task_id, attempt, details))
+
+
+def task(name: str) -> Task:
+    return Task(3, 1, "w", 1, "step", name, "q", None, False)
+
+
+@activity.defn
+def returns_a_tuple(_):
+    return (1, 2)
+
+
+@activity.defn
+def fails_badly(_):
+    raise ValueError("bad \ud800 surrogate")
+
+
+@activity.defn
+async def beats_then_returns(_):
+    activity.heartbeat({"n": 1})
+    activity.heartbeat({"n": 2})
+    return "done"
+
+
+def make_worker() -> tuple[Worker, FakeWorkflows]:
+    workflows = FakeWorkflows()
+    client = SimpleNamespace(workflows=workflows)
+    worker = Worker(client, task_queue="q", activities=[returns_a_tuple, fails_badly, beats_then_returns],
+                    heartbeat_interval_s=5.0)
+    return worker, workflows
+
+
+async def test_a_result_the_engine_would_refuse_fails_the_step_at_once():
+    worker, workflows = make_worker()
+    worker._launch(task("returns_a_tuple"))
+    await asyncio.gather(*worker._running)
+    (call,) = workflows.calls
+    assert call[0] == "fail" and call[3] == "ResultInvalid" and call[5] is False
+
+
+async def test_a_failure_message_is_made_valid_text():
+    worker, workflows = make_worker()
+    worker._launch(task("fails_badly"))
+    await asyncio.gather(*worker._running)
+    (call,) = workflows.calls
+    assert call[:4] == ("fail", 3, 1, "ValueError") and call[4].encode()  # encodable: no lone surrogate
+
+
+async def test_a_throttled_heartbeat_does_not_delay_the_final_report():
+    worker, workflows = make_worker()
+    started = time.monotonic()
+    worker._launch(task("beats_then_returns"))
+    await asyncio.gather(*worker._running)
+    assert time.monotonic() - started < 2.0  # not the 5 s heartbeat interval
+    assert workflows.calls[-1] == ("complete", 3, 1, "done")
+    assert ("heartbeat", 3, 1, {"n": 2}) not in workflows.calls  # dropped: the report supersedes it
+
+
+async def test_flush_after_a_heartbeat_in_the_throttle_window_ends_cleanly():
+    worker, workflows = make_worker()
+    beats = _Heartbeats(worker, task("x"))
+    beats.report(1)
+    await settle(lambda: workflows.calls, "the first heartbeat")
+    beats.report(2)  # throttled: its sender sleeps
+    await asyncio.sleep(0)
+    await asyncio.wait_for(beats.flush(), 1.0)
+    beats.report(3)  # after the attempt ended: not sent
+    await asyncio.sleep(0)
+    assert workflows.calls == [("heartbeat", 3, 1, 1)]
+
+
+def test_a_worker_refuses_a_poll_wait_the_cluster_would_refuse():
+    with pytest.raises(ValueError, match="poll_wait_s"):
+        Worker(SimpleNamespace(workflows=None), task_queue="q", activities=[returns_a_tuple], poll_wait_s=61)
+
+
+def test_retry_pause_is_short():
+    assert RETRY_S <= 0.1
