@@ -543,6 +543,16 @@ class AsyncClient:
         except grpc.aio.AioRpcError as exc:
             raise _one_node_error(endpoint, exc) from None
 
+    async def set_faults(self, endpoint: str, faults: list[admin_pb2.PeerFault], *, replace: bool) -> admin_pb2.FaultsReply:
+        """Set the network faults node `endpoint` injects toward its peers
+        (replace=True with no faults heals it)."""
+        try:
+            return await admin_pb2_grpc.AdminStub(self._channel(endpoint)).SetFaults(
+                admin_pb2.SetFaultsRequest(faults=faults, replace=replace), timeout=self.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _one_node_error(endpoint, exc) from None
+
     async def transfer_leader(self, target: int) -> admin_pb2.TransferReply:
         deadline = time.monotonic() + self.timeout
         request = admin_pb2.TransferRequest(target_id=target)
@@ -703,3 +713,6 @@ class Client:
 
     def transfer_leader(self, target: int) -> admin_pb2.TransferReply:
         return self._run(self._client.transfer_leader(target))
+
+    def set_faults(self, endpoint: str, faults: list[admin_pb2.PeerFault], *, replace: bool) -> admin_pb2.FaultsReply:
+        return self._run(self._client.set_faults(endpoint, faults, replace=replace))

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 
 from cluster import launcher
@@ -41,11 +42,13 @@ def _add_common(parser: argparse.ArgumentParser, *, output: bool = False) -> Non
 
 
 def add_commands(sub) -> None:
+    from cluster.partition_commands import add_partition_commands  # noqa: PLC0415
     from cluster.workflow_commands import add_worker_command, add_workflow_commands  # noqa: PLC0415
 
     _add_node_commands(sub)
     _add_cluster_commands(sub)
     _add_kv_commands(sub)
+    add_partition_commands(sub)
     add_workflow_commands(sub)
     add_worker_command(sub)
     demo = sub.add_parser(
@@ -105,6 +108,8 @@ def _add_node_commands(sub) -> None:
         ("stop", "stop a node gracefully (SIGTERM: finish the batch, fsync, close)"),
         ("kill", "kill a node (SIGKILL: a crash)"),
         ("start", "start a stopped node again, with its data"),
+        ("pause", "freeze a node (SIGSTOP): it holds its state and its sockets but answers nothing"),
+        ("resume", "let a paused node run again (SIGCONT)"),
     ):
         cmd = node_sub.add_parser(name, help=what, description=what)
         cmd.add_argument("id", type=int, help="node id")
@@ -163,6 +168,12 @@ def _cmd_node_signal(args: argparse.Namespace) -> int:
             return 0
         launcher.start_node(cluster, member)
         print(f"node {member.id} started (pid {member.pid}) at {member.address}")
+        return 0
+    if args.action in ("pause", "resume"):
+        if not launcher.process_alive(member.pid):
+            raise CommandFailed(f"node {member.id} is not running; start it with `raftflow node start {member.id}`")
+        os.kill(member.pid, signal.SIGSTOP if args.action == "pause" else signal.SIGCONT)
+        print(f"node {member.id} {'paused (SIGSTOP)' if args.action == 'pause' else 'resumed (SIGCONT)'}")
         return 0
     was_running = launcher.stop_node(cluster, member, kill=args.action == "kill")
     if not was_running:
@@ -264,8 +275,17 @@ def _status_rows(client: Client, cluster: launcher.ClusterFile | None) -> list[d
             "leader": status.leader_id, "last_index": status.last_index, "commit_index": status.commit_index,
             "applied_index": status.applied_index, "snapshot_index": status.snapshot_index,
             "pid": status.pid or pids.get(endpoint, 0),
+            "network": faults_text(status.faults),
         })
     return rows
+
+
+def faults_text(faults) -> str:
+    """A node's PeerFaults (admin_pb2) as `raftflow cluster status` and `partition show`
+    print them: 'cut from 3,4,5; +100ms both ways with 1'."""
+    from cluster.faults import PeerFault, describe_faults  # noqa: PLC0415
+
+    return describe_faults([PeerFault(f.peer_id, f.drop_out, f.drop_in, f.delay_out_ms, f.delay_in_ms) for f in faults])
 
 
 def _member_id(cluster: launcher.ClusterFile | None, endpoint: str) -> int | None:
@@ -278,14 +298,15 @@ def _print_status(rows: list[dict], output: str) -> None:
     if output == "json":
         print(json.dumps(rows, indent=2))
         return
-    header = ("ID", "ADDRESS", "STATUS", "ROLE", "TERM", "LEADER", "LAST", "COMMIT", "APPLIED")
+    header = ("ID", "ADDRESS", "STATUS", "ROLE", "TERM", "LEADER", "LAST", "COMMIT", "APPLIED", "NETWORK")
     table = [header]
     for r in rows:
         if r["up"]:
             table.append((str(r["id"]), r["address"], "up", r["role"], str(r["term"]), str(r["leader"] or "-"),
-                          str(r["last_index"]), str(r["commit_index"]), str(r["applied_index"])))
+                          str(r["last_index"]), str(r["commit_index"]), str(r["applied_index"]),
+                          r["network"] or "-"))
         else:
-            table.append((str(r["id"] or "?"), r["address"], "down", "-", "-", "-", "-", "-", "-"))
+            table.append((str(r["id"] or "?"), r["address"], "down", "-", "-", "-", "-", "-", "-", "-"))
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

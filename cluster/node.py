@@ -149,7 +149,8 @@ class RaftNode:
         from cluster.services import AdminService, ClientService, WorkflowService  # noqa: PLC0415 (they import this module)
 
         peer_pb2_grpc.add_PeerServicer_to_server(
-            PeerService(cfg.cluster_id, cfg.id, cfg.peers, self.deliver, self.transport.last_heard), self.server
+            PeerService(cfg.cluster_id, cfg.id, cfg.peers, self.deliver, self.transport.last_heard, self.transport.faults),
+            self.server
         )
         client_pb2_grpc.add_ClientServicer_to_server(ClientService(self), self.server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminService(self), self.server)
@@ -219,12 +220,15 @@ class RaftNode:
         if node is None or self._stopping:
             return
         for m in messages:
-            if m.src == node.leader or m.term > node.term:
-                self._last_leader_contact = time.monotonic()
             try:
                 node.step(m)
             except RaftError as exc:  # a message the core refuses is logged, not fatal
                 log.warning("node %d refused %s: %s", self.id, type(m).__name__, exc)
+                continue
+            # Heard from the leader: only a message from the node it now knows as leader
+            # (a pre-vote's higher term is not a leader's word, on the minority side).
+            if m.src == node.leader and m.src != NONE:
+                self._last_leader_contact = time.monotonic()
         self._poke()
 
     def _poke(self) -> None:

@@ -4,6 +4,7 @@ node, typed results back to protobuf. The conversion happens here, once."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 
@@ -11,6 +12,7 @@ import grpc
 import msgpack
 
 from cluster.client import LEADER_METADATA, MAYBE_APPLIED_METADATA, NODE_METADATA, status_code
+from cluster.faults import PeerFault, describe_faults
 from cluster.node import VERSION, NodeError, RaftNode
 from cluster.workflow_proto import (
     DEFAULT_LIST_LIMIT,
@@ -44,6 +46,7 @@ from statemachine.commands import (
     validate_op,
 )
 
+log = logging.getLogger("raftflow.services")
 _CONSISTENCY = {
     client_pb2.LINEARIZABLE: "linearizable",
     client_pb2.LEASE: "lease",
@@ -130,6 +133,13 @@ async def _abort(context, error: NodeError, node_id: int):
     if error.leader != NONE:
         metadata.append((LEADER_METADATA, f"{error.leader} {error.leader_address}"))
     await context.abort(error.code, error.message, trailing_metadata=tuple(metadata))
+
+
+def _fault_to_proto(fault: PeerFault) -> admin_pb2.PeerFault:
+    return admin_pb2.PeerFault(
+        peer_id=fault.peer_id, drop_out=fault.drop_out, drop_in=fault.drop_in,
+        delay_out_ms=fault.delay_out_ms, delay_in_ms=fault.delay_in_ms,
+    )
 
 
 class _NodeService:
@@ -255,6 +265,7 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
             last_index=st.last_index, commit_index=st.commit, applied_index=rn.machine.applied_index,
             snapshot_index=st.snapshot_index, leader_unknown_s=rn.leader_unknown_s(), pid=os.getpid(),
             pending_proposals=len(rn._queued) + len(rn._waiting), version=VERSION,
+            faults=[_fault_to_proto(f) for f in rn.transport.faults.faults()],
         )
         for peer_id, address in sorted(rn.config.peers.items()):
             if peer_id == rn.id:
@@ -293,6 +304,19 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
             f"node {target} did not take over within {3 * rn.config.election_ticks * rn.config.tick_ms} ms; "
             f"node {node.leader or 'unknown'} leads",
         )
+
+    async def SetFaults(self, request, context):
+        transport = self.node.transport
+        try:
+            faults = [
+                PeerFault(f.peer_id, f.drop_out, f.drop_in, f.delay_out_ms, f.delay_in_ms) for f in request.faults
+            ]
+            transport.faults.set(faults, replace=request.replace)
+        except ValueError as exc:
+            await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        now = transport.faults.faults()
+        log.info("node %d network faults: %s", self.node.id, describe_faults(now) or "none")
+        return admin_pb2.FaultsReply(faults=[_fault_to_proto(f) for f in now])
 
     async def StateHash(self, request, context):
         machine = self.node.machine

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import grpc
 
+from cluster.faults import FaultFilter
 from proto import peer_pb2, peer_pb2_grpc
 from raft.codec import DecodeError, decode_message, encode_message
 from raft.types import InstallSnapshot, Message
@@ -173,7 +174,8 @@ def _describe(exc: BaseException) -> str:
 
 
 class Transport:
-    """Every outbound link of one node, and when each peer was last heard from."""
+    """Every outbound link of one node, when each peer was last heard from, and the
+    faults injected between them (`cluster/faults.py`)."""
 
     def __init__(self, cluster_id: str, self_id: int, peers: dict[int, str]) -> None:
         self.links = {
@@ -182,6 +184,7 @@ class Transport:
             if peer_id != self_id
         }
         self.last_heard: dict[int, float] = {}  # peer id -> time.monotonic()
+        self.faults = FaultFilter(self_id, frozenset(self.links))
 
     def start(self) -> None:
         for link in self.links.values():
@@ -191,11 +194,20 @@ class Transport:
         await asyncio.gather(*(link.close() for link in self.links.values()))
 
     def send(self, messages: list[Message]) -> None:
+        faults = self.faults
         snapshots: dict[int, list[bytes]] = {}
         for m in messages:
             link = self.links.get(m.dst)
             if link is None:
                 continue
+            if faults:
+                if faults.drops_out(m.dst):
+                    link.dropped += 1
+                    continue
+                delay = faults.delay_out_s(m.dst)
+                if delay > 0:
+                    asyncio.get_running_loop().call_later(delay, self._send_late, m)
+                    continue
             if isinstance(m, InstallSnapshot):
                 snapshots.setdefault(m.dst, []).append(encode_message(m))
             else:
@@ -203,9 +215,19 @@ class Transport:
         for dst, chunks in snapshots.items():
             self.links[dst].send_snapshot(chunks)
 
+    def _send_late(self, m: Message) -> None:
+        """A delayed message leaves now, unless its peer has been cut meanwhile."""
+        link = self.links[m.dst]
+        if self.faults.drops_out(m.dst):
+            link.dropped += 1
+        elif isinstance(m, InstallSnapshot):
+            link.send_snapshot([encode_message(m)])
+        else:
+            link.send(encode_message(m))
+
     def reachable(self) -> int:
-        """Peers whose stream is up (this node not counted)."""
-        return sum(1 for link in self.links.values() if link.connected)
+        """Peers whose stream is up and not cut by an injected fault (this node not counted)."""
+        return sum(1 for peer, link in self.links.items() if link.connected and not self.faults.cut(peer))
 
 
 class PeerService(peer_pb2_grpc.PeerServicer):
@@ -213,13 +235,14 @@ class PeerService(peer_pb2_grpc.PeerServicer):
 
     def __init__(
         self, cluster_id: str, self_id: int, peers: dict[int, str], deliver: Callable[[list[Message]], None],
-        last_heard: dict[int, float],
+        last_heard: dict[int, float], faults: FaultFilter | None = None,
     ) -> None:
         self.cluster_id = cluster_id
         self.self_id = self_id
         self.peers = peers
         self.deliver = deliver
         self.last_heard = last_heard
+        self.faults = faults or FaultFilter(self_id, frozenset(p for p in peers if p != self_id))
 
     def _check(self, cluster_id: str, from_id: int, to_id: int) -> str | None:
         if cluster_id != self.cluster_id:
@@ -248,6 +271,17 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             messages = self._decode(raw_messages, from_id)
         except DecodeError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {what}: {exc}")
+        faults = self.faults
+        if faults:
+            if faults.drops_in(from_id):
+                return  # as if it never arrived: not even heard from
+            delay = faults.delay_in_s(from_id)
+            if delay > 0:
+                asyncio.get_running_loop().call_later(delay, self._heard, from_id, messages)
+                return
+        self._heard(from_id, messages)
+
+    def _heard(self, from_id: int, messages: list[Message]) -> None:
         self.last_heard[from_id] = time.monotonic()
         self.deliver(messages)
 

@@ -25,7 +25,7 @@ class PeerState(_message.Message):
     def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., connected: _Optional[bool] = ..., last_heard_s: _Optional[float] = ..., progress: _Optional[str] = ...) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("id", "address", "cluster_id", "role", "term", "leader_id", "leader_address", "last_index", "commit_index", "applied_index", "snapshot_index", "leader_unknown_s", "peers", "pid", "pending_proposals", "version")
+    __slots__ = ("id", "address", "cluster_id", "role", "term", "leader_id", "leader_address", "last_index", "commit_index", "applied_index", "snapshot_index", "leader_unknown_s", "peers", "pid", "pending_proposals", "version", "faults")
     ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class StatusReply(_message.Message):
     PID_FIELD_NUMBER: _ClassVar[int]
     PENDING_PROPOSALS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    FAULTS_FIELD_NUMBER: _ClassVar[int]
     id: int
     address: str
     cluster_id: str
@@ -58,7 +59,36 @@ class StatusReply(_message.Message):
     pid: int
     pending_proposals: int
     version: str
-    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., cluster_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., last_index: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., leader_unknown_s: _Optional[float] = ..., peers: _Optional[_Iterable[_Union[PeerState, _Mapping]]] = ..., pid: _Optional[int] = ..., pending_proposals: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
+    faults: _containers.RepeatedCompositeFieldContainer[PeerFault]
+    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., cluster_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., last_index: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., leader_unknown_s: _Optional[float] = ..., peers: _Optional[_Iterable[_Union[PeerState, _Mapping]]] = ..., pid: _Optional[int] = ..., pending_proposals: _Optional[int] = ..., version: _Optional[str] = ..., faults: _Optional[_Iterable[_Union[PeerFault, _Mapping]]] = ...) -> None: ...
+
+class PeerFault(_message.Message):
+    __slots__ = ("peer_id", "drop_out", "drop_in", "delay_out_ms", "delay_in_ms")
+    PEER_ID_FIELD_NUMBER: _ClassVar[int]
+    DROP_OUT_FIELD_NUMBER: _ClassVar[int]
+    DROP_IN_FIELD_NUMBER: _ClassVar[int]
+    DELAY_OUT_MS_FIELD_NUMBER: _ClassVar[int]
+    DELAY_IN_MS_FIELD_NUMBER: _ClassVar[int]
+    peer_id: int
+    drop_out: bool
+    drop_in: bool
+    delay_out_ms: int
+    delay_in_ms: int
+    def __init__(self, peer_id: _Optional[int] = ..., drop_out: _Optional[bool] = ..., drop_in: _Optional[bool] = ..., delay_out_ms: _Optional[int] = ..., delay_in_ms: _Optional[int] = ...) -> None: ...
+
+class SetFaultsRequest(_message.Message):
+    __slots__ = ("faults", "replace")
+    FAULTS_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    faults: _containers.RepeatedCompositeFieldContainer[PeerFault]
+    replace: bool
+    def __init__(self, faults: _Optional[_Iterable[_Union[PeerFault, _Mapping]]] = ..., replace: _Optional[bool] = ...) -> None: ...
+
+class FaultsReply(_message.Message):
+    __slots__ = ("faults",)
+    FAULTS_FIELD_NUMBER: _ClassVar[int]
+    faults: _containers.RepeatedCompositeFieldContainer[PeerFault]
+    def __init__(self, faults: _Optional[_Iterable[_Union[PeerFault, _Mapping]]] = ...) -> None: ...
 
 class TransferRequest(_message.Message):
     __slots__ = ("target_id",)

@@ -49,6 +49,11 @@ class AdminStub:
                 request_serializer=proto_dot_admin__pb2.StateHashRequest.SerializeToString,
                 response_deserializer=proto_dot_admin__pb2.StateHashReply.FromString,
                 _registered_method=True)
+        self.SetFaults = channel.unary_unary(
+                '/raftflow.admin.Admin/SetFaults',
+                request_serializer=proto_dot_admin__pb2.SetFaultsRequest.SerializeToString,
+                response_deserializer=proto_dot_admin__pb2.FaultsReply.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -74,6 +79,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetFaults(self, request, context):
+        """INVALID_ARGUMENT (and no change) for a peer that is not a member, this node
+        itself, or a delay above 60000 ms.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +104,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.StateHash,
                     request_deserializer=proto_dot_admin__pb2.StateHashRequest.FromString,
                     response_serializer=proto_dot_admin__pb2.StateHashReply.SerializeToString,
+            ),
+            'SetFaults': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetFaults,
+                    request_deserializer=proto_dot_admin__pb2.SetFaultsRequest.FromString,
+                    response_serializer=proto_dot_admin__pb2.FaultsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -174,6 +192,33 @@ class Admin:
             '/raftflow.admin.Admin/StateHash',
             proto_dot_admin__pb2.StateHashRequest.SerializeToString,
             proto_dot_admin__pb2.StateHashReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetFaults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftflow.admin.Admin/SetFaults',
+            proto_dot_admin__pb2.SetFaultsRequest.SerializeToString,
+            proto_dot_admin__pb2.FaultsReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -230,7 +230,7 @@ def status_json(cluster: LocalCluster) -> list[dict]:
 
 def test_cluster_up_prints_the_members_with_one_leader_and_writes_the_cluster_file(shared):
     rows = table(succeeded(shared.up_result))
-    assert rows[0] == ["ID", "ADDRESS", "STATUS", "ROLE", "TERM", "LEADER", "LAST", "COMMIT", "APPLIED"]
+    assert rows[0] == ["ID", "ADDRESS", "STATUS", "ROLE", "TERM", "LEADER", "LAST", "COMMIT", "APPLIED", "NETWORK"]
     assert [r[:3] for r in rows[1:]] == [[str(i), f"127.0.0.1:{shared.base_port + i - 1}", "up"] for i in (1, 2, 3)]
     assert [r[3] for r in rows[1:]].count("leader") == 1
 
@@ -258,7 +258,7 @@ def test_cluster_status_as_json_and_as_a_table(shared):
     assert len({r["term"] for r in rows}) == 1, rows
 
     lines = table(succeeded(shared.cli("cluster", "status")))
-    assert lines[0] == ["ID", "ADDRESS", "STATUS", "ROLE", "TERM", "LEADER", "LAST", "COMMIT", "APPLIED"]
+    assert lines[0] == ["ID", "ADDRESS", "STATUS", "ROLE", "TERM", "LEADER", "LAST", "COMMIT", "APPLIED", "NETWORK"]
     assert len(lines) == 4
 
 

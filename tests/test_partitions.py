@@ -1,0 +1,127 @@
+"""Partitions in the real cluster, caused from the CLI the way a user causes them:
+5 node processes on 127.0.0.1, `raftflow partition ...`, and what each side answers.
+
+The consistency/availability trade-off, shown: during a 2|3 split the majority keeps
+(or elects) a leader and accepts writes; the minority refuses writes and
+linearizable reads within a bounded time, with an error naming the cause, and
+serves stale reads marked stale; after `heal` it catches up.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from cluster.client import Client, RaftflowError, Unavailable
+from procnet import ProcCluster, wait_until
+from test_cli_cluster import one_line_error, raftflow, succeeded
+
+REFUSE_WITHIN_S = 5.0  # a minority write must fail within this, never hang
+
+
+@pytest.fixture
+def five(tmp_path):
+    pc = ProcCluster(str(tmp_path / "c"), 5)
+    try:
+        pc.start()
+        pc.wait_leader()
+        yield pc
+    finally:
+        pc.close()
+
+
+def cli(pc: ProcCluster, *args: str):
+    return raftflow(*args, "--dir", pc.cluster.dir)
+
+
+def side_client(pc: ProcCluster, ids) -> Client:
+    return Client([pc.address(i) for i in ids], timeout=REFUSE_WITHIN_S, no_leader_timeout=1.0)
+
+
+def test_a_split_shows_the_trade_off_and_heal_converges(five):
+    pc = five
+    leader = pc.wait_leader()
+    succeeded(cli(pc, "kv", "put", "k", "old"))
+    minority = [leader, next(i for i in range(1, 6) if i != leader)]  # the old leader is in the minority
+    majority = [i for i in range(1, 6) if i not in minority]
+    out = succeeded(cli(pc, "partition", "split", f"{minority[0]},{minority[1]}|{','.join(map(str, majority))}"))
+    assert f"node {majority[0]}: cut from" in out
+
+    status = json.loads(succeeded(cli(pc, "cluster", "status", "-o", "json")))
+    assert all(row["network"].startswith("cut from") for row in status)
+
+    new_leader = pc.wait_leader(exclude=set(minority))  # the majority elects (or keeps) a leader
+    assert new_leader in majority
+    with side_client(pc, majority) as c:
+        assert c.put("k", b"new").revision >= 2
+
+    with side_client(pc, minority) as c:
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="no quorum|no leader"):
+            c.put("k", b"lost")
+        assert time.monotonic() - started < REFUSE_WITHIN_S
+        with pytest.raises(RaftflowError):
+            c.get("k", consistency="linearizable")
+        stale = c.get("k", consistency="stale", endpoint=pc.address(minority[1]))
+        assert stale.stale and stale.value == b"old"
+
+    succeeded(cli(pc, "partition", "heal"))
+    with side_client(pc, minority) as c:
+        caught_up = wait_until(
+            lambda: c.get("k", consistency="stale", endpoint=pc.address(minority[1])).value == b"new", 20,
+            "the minority to catch up after heal",
+        )
+        assert caught_up
+    assert len(set(pc.wait_converged().values())) == 1
+
+
+def test_an_isolated_leader_steps_down_and_no_two_leaders_accept_writes(five):
+    pc = five
+    old = pc.wait_leader()
+    succeeded(cli(pc, "partition", "isolate", str(old)))
+    new = pc.wait_leader(exclude={old})
+    with side_client(pc, [old]) as c:
+        # CheckQuorum: within an election timeout the isolated leader knows it leads no one.
+        wait_until(lambda: c.status(pc.address(old)).role != "leader", 10, "the isolated leader to step down")
+        with pytest.raises(RaftflowError):
+            c.get("k", consistency="lease")  # its lease ended with its leadership
+        with pytest.raises(Unavailable):
+            c.put("k", b"from the old leader")
+    with side_client(pc, [i for i in range(1, 6) if i != old]) as c:
+        c.put("k", b"from the new leader")
+        terms = {i: c.status(pc.address(i)).term for i in range(1, 6) if i != old}
+    assert len(set(terms.values())) == 1  # one term on the majority side: one leader in it (node {new})
+    succeeded(cli(pc, "partition", "heal"))
+    assert len(set(pc.wait_converged().values())) == 1
+    assert pc.client.get("k").value == b"from the new leader"
+
+
+def test_oneway_delay_pause_and_bad_input(five):
+    pc = five
+    out = succeeded(cli(pc, "partition", "oneway", "1", "2"))
+    assert "node 1: drops to 2" in out and "node 2: drops from 1" in out
+    out = succeeded(cli(pc, "partition", "delay", "3", "40"))
+    assert "node 3: +40ms both ways with 1,2,4,5" in out and "node 1: drops to 2" in out  # added, not replaced
+    assert "drops to 2" in succeeded(cli(pc, "partition", "show"))
+    succeeded(cli(pc, "kv", "put", "slow", "but fine"))
+    succeeded(cli(pc, "partition", "heal"))
+    assert succeeded(cli(pc, "partition", "show")).count("no faults") == 5
+
+    one_line_error(cli(pc, "partition", "split", "1,2|3,4"), "5", "no side", code=2)
+    one_line_error(cli(pc, "partition", "split", "1,2,3"), "two sides", code=2)
+    one_line_error(cli(pc, "partition", "split", "1,2|2,3,4,5"), "more than one side", code=2)
+    one_line_error(cli(pc, "partition", "isolate", "9"), "not a member", code=2)
+    one_line_error(cli(pc, "partition", "delay", "1", "70000"), "60000", code=2)
+    one_line_error(cli(pc, "partition", "oneway", "2", "2"), "both node 2", code=2)
+
+    follower = next(i for i in range(1, 6) if i != pc.wait_leader())
+    assert "paused" in succeeded(cli(pc, "node", "pause", str(follower)))
+    try:
+        succeeded(cli(pc, "kv", "put", "while", "paused"))  # 4 of 5 still commit
+        rows = {r["id"] or 0: r for r in json.loads(succeeded(cli(pc, "cluster", "status", "-o", "json")))}
+        assert not any(r["up"] and r["id"] == follower for r in rows.values())
+    finally:
+        assert "resumed" in succeeded(cli(pc, "node", "resume", str(follower)))
+    assert len(set(pc.wait_converged().values())) == 1
