@@ -58,7 +58,9 @@ def add_commands(sub) -> None:
         "happened once per idempotency key, and that all nodes agree. kv: writes through the client with the "
         "leader SIGKILLed mid-way; checks every acknowledged write is there exactly once on every node.",
     )
-    demo.add_argument("which", nargs="?", choices=("saga", "kv"), default="saga", help="which demo (default saga)")
+    demo.add_argument("which", nargs="?", choices=("saga", "kv", "cap"), default="saga",
+                      help="which demo (default saga; cap: a 2|3 split on 5 nodes, the CAP trade-off)")
+    demo.add_argument("--plot", metavar="FILE.png", help="cap: draw the timeline (needs matplotlib)")
     demo.add_argument("--dir", help="keep the cluster's files here (default: a temporary folder, removed)")
     demo.add_argument("--writes", type=int, default=300, help="kv: writes in all (default 300)")
     demo.add_argument("--workflows", type=int, default=40, help="saga: order sagas in the batch (default 40)")
@@ -66,6 +68,10 @@ def add_commands(sub) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.which == "cap":
+        from cluster.cap_demo import run_cap_demo  # noqa: PLC0415
+
+        return run_cap_demo(args.dir, args.plot)
     if args.which == "saga":
         from cluster.saga_demo import run_saga_demo  # noqa: PLC0415
 

@@ -125,3 +125,20 @@ def test_oneway_delay_pause_and_bad_input(five):
     finally:
         assert "resumed" in succeeded(cli(pc, "node", "resume", str(follower)))
     assert len(set(pc.wait_converged().values())) == 1
+
+
+def test_the_cap_demo_tells_its_story_and_says_ok(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "cluster.cli", "demo", "cap", "--dir", str(tmp_path / "cap")],
+        capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "verdict: OK" in out
+    for step in ("split", "put color=green (majority)", "put color=red (minority)", "refused", "get color (stale)",
+                 "blue (stale", "heal", "green: caught up", "equal on every node"):
+        assert step in out, step
+    assert "majority commits again after" in out and "minority refuses a write within" in out
