@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/core_bench.py
 	$(BIN)/python bench/wal_bench.py --quick
 	$(BIN)/python bench/cluster_bench.py $(if $(QUICK),--quick,)
+	$(BIN)/python bench/workflow_bench.py $(if $(QUICK),--quick,)
 
 # Regenerate the gRPC modules from proto/*.proto (they are committed, so installing
 # needs no generator; tests/test_proto.py fails when they are out of date).
