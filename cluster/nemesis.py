@@ -106,7 +106,7 @@ async def _resume(pid: int) -> None:
 
 
 async def _client_loop(client_id: int, endpoints: list[str], rng: random.Random, stop: asyncio.Event,
-                       history: list[dict], started: float) -> None:
+                       history: list[dict], started: float, clients_hint: int = 4) -> None:
     counter = 0
     async with AsyncClient(endpoints, timeout=2.0, no_leader_timeout=1.0, rng=random.Random(rng.random())) as c:
         while not stop.is_set():
@@ -123,10 +123,14 @@ async def _client_loop(client_id: int, endpoints: list[str], rng: random.Random,
                     read = await c.get(key, consistency="linearizable")
                     op["result"] = read.value.decode() if read.value is not None else None
                 else:
-                    expected = rng.choice([None, *(f"{rng.randrange(8)}-{rng.randrange(1, 40)}",)])
-                    op["value"], op["expected"] = value, expected
-                    result = await (c.cas(key, value.encode(), expected_value=expected.encode()) if expected
-                                    else c.cas(key, value.encode(), expected_revision=0))
+                    expected = rng.choice([None, f"{rng.randrange(clients_hint)}-{rng.randrange(1, 40)}"])
+                    op["value"] = value
+                    if expected is None:  # the key must not exist
+                        op["expected_revision"] = 0
+                        result = await c.cas(key, value.encode(), expected_revision=0)
+                    else:
+                        op["expected"] = expected
+                        result = await c.cas(key, value.encode(), expected_value=expected.encode())
                     op["succeeded"] = result.succeeded
                 op["outcome"] = "ok"
             except OutcomeUnknown:
