@@ -206,9 +206,18 @@ class _Stream:
             self.pending.pop(cmd.request_id, None)
 
     def close(self) -> None:
+        """End the call and fail what waits on it now: the reader may never run (a
+        stream closed right after it opened, when another call on the same node
+        found it gone), and a command must not wait out its whole timeout for it."""
         self._outbox.put_nowait(None)
         self.call.cancel()
         self.reader.cancel()
+        if self.failed is None:
+            self.failed = ConnectionError("stream closed")
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(self.failed)
+        self.pending.clear()
 
 
 def _expire(future: asyncio.Future) -> None:

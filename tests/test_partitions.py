@@ -142,3 +142,50 @@ def test_the_cap_demo_tells_its_story_and_says_ok(tmp_path):
                  "blue (stale", "heal", "green: caught up", "equal on every node"):
         assert step in out, step
     assert "majority commits again after" in out and "minority refuses a write within" in out
+
+
+def test_workflows_on_the_minority_fail_clearly_and_none_is_lost_after_heal(five, tmp_path):
+    """Sagas running through a 2|3 split with the leader on the small side: commands
+    sent to the minority fail with a clear error and change nothing; the worker
+    follows the new leader; after heal every saga closes as its order calls for."""
+    import os
+    import subprocess
+    import sys
+
+    from cluster import launcher
+    from cluster.saga_demo import EXAMPLE, expected_status, orders
+    from statemachine.workflow.definitions import load_definition
+
+    pc = five
+    leader = pc.wait_leader()
+    pc.client.workflows.register(load_definition(os.path.join(EXAMPLE, "order_saga.yaml")))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cluster.cli", "worker", "--activities", os.path.join(EXAMPLE, "activities.py"),
+         "--task-queue", "orders", "--endpoints", ",".join(pc.cluster.endpoints)],
+        stdin=subprocess.DEVNULL, stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT,
+        env={**os.environ, "RAFTFLOW_LEDGER": str(tmp_path / "ledger")}, start_new_session=True,
+    )
+    try:
+        batch = orders(14)
+        for order in batch[:7]:
+            pc.client.workflows.start("order_saga", workflow_id=f"p-{order['order_id']}", input=order)
+        minority = [leader, next(i for i in range(1, 6) if i != leader)]
+        majority = [i for i in range(1, 6) if i not in minority]
+        succeeded(cli(pc, "partition", "split", f"{minority[0]},{minority[1]}|{','.join(map(str, majority))}"))
+        with side_client(pc, minority) as c:
+            # Once the old leader has stepped down (CheckQuorum), nothing is proposed there.
+            wait_until(lambda: all(c.status(pc.address(i)).role != "leader" for i in minority), 10,
+                       "the minority to have no leader")
+            with pytest.raises(Unavailable, match="no quorum|no leader"):
+                c.workflows.start("order_saga", workflow_id="p-minority", input=batch[7])
+        with side_client(pc, majority) as c:
+            for order in batch[7:]:
+                c.workflows.start("order_saga", workflow_id=f"p-{order['order_id']}", input=order)
+        succeeded(cli(pc, "partition", "heal"))
+        outcomes = {o["order_id"]: pc.client.workflows.wait(f"p-{o['order_id']}", timeout=60)["status"] for o in batch}
+    finally:
+        launcher.stop_process(worker)
+    assert outcomes == {o["order_id"]: expected_status(o) for o in batch}
+    with pytest.raises(RaftflowError, match="p-minority"):
+        pc.client.workflows.describe("p-minority")  # the refused start left nothing behind
+    assert len(set(pc.wait_converged().values())) == 1

@@ -166,3 +166,29 @@ def test_a_worker_refuses_a_poll_wait_the_cluster_would_refuse():
 
 def test_retry_pause_is_short():
     assert RETRY_S <= 0.1
+
+
+async def test_closing_a_stream_before_its_reader_ran_fails_its_commands_at_once():
+    """A stream opened for a command and closed at once (another call on the same
+    node found it gone) must not leave the command waiting out its timeout."""
+    from cluster.client import _Stream
+
+    class Call:
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            await asyncio.Event().wait()  # never answers
+
+        def cancel(self):
+            pass
+
+    stub = SimpleNamespace(ExecuteStream=lambda requests: Call())
+    stream = _Stream(stub)
+    waiting = asyncio.get_running_loop().create_future()
+    stream.pending[1] = waiting  # what send() registers before it awaits
+    stream.close()  # before the reader task got its first turn
+    started = time.monotonic()
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(waiting, 5)
+    assert time.monotonic() - started < 1.0
