@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 # Seeds for the simulation sweep in `make test` and `make soak`.
 SIM_SEEDS  ?= 2000
 SOAK_SEEDS ?= 100000
+# Seconds of each nemesis soak run (3 and 5 real nodes) in `make soak`.
+NEMESIS_S ?= 300
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: demo demo-sim test soak bench proto clean
@@ -35,6 +37,7 @@ soak: $(STAMP)
 	$(BIN)/raftflow sim --nodes 3 --seed 0 --seeds $$(($(SOAK_SEEDS) / 2)) --steps 1000 --jobs $(JOBS) --quiet
 	$(BIN)/raftflow sim --nodes 5 --seed $$(($(SOAK_SEEDS) / 2)) --seeds $$(($(SOAK_SEEDS) / 2)) --steps 1000 --jobs $(JOBS) --quiet
 	HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest -q -n $(JOBS) tests/test_sim.py -k hypothesis
+	RAFTFLOW_NEMESIS_S=$(NEMESIS_S) $(BIN)/python -m pytest -q -m soak tests/test_nemesis.py
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

@@ -627,6 +627,8 @@ class _Tracker:
         self.last_problem = message
         self.attempts += 1
         if time.monotonic() >= self.deadline:
+            if self.outcome_unknown:  # an earlier attempt reached a log
+                raise OutcomeUnknown(f"{message}; an earlier attempt may have been applied")
             raise Busy(message)
 
     def redirected(self) -> None:

@@ -178,7 +178,10 @@ def _cmd_node_signal(args: argparse.Namespace) -> int:
     if args.action in ("pause", "resume"):
         if not launcher.process_alive(member.pid):
             raise CommandFailed(f"node {member.id} is not running; start it with `raftflow node start {member.id}`")
-        os.kill(member.pid, signal.SIGSTOP if args.action == "pause" else signal.SIGCONT)
+        try:
+            os.kill(member.pid, signal.SIGSTOP if args.action == "pause" else signal.SIGCONT)
+        except ProcessLookupError:
+            raise CommandFailed(f"node {member.id} exited just now; start it with `raftflow node start {member.id}`") from None
         print(f"node {member.id} {'paused (SIGSTOP)' if args.action == 'pause' else 'resumed (SIGCONT)'}")
         return 0
     was_running = launcher.stop_node(cluster, member, kill=args.action == "kill")

@@ -108,7 +108,8 @@ class FaultFilter:
         return 0.0 if fault is None else fault.delay_in_ms / 1000
 
     def cut(self, peer_id: int) -> bool:
-        """No message gets through one way or the other."""
+        """Messages are dropped in at least one direction: the peer cannot take part
+        in a quorum round with this node."""
         return self.drops_out(peer_id) or self.drops_in(peer_id)
 
     def __bool__(self) -> bool:

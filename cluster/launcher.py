@@ -190,6 +190,8 @@ def stop_node(cluster: ClusterFile, member: Member, *, kill: bool = False, timeo
         cluster.save()
         return False
     os.kill(member.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    if not kill:
+        os.kill(member.pid, signal.SIGCONT)  # a paused node (`node pause`) must run to act on SIGTERM
     deadline = time.monotonic() + timeout
     while process_alive(member.pid):
         if time.monotonic() > deadline:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from cluster import launcher
-from cluster.client import AsyncClient, Client, OutcomeUnknown, RaftflowError, run_sync
+from cluster.client import AsyncClient, Busy, Client, InvalidArgument, RaftflowError, Unavailable, run_sync
 from cluster.partition_commands import cut_plan
 from proto import admin_pb2
 
@@ -133,10 +133,10 @@ async def _client_loop(client_id: int, endpoints: list[str], rng: random.Random,
                         result = await c.cas(key, value.encode(), expected_value=expected.encode())
                     op["succeeded"] = result.succeeded
                 op["outcome"] = "ok"
-            except OutcomeUnknown:
-                op["outcome"] = "fail" if kind == "get" else "unknown"  # a read has no effect to be unsure of
+            except (Unavailable, Busy, InvalidArgument):
+                op["outcome"] = "fail"  # never reached a log: certainly no effect
             except RaftflowError:
-                op["outcome"] = "fail"  # the client never sent it, or a node refused it before the log
+                op["outcome"] = "fail" if kind == "get" else "unknown"  # a read has no effect to be unsure of
             op["complete"] = time.monotonic() - started
             history.append(op)
 
@@ -154,6 +154,7 @@ def run(cluster: launcher.ClusterFile, *, seed: int, duration_s: float, clients:
             launcher.start_node(cluster, m)
     result = NemesisResult(seed, history, faults)
     with Client(cluster.endpoints, timeout=5.0, no_leader_timeout=5.0) as admin:
+        _heal_everything(cluster, admin)
         result.hashes = _converged(cluster, admin)
         for key in KEYS:
             invoke = time.monotonic() - started
@@ -177,6 +178,25 @@ async def _clients(cluster, rng, clients, duration_s, fault_every_s, history, st
         stop.set()
         await asyncio.gather(*tasks, faults)
     return nemesis.log
+
+
+def _heal_everything(cluster: launcher.ClusterFile, client: Client, timeout: float = 30.0) -> None:
+    """Every node resumed and without faults, checked by asking it (a heal during the
+    run may have missed a node that was slow to answer)."""
+    deadline = time.monotonic() + timeout
+    for m in cluster.members:
+        if launcher.process_alive(m.pid):
+            os.kill(m.pid, signal.SIGCONT)
+        while True:
+            try:
+                if not client.status(m.address, timeout=1.0).faults:
+                    break
+                client.set_faults(m.address, [], replace=True)
+            except RaftflowError:
+                pass
+            if time.monotonic() > deadline:
+                raise launcher.LauncherError(f"node {m.id} still has network faults {timeout:.0f}s after the run")
+            time.sleep(0.05)  # polling another process
 
 
 def _converged(cluster: launcher.ClusterFile, client: Client, timeout: float = 30.0) -> dict[int, str]:

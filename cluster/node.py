@@ -47,7 +47,7 @@ from proto import admin_pb2_grpc, client_pb2_grpc, peer_pb2_grpc, workflow_pb2_g
 from raft.disk import DiskStorage, StorageFailed
 from raft.fs import OsFS
 from raft.node import Node
-from raft.types import NONE, EntryKind, LeaseExpired, Message, NotLeader, ProposalDropped, RaftError, Ready, Role
+from raft.types import NONE, AppendEntries, EntryKind, Heartbeat, InstallSnapshot, LeaseExpired, Message, NotLeader, ProposalDropped, RaftError, Ready, Role
 from statemachine import Machine
 from statemachine.commands import Command, Op, encode_command
 
@@ -56,6 +56,8 @@ log = logging.getLogger("raftflow.node")
 VERSION = "0.1.0"
 GC_FREEZE_ENTRIES = 50_000  # applied entries between two gc.freeze() calls
 APPLY_CHUNK = 1024  # entries applied between two turns of the event loop
+LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
+LEASE_STALL_TICKS = 3  # a gap this many ticks long between two ticks ends the leader's lease
 
 
 class _NoSyncFS(OsFS):
@@ -225,9 +227,10 @@ class RaftNode:
             except RaftError as exc:  # a message the core refuses is logged, not fatal
                 log.warning("node %d refused %s: %s", self.id, type(m).__name__, exc)
                 continue
-            # Heard from the leader: only a message from the node it now knows as leader
-            # (a pre-vote's higher term is not a leader's word, on the minority side).
-            if m.src == node.leader and m.src != NONE:
+            # Heard from the leader: only a leader's message (append, heartbeat,
+            # snapshot) in this term from the node it now knows as leader; a pre-vote
+            # (even from the old leader, on the minority side) is not.
+            if isinstance(m, LEADER_MESSAGES) and m.src == node.leader and m.term == node.term:
                 self._last_leader_contact = time.monotonic()
         self._poke()
 
@@ -247,9 +250,14 @@ class RaftNode:
 
     async def _tick(self) -> None:
         """One `tick()` per tick_ms. A late loop does not catch up missed ticks:
-        a stalled process then waits longer before campaigning, never less."""
+        a stalled process then waits longer before campaigning, never less. But the
+        leader's lease is counted in ticks, so missed ticks would stretch it past the
+        real time the others wait before electing another leader: a leader that was
+        stalled (paused, swapped out, a long collection) gives its lease up and earns
+        it again with the next acknowledged heartbeat round."""
         loop = asyncio.get_running_loop()
         deadline = loop.time()
+        last = loop.time()
         while True:
             deadline += self.tick_s
             delay = deadline - loop.time()
@@ -258,6 +266,10 @@ class RaftNode:
                 delay = 0
             await asyncio.sleep(delay)
             assert self.node is not None
+            now = loop.time()
+            if now - last > LEASE_STALL_TICKS * self.tick_s:
+                self.node.expire_lease()
+            last = now
             self.node.tick()
             self._poke()
 

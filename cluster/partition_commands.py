@@ -129,13 +129,14 @@ def _members(client: Client) -> tuple[list[int], dict[int, str], Plan, list[str]
     addresses: dict[int, str] = {}
     current: Plan = {}
     down: list[str] = []
-    all_ids: set[int] = set()
+    known: dict[int, str] = {}  # every member's address, as the nodes that answer list them
     for endpoint, status in client.cluster_status(timeout=1.0):
         if isinstance(status, str):
             down.append(f"{endpoint}: {status}")
             continue
         addresses[status.id] = endpoint
-        all_ids.update({status.id, *(p.id for p in status.peers)})
+        known[status.id] = endpoint
+        known.update({p.id: p.address for p in status.peers})
         current[status.id] = {
             f.peer_id: {"drop_out": f.drop_out, "drop_in": f.drop_in, "delay_out_ms": f.delay_out_ms,
                         "delay_in_ms": f.delay_in_ms}
@@ -143,34 +144,52 @@ def _members(client: Client) -> tuple[list[int], dict[int, str], Plan, list[str]
         }
     if not addresses:
         raise CommandFailed("no node answered: " + "; ".join(down))
-    return sorted(all_ids), addresses, current, down
+    for node, address in known.items():  # members not in --endpoints: ask them directly
+        if node not in addresses and address not in [d.split(": ")[0] for d in down]:
+            try:
+                status = client.status(address, timeout=1.0)
+            except RaftflowError as exc:
+                down.append(f"{address}: {exc}")
+                continue
+            addresses[node] = address
+            current[node] = {
+                f.peer_id: {"drop_out": f.drop_out, "drop_in": f.drop_in, "delay_out_ms": f.delay_out_ms,
+                            "delay_in_ms": f.delay_in_ms}
+                for f in status.faults
+            }
+    return sorted(known), addresses, current, down
 
 
 def _cmd_partition(args: argparse.Namespace) -> int:
+    if args.partition_command == "delay" and not 0 <= args.ms <= MAX_DELAY_MS:
+        raise CommandFailed(f"delay {args.ms} ms: from 0 to {MAX_DELAY_MS}", EXIT_USAGE)
     with _client(args) as client:
         members, addresses, current, down = _members(client)
         if args.partition_command == "show":
             return _show(args, members, addresses, current, down)
         plan = plan_for(args, members, current)
-        applied = {}
+        applied: dict[int, str] = {}
+        missed: dict[int, str] = {}  # node -> why it did not get its faults
         for node in members:
             if node not in addresses:
+                missed[node] = "it does not answer (down or paused)"
                 continue
             faults = [admin_pb2.PeerFault(peer_id=peer, **fields) for peer, fields in sorted(plan[node].items())]
             try:
                 reply = client.set_faults(addresses[node], faults, replace=True)
             except RaftflowError as exc:
-                down.append(f"node {node}: {exc}")
+                missed[node] = str(exc)
                 continue
             applied[node] = faults_text(reply.faults)
-    missing = [node for node in members if node not in applied]
     if args.output == "json":
-        print(json.dumps({"faults": applied, "not_set": missing}, indent=2))
+        print(json.dumps({"faults": applied, "not_set": missed}, indent=2))
     else:
         for node, faults in applied.items():
             print(f"node {node}: {faults or 'no faults'}")
-        for node in missing:
-            print(f"node {node}: not reachable, its faults not set (its peers' side of each cut holds)")
+    if missed:
+        node, why = next(iter(missed.items()))
+        more = f" (and {len(missed) - 1} more)" if len(missed) > 1 else ""
+        raise CommandFailed(f"node {node} did not get its faults: {why}{more}; run the command again once it answers")
     return 0
 
 

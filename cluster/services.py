@@ -273,7 +273,7 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
             link = rn.transport.links[peer_id]
             heard = rn.transport.last_heard.get(peer_id)
             reply.peers.append(admin_pb2.PeerState(
-                id=peer_id, address=address, connected=link.connected,
+                id=peer_id, address=address, connected=link.connected and not rn.transport.faults.cut(peer_id),
                 last_heard_s=-1.0 if heard is None else now - heard, progress=st.progress.get(peer_id, ""),
             ))
         return reply

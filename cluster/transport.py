@@ -51,6 +51,7 @@ SERVER_OPTIONS = CHANNEL_OPTIONS + [
 BATCH_BYTES_MAX = 4 << 20  # one RaftBatch stays under this (at least one message)
 PENDING_BYTES_MAX = 32 << 20  # per peer; beyond it, messages are dropped (Raft resends)
 RECONNECT_DELAY_S = 0.05
+MAX_DELAYED_MESSAGES = 100_000  # per peer and direction, held back by a delay fault; beyond, dropped
 
 
 class PeerLink:
@@ -185,6 +186,7 @@ class Transport:
         }
         self.last_heard: dict[int, float] = {}  # peer id -> time.monotonic()
         self.faults = FaultFilter(self_id, frozenset(self.links))
+        self.delayed = {peer_id: 0 for peer_id in self.links}  # messages held back by a delay fault
 
     def start(self) -> None:
         for link in self.links.values():
@@ -195,35 +197,46 @@ class Transport:
 
     def send(self, messages: list[Message]) -> None:
         faults = self.faults
-        snapshots: dict[int, list[bytes]] = {}
+        late: dict[int, list[Message]] = {}
+        now: list[Message] = []
         for m in messages:
             link = self.links.get(m.dst)
             if link is None:
                 continue
-            if faults:
-                if faults.drops_out(m.dst):
-                    link.dropped += 1
-                    continue
-                delay = faults.delay_out_s(m.dst)
-                if delay > 0:
-                    asyncio.get_running_loop().call_later(delay, self._send_late, m)
-                    continue
+            if faults and faults.drops_out(m.dst):
+                link.dropped += 1
+            elif faults and faults.delay_out_s(m.dst) > 0:
+                late.setdefault(m.dst, []).append(m)
+            else:
+                now.append(m)
+        self._send_now(now)
+        loop = asyncio.get_running_loop() if late else None
+        for dst, held in late.items():
+            if self.delayed[dst] + len(held) > MAX_DELAYED_MESSAGES:
+                self.links[dst].dropped += len(held)  # bounded like the link's own queue; Raft resends
+                continue
+            self.delayed[dst] += len(held)
+            loop.call_later(faults.delay_out_s(dst), self._send_late, dst, held)
+
+    def _send_now(self, messages: list[Message]) -> None:
+        """Encode and queue; a snapshot's chunks travel together on their own stream."""
+        snapshots: dict[int, list[bytes]] = {}
+        for m in messages:
             if isinstance(m, InstallSnapshot):
                 snapshots.setdefault(m.dst, []).append(encode_message(m))
             else:
-                link.send(encode_message(m))
+                self.links[m.dst].send(encode_message(m))
         for dst, chunks in snapshots.items():
             self.links[dst].send_snapshot(chunks)
 
-    def _send_late(self, m: Message) -> None:
-        """A delayed message leaves now, unless its peer has been cut meanwhile."""
-        link = self.links[m.dst]
-        if self.faults.drops_out(m.dst):
-            link.dropped += 1
-        elif isinstance(m, InstallSnapshot):
-            link.send_snapshot([encode_message(m)])
+    def _send_late(self, dst: int, messages: list[Message]) -> None:
+        """Delayed messages leave now (together, so a snapshot's chunks stay one
+        transfer), unless their peer has been cut meanwhile."""
+        self.delayed[dst] -= len(messages)
+        if self.faults.drops_out(dst):
+            self.links[dst].dropped += len(messages)
         else:
-            link.send(encode_message(m))
+            self._send_now(messages)
 
     def reachable(self) -> int:
         """Peers whose stream is up and not cut by an injected fault (this node not counted)."""
@@ -243,6 +256,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         self.deliver = deliver
         self.last_heard = last_heard
         self.faults = faults or FaultFilter(self_id, frozenset(p for p in peers if p != self_id))
+        self._delayed: dict[int, int] = {}  # peer id -> messages from it held back by a delay fault
 
     def _check(self, cluster_id: str, from_id: int, to_id: int) -> str | None:
         if cluster_id != self.cluster_id:
@@ -277,8 +291,15 @@ class PeerService(peer_pb2_grpc.PeerServicer):
                 return  # as if it never arrived: not even heard from
             delay = faults.delay_in_s(from_id)
             if delay > 0:
-                asyncio.get_running_loop().call_later(delay, self._heard, from_id, messages)
+                if self._delayed.get(from_id, 0) + len(messages) > MAX_DELAYED_MESSAGES:
+                    return  # bounded; Raft resends
+                self._delayed[from_id] = self._delayed.get(from_id, 0) + len(messages)
+                asyncio.get_running_loop().call_later(delay, self._heard_late, from_id, messages)
                 return
+        self._heard(from_id, messages)
+
+    def _heard_late(self, from_id: int, messages: list[Message]) -> None:
+        self._delayed[from_id] -= len(messages)
         self._heard(from_id, messages)
 
     def _heard(self, from_id: int, messages: list[Message]) -> None:

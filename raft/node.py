@@ -125,6 +125,7 @@ class Node:
         self._seq_ticks: deque[tuple[int, int]] = deque(maxlen=4 * config.election_ticks + 16)
         self._lease_start: int | None = None  # tick a quorum-acknowledged round was sent
         self._lease_disabled = False  # a transfer began this term: no more lease reads
+        self._lease_floor = 0  # rounds sent before this tick start no lease (expire_lease)
         self._reads: deque[tuple[int, int, bytes]] = deque()  # (seq, index, ctx)
         self._reads_before_commit: list[bytes] = []
         self._read_round_needed = False
@@ -318,6 +319,13 @@ class Node:
         if not self.lease_valid():
             raise LeaseExpired(f"node {self.id} holds no valid lease in term {self.term}")
         return self.log.commit
+
+    def expire_lease(self) -> None:
+        """End the lease now (the driver saw ticks missed: real time ran ahead of
+        them). The next heartbeat round sent from now on and acknowledged by a
+        quorum starts a new one; a round sent before cannot."""
+        self._lease_start = None
+        self._lease_floor = self.ticks + 1  # rounds of this tick may predate the stall
 
     def lease_valid(self) -> bool:
         return (
@@ -648,7 +656,7 @@ class Node:
         seq_ticks = self._seq_ticks
         while seq_ticks and seq_ticks[0][0] < acked:
             seq_ticks.popleft()
-        if seq_ticks and seq_ticks[0][0] == acked:
+        if seq_ticks and seq_ticks[0][0] == acked and seq_ticks[0][1] >= self._lease_floor:
             self._lease_start = seq_ticks[0][1]
         reads = self._reads
         while reads and reads[0][0] <= acked:

@@ -288,3 +288,24 @@ def test_transfer_is_refused_on_a_follower_and_to_a_non_voter():
         net.nodes[2].transfer_leadership(3)
     with pytest.raises(RaftError, match="node 7 is not a voter"):
         net.nodes[1].transfer_leadership(7)
+
+
+def test_an_expired_lease_is_not_revived_by_a_round_sent_before_the_stall():
+    # The driver expires the lease when ticks were missed (a paused leader): real time
+    # ran ahead of the ticks, so a round sent before the stall proves nothing about
+    # now; a round sent after it starts a new lease.
+    net = Network(3)
+    net.elect(1)
+    leader = net.nodes[1]
+    net.stabilize()
+    ack_round(net, heartbeat_round(net, 1), 2, 3)
+    assert leader.lease_valid()
+    before = heartbeat_round(net, 1)  # sent, then the leader stalls
+    leader.expire_lease()
+    assert not leader.lease_valid()
+    with pytest.raises(LeaseExpired):
+        leader.read_lease()
+    ack_round(net, before, 2, 3)  # acknowledged after the stall
+    assert not leader.lease_valid(), "a round sent before the stall revived the lease"
+    ack_round(net, heartbeat_round(net, 1), 2, 3)
+    assert leader.lease_valid()

@@ -192,3 +192,30 @@ async def test_closing_a_stream_before_its_reader_ran_fails_its_commands_at_once
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(waiting, 5)
     assert time.monotonic() - started < 1.0
+
+
+# --- the transport's fault filter --------------------------------------------------------
+
+
+async def test_a_delayed_snapshot_leaves_as_one_transfer_and_a_cut_drops_delayed_messages():
+    from cluster.faults import PeerFault
+    from cluster.transport import Transport
+    from raft.types import Heartbeat, InstallSnapshot, Snapshot
+
+    transport = Transport("c", 1, {1: "127.0.0.1:1", 2: "127.0.0.1:2"})
+    sent = {"chunks": [], "messages": 0}
+    link = transport.links[2]
+    link.send_snapshot = lambda chunks: sent["chunks"].append(len(chunks))
+    link.send = lambda raw: sent.__setitem__("messages", sent["messages"] + 1)
+    transport.faults.set([PeerFault(2, delay_out_ms=20)], replace=True)
+    snapshot = Snapshot(index=5, term=1, data=b"abc")
+    chunks = [InstallSnapshot(1, 2, 1, snapshot, offset=i, done=i == 2) for i in range(3)]
+    transport.send(chunks)
+    assert sent["chunks"] == [] and transport.delayed[2] == 3
+    await settle(lambda: sent["chunks"], "the delayed snapshot to leave")
+    assert sent["chunks"] == [3] and transport.delayed[2] == 0  # one transfer, not three that drop each other
+
+    transport.send([Heartbeat(1, 2, 1, 0, 1)])
+    transport.faults.set([PeerFault(2, drop_out=True)], replace=True)  # cut while it waits
+    await asyncio.sleep(0.05)
+    assert sent["messages"] == 0 and link.dropped == 1
