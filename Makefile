@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/wal_bench.py --quick
 	$(BIN)/python bench/cluster_bench.py $(if $(QUICK),--quick,)
 	$(BIN)/python bench/workflow_bench.py $(if $(QUICK),--quick,)
+	$(BIN)/python bench/check_bench.py
 
 # Regenerate the gRPC modules from proto/*.proto (they are committed, so installing
 # needs no generator; tests/test_proto.py fails when they are out of date).

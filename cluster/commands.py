@@ -42,6 +42,7 @@ def _add_common(parser: argparse.ArgumentParser, *, output: bool = False) -> Non
 
 
 def add_commands(sub) -> None:
+    from cluster.check_command import add_check_command  # noqa: PLC0415
     from cluster.partition_commands import add_partition_commands  # noqa: PLC0415
     from cluster.workflow_commands import add_worker_command, add_workflow_commands  # noqa: PLC0415
 
@@ -49,6 +50,7 @@ def add_commands(sub) -> None:
     _add_cluster_commands(sub)
     _add_kv_commands(sub)
     add_partition_commands(sub)
+    add_check_command(sub)
     add_workflow_commands(sub)
     add_worker_command(sub)
     demo = sub.add_parser(

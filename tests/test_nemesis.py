@@ -16,11 +16,7 @@ import os
 import pytest
 
 from cluster import launcher, nemesis
-
-linearizability = pytest.importorskip("statemachine.linearizability")
-Verdict, check, format_timeline, parse_history = (
-    linearizability.Verdict, linearizability.check, linearizability.format_timeline, linearizability.parse_history,
-)
+from statemachine.linearizability import Verdict, check, format_timeline, parse_history
 
 SECONDS = float(os.environ.get("RAFTFLOW_NEMESIS_S", "20"))
 SEED = os.environ.get("RAFTFLOW_NEMESIS_SEED")  # replays one run: the seed a failure printed
