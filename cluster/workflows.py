@@ -68,6 +68,7 @@ class WorkflowDriver:
         self._closes_seen = 0  # the engine's close count when the waiters were last checked
         self._task: asyncio.Task | None = None
         self._last_tick = 0.0  # monotonic time of the last Tick proposed
+        self._stopped = False
 
     # --- hooks ----------------------------------------------------------------------
 
@@ -85,6 +86,11 @@ class WorkflowDriver:
         self.node.fail(task.exception())
 
     async def stop(self) -> None:
+        # A flag, not only cancel(): on Python 3.11 asyncio.wait_for swallows a cancel
+        # that arrives as its awaitable completes, and this loop's wake is set by every
+        # applied batch, so under load a cancelled _lead could go round forever.
+        self._stopped = True
+        self._leader_wake.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -121,7 +127,7 @@ class WorkflowDriver:
 
     async def _lead(self) -> None:
         rearmed_term = 0
-        while True:
+        while not self._stopped:
             self._leader_wake.clear()
             raft = self.node.node
             timeout = IDLE_CHECK_S

@@ -219,3 +219,27 @@ async def test_a_delayed_snapshot_leaves_as_one_transfer_and_a_cut_drops_delayed
     transport.faults.set([PeerFault(2, drop_out=True)], replace=True)  # cut while it waits
     await asyncio.sleep(0.05)
     assert sent["messages"] == 0 and link.dropped == 1
+
+
+async def test_a_node_stops_promptly_while_it_applies_a_stream_of_commands(tmp_path):
+    """stop() must not wait on the workflow leader loop: on Python 3.11 a cancel that
+    lands as asyncio.wait_for's awaitable completes is swallowed, and that loop's wake
+    is set by every applied batch (the saga and cluster benches hung in stop())."""
+    from cluster.config import NodeConfig
+    from cluster.launcher import free_ports
+    from cluster.node import RaftNode
+    from statemachine.commands import OpenSession, Put
+
+    (port,) = free_ports(1)
+    node = RaftNode(NodeConfig(id=1, peers={1: f"127.0.0.1:{port}"}, data_dir=str(tmp_path / "d"), seed=1))
+    await node.start()
+    try:
+        await settle(lambda: node.node.role is Role.LEADER, "the single node to lead", timeout=10)
+        _, opened = await node.submit(None, 0, 0, 0, OpenSession())
+        pending = [node.submit(None, opened.session_id, seq, seq, Put(f"k{seq}", b"v")) for seq in range(1, 3001)]
+        await settle(lambda: node.machine.applied_index > 100, "applies to begin", timeout=10)
+    finally:
+        started = time.monotonic()
+        await asyncio.wait_for(node.stop(), 10)
+    assert time.monotonic() - started < 5
+    await asyncio.gather(*pending, return_exceptions=True)
