@@ -88,6 +88,9 @@ def run_one(bench: Bench, raw: str, quick: bool, no_reference: bool) -> dict:
         except subprocess.TimeoutExpired:
             record["timed_out"] = True
             _stop(proc)
+        except BaseException:  # Ctrl-C or SIGTERM: its own session does not get them, so pass them on
+            _stop(proc)
+            raise
         pump.join(timeout=5)
     record["seconds"] = round(time.monotonic() - started, 1)
     with open(stderr_path, errors="replace") as err:
@@ -114,6 +117,7 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", choices=[b.name for b in BENCHES], help="run just these benches")
     parser.add_argument("--out", default=os.path.join(BENCH, "results"), help="where the results land")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the running bench is stopped too
     stamp = time.strftime("%Y-%m-%d-%H%M")
     raw = os.path.join(args.out, f"{stamp}.raw")
     os.makedirs(raw, exist_ok=True)
