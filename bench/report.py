@@ -207,8 +207,9 @@ def read_cluster(data: dict) -> ClusterFigures:
             rows = [r for r in data["raftflow_leader"] if r.get("fsync") == fsync]
             out.leader.append(series(f"raftflow at the leader (fsync {'on' if fsync else 'off'})", rows))
         out.used.add("raftflow_leader")
-    if reads_rows(data.get("reads")):
-        out.used.add("reads")
+    if reads_rows(reads_by_system(data)):
+        out.used |= {k for k in data if k.endswith("_reads")} | ({"reads"} & set(data))
+    out.used |= {k for k in data if k.endswith("_version")}  # shown with the versions
     for key in sorted(data, key=lambda k: (not k.startswith("raftflow"), k)):
         if key.endswith("_failover") and key != "failover":
             out.failovers.append(failover(_label(key.removesuffix("_failover")), data[key]))
@@ -365,30 +366,40 @@ def leader_section(cluster: ClusterFigures) -> str:
             "One run per figure.\n\n" + _table(columns, rows))
 
 
-def reads_rows(reads) -> list[list[str]] | None:
-    """{"reads": {system: {level: reads/s or a row}}}, the shape the etcd column is to
-    write; None for any other shape (then it is listed under "Other figures")."""
-    if not isinstance(reads, dict):
-        return None
+def reads_by_system(data: dict) -> dict:
+    """{system: {level: read row or reads/s} | skip reason}, from `<system>_reads` keys
+    (what the etcd column writes: raftflow_reads, etcd_reads) and a `reads` dict."""
+    found = {k.removesuffix("_reads"): v for k, v in data.items() if k.endswith("_reads")}
+    if isinstance(data.get("reads"), dict):
+        found.update(data["reads"])
+    return dict(sorted(found.items(), key=lambda kv: (kv[0] != "raftflow", kv[0])))
+
+
+def reads_rows(reads: dict) -> list[list[str]] | None:
+    """A row per system and consistency level; None for a shape this does not know
+    (then it is listed under "Other figures")."""
     rows = []
     for system, levels in reads.items():
         if isinstance(levels, str):
-            rows.append([_label(system), "-", f"skipped: {levels}"])
+            rows.append([_label(system), "-", f"skipped: {levels}", "-"])
             continue
         if not isinstance(levels, dict):
             return None
         for level, value in levels.items():
-            rate = value if isinstance(value, (int, float)) else _first(value, _RATE_KEYS) if isinstance(value, dict) \
-                else None
-            if rate is None:
+            p = _point(value, x=0) if isinstance(value, dict) else None
+            if isinstance(value, (int, float)):
+                rows.append([_label(system), str(level), _rate(float(value)), "-"])
+            elif p is not None:
+                rows.append([_label(system), str(level), _spread(p), f"{_ms(p.p50_ms)} / {_ms(p.p99_ms)}"])
+            else:
                 return None
-            rows.append([_label(system), str(level), _rate(float(rate))])
     return rows or None
 
 
 def reads_section(data: dict) -> str:
-    rows = reads_rows(data.get("reads"))
-    return ("## Reads\n\n" + _table(["system", "level", "reads/s"], rows)) if rows else ""
+    rows = reads_rows(reads_by_system(data))
+    return ("## Reads\n\nmedian (min-max over the repeats).\n\n"
+            + _table(["system", "consistency", "reads/s", "p50 / p99 ms"], rows)) if rows else ""
 
 
 def failover_section(cluster: ClusterFigures) -> str:
