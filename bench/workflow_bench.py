@@ -1,9 +1,10 @@
 """Workflows: the order saga on a 3-node raftflow cluster, next to the Temporal dev
-server measured in the same run on the same machine.
+server and Restate (1 and 3 nodes) measured in the same run on the same machine.
 
     .venv/bin/python bench/workflow_bench.py            # full: 200 sequential, 3 repeats
     .venv/bin/python bench/workflow_bench.py --quick    # under about two minutes
     .venv/bin/python bench/workflow_bench.py --quick --profile /tmp/prof   # + py-spy
+    .venv/bin/python bench/workflow_bench.py --quick --only restate         # Restate alone
 
 The saga (bench/_saga_activities.py): reserve_inventory -> charge_card -> ship_order,
 undone by refund_card then release_inventory; activities are plain functions that do
@@ -21,7 +22,16 @@ Measured, each saga from the moment its start is sent to the moment its wait ret
    (the gap in workflow closes, by the close times the log records) and whether every
    saga closed with its outcome (completed, or compensated for the failing ones);
 4. the same 1 and 2 on Temporal (bench/_temporal_ref.py), skipped with one line when
-   temporalio or the `temporal` binary is missing or does not start.
+   temporalio or the `temporal` binary is missing or does not start;
+5. the same 1 and 2 on Restate, 1 node and 3 (bench/_restate_ref.py; the server from
+   npm by bench/_install_restate.py), skipped with one line likewise.
+
+--json FILE: `raftflow`, `temporal` and `restate` hold each system's figures, or a
+string saying why it was skipped. Temporal's: {"version", "sdk_version",
+"sequential": {"latencies_s": [...], "wrong"}, "throughput": {"200": [run, ...]}}, a
+run being {"sagas", "seconds", "sagas_per_s", "latencies_s", "wrong", "open"}.
+Restate's: {"1": <the same shape, plus "nodes" and "replication">, "3": ...}, keyed by
+node count, each a string instead when that size could not run.
 
 Also in the same run: this machine's floor (fdatasync, a loopback gRPC round trip),
 CPU per saga in each process and Raft log entries per saga.
@@ -65,6 +75,8 @@ ISSUE_REFERENCE = [  # measured on this machine before, not in this run (from th
     ("Restate, 3 nodes", "138", "17"),
     ("Restate, 1 node", "313", "-"),
 ]
+RESTATE_NODES = (1, 3)
+RESTATE_AIM_RATIO = 2.0  # raftflow's sagas/s over Restate's on 3 nodes (issue 7)
 
 
 def make_orders(n: int, rng: random.Random) -> list[dict]:
@@ -350,6 +362,23 @@ async def measure_temporal(workdir: str, args: argparse.Namespace, rng: random.R
         return str(exc)
 
 
+async def measure_restate(workdir: str, args: argparse.Namespace, nodes: int, say) -> dict | str:
+    import _restate_ref as ref  # noqa: PLC0415
+
+    missing = ref.available()
+    if missing:
+        return missing
+    concurrencies = CONCURRENCY if not args.quick else CONCURRENCY[:1]
+    rng = random.Random(args.seed)
+    try:
+        return await ref.measure(
+            workdir, lambda n: make_orders(n, rng), nodes=nodes, sequential_count=args.reference_sequential,
+            concurrencies=concurrencies, repeats=args.repeats, worker_concurrency=args.worker_concurrency, say=say,
+        )
+    except ref.RestateUnavailable as exc:
+        return str(exc)
+
+
 # --- the report --------------------------------------------------------------------------
 
 
@@ -389,56 +418,90 @@ def report(results: dict) -> str:
                f"loopback gRPC stream round trip p50 {floor['grpc_rtt']['p50_us']:.0f} µs; load average "
                f"{floor['load_average']:.2f} at the start, {results['load_average_end']:.2f} at the end "
                f"({os.cpu_count()} cores: other processes on the machine skew every figure).\n")
-    rf, tp = results["raftflow"], results["temporal"]
-    if isinstance(tp, str):
-        out.append(f"Temporal: skipped: {tp}\n")
-        tp = None
-    else:
-        out.append(f"Temporal: {tp['version']}, Python SDK temporalio {tp['sdk_version']}; one worker process, "
-                   f"{results['worker_concurrency']} activity threads (raftflow's worker: as many slots).\n")
-    out.append(_latency_table(rf, tp))
-    out.append(_throughput_table(rf, tp, results["repeats"]))
-    out.append(_kill_table(rf["kill"]))
-    out.append(_cost_lines(rf))
+    rf = results["raftflow"] if isinstance(results["raftflow"], dict) else None
+    if rf is None:
+        out.append(f"raftflow: skipped: {results['raftflow']}\n")
+    references, notes = _references(results)
+    out.extend(notes)
+    out.append(_latency_table(rf, references))
+    out.append(_throughput_table(rf, references, results["repeats"]))
+    if rf is not None:
+        out.append(_kill_table(rf["kill"]))
+        out.append(_cost_lines(rf))
     out.append(_table(
         "The issue's reference figures (measured on this machine before, not in this run)",
         ["system", "sagas/s", "one saga ms"], [list(r) for r in ISSUE_REFERENCE],
     ))
-    out.append(_aims(rf))
-    out.append(_log_lines(rf))
+    if rf is not None:
+        out.append(_aims(rf, dict(references).get("Restate, 3 nodes")))
+        out.append(_log_lines(rf))
     return "\n".join(out)
 
 
-def _latency_table(rf: dict, tp: dict | None) -> str:
-    ours = rf["sequential"]["latencies_s"]
-    rows = [["raftflow (3 nodes, fsync on)", str(len(ours)), f"{_ms(ours, 0.5):.1f}", f"{_ms(ours, 0.99):.1f}", "-",
-             str(rf["sequential"]["wrong"])]]
-    if tp is not None:
-        theirs = tp["sequential"]["latencies_s"]
-        rows.append(["Temporal dev server", str(len(theirs)), f"{_ms(theirs, 0.5):.1f}", f"{_ms(theirs, 0.99):.1f}",
-                     _ratio(_ms(ours, 0.5), _ms(theirs, 0.5)), str(tp["sequential"]["wrong"])])
-    return _table("One saga alone: start to completion, one after another",
-                  ["system", "sagas", "p50 ms", "p99 ms", "raftflow / Temporal (p50)", "wrong outcome"], rows)
+def _references(results: dict) -> tuple[list[tuple[str, dict]], list[str]]:
+    """The reference systems measured in this run, by their label, and a line about each
+    (its versions, or why it was skipped)."""
+    references, notes = [], []
+    tp = results["temporal"]
+    if isinstance(tp, str):
+        notes.append(f"Temporal: skipped: {tp}\n")
+    else:
+        references.append(("Temporal dev server", tp))
+        notes.append(f"Temporal: {tp['version']}, Python SDK temporalio {tp['sdk_version']}; one worker process, "
+                     f"{results['worker_concurrency']} activity threads (raftflow's worker: as many slots).\n")
+    restate = results["restate"]
+    if isinstance(restate, str):
+        notes.append(f"Restate: skipped: {restate}\n")
+        return references, notes
+    for nodes, figures in restate.items():
+        label = f"Restate, {nodes} node{'s' if int(nodes) > 1 else ''}"
+        if isinstance(figures, str):
+            notes.append(f"{label}: skipped: {figures}\n")
+            continue
+        references.append((label, figures))
+        notes.append(f"{label}: {figures['version']} (replication {figures['replication']}), Python SDK restate-sdk "
+                     f"{figures['sdk_version']} under hypercorn; one service process, {results['worker_concurrency']} "
+                     f"threads for the steps.\n")
+    return references, notes
 
 
-def _throughput_table(rf: dict, tp: dict | None, repeats: int) -> str:
+def _latency_table(rf: dict | None, references: list[tuple[str, dict]]) -> str:
+    ours = rf["sequential"]["latencies_s"] if rf else None
     rows = []
-    for n, runs in rf["throughput"].items():
-        theirs = (tp or {}).get("throughput", {}).get(n) or (tp or {}).get("throughput", {}).get(str(n))
-        ours_lat = _pooled(runs)
-        row = [f"{n:,}", _spread(runs), f"{_ms(ours_lat, 0.5):.0f} / {_ms(ours_lat, 0.99):.0f}"]
-        if theirs:
-            their_lat = _pooled(theirs)
-            row += [_spread(theirs), f"{_ms(their_lat, 0.5):.0f} / {_ms(their_lat, 0.99):.0f}",
-                    _ratio(statistics.median(_rates(runs)), statistics.median(_rates(theirs)))]
-        else:
-            row += ["-", "-", "-"]
-        row.append(f"{sum(r['wrong'] for r in runs)} / " + (str(sum(r["wrong"] for r in theirs)) if theirs else "-"))
-        rows.append(row)
+    if rf is not None:
+        rows.append(["raftflow (3 nodes, fsync on)", str(len(ours)), f"{_ms(ours, 0.5):.1f}", f"{_ms(ours, 0.99):.1f}",
+                     "-", str(rf["sequential"]["wrong"])])
+    for label, figures in references:
+        theirs = figures["sequential"]["latencies_s"]
+        rows.append([label, str(len(theirs)), f"{_ms(theirs, 0.5):.1f}", f"{_ms(theirs, 0.99):.1f}",
+                     _ratio(_ms(ours, 0.5), _ms(theirs, 0.5)) if ours else "-", str(figures["sequential"]["wrong"])])
+    return _table("One saga alone: start to completion, one after another",
+                  ["system", "sagas", "p50 ms", "p99 ms", "raftflow / it (p50)", "wrong outcome"], rows)
+
+
+def _runs_at(figures: dict, n: int) -> list[dict] | None:
+    throughput = figures.get("throughput", {})
+    return throughput.get(n) or throughput.get(str(n))
+
+
+def _throughput_table(rf: dict | None, references: list[tuple[str, dict]], repeats: int) -> str:
+    systems = ([("raftflow (3 nodes)", rf)] if rf else []) + references
+    sizes = sorted({int(n) for _, figures in systems for n in figures["throughput"]})
+    rows = []
+    for n in sizes:
+        ours = _runs_at(rf, n) if rf else None
+        for label, figures in systems:
+            runs = _runs_at(figures, n)
+            if not runs:
+                continue
+            latencies = _pooled(runs)
+            ratio = "-" if figures is rf or not ours else _ratio(statistics.median(_rates(ours)),
+                                                                 statistics.median(_rates(runs)))
+            rows.append([f"{n:,}", label, _spread(runs), f"{_ms(latencies, 0.5):.0f} / {_ms(latencies, 0.99):.0f}",
+                         ratio, str(sum(r["wrong"] for r in runs))])
     return _table(
         f"Throughput: N sagas started at once, waited for (median of {repeats}; min-max)",
-        ["concurrent", "raftflow sagas/s", "p50 / p99 ms", "Temporal sagas/s", "p50 / p99 ms",
-         "raftflow / Temporal", "wrong outcome (raftflow / Temporal)"], rows)
+        ["concurrent", "system", "sagas/s", "p50 / p99 ms", "raftflow / it (sagas/s)", "wrong outcome"], rows)
 
 
 def _kill_table(k: dict) -> str:
@@ -466,7 +529,7 @@ def _cost_lines(rf: dict) -> str:
             f"{entries:.1f} Raft log entries per saga; longest gap between closes without a kill: {gaps} ms.\n")
 
 
-def _aims(rf: dict) -> str:
+def _aims(rf: dict, restate3: dict | None) -> str:
     rate = statistics.median(_rates(rf["throughput"][max(rf["throughput"], key=int)]))
     p50 = _ms(rf["sequential"]["latencies_s"], 0.5)
     stall = rf["kill"]["stall_ms"] / 1000
@@ -476,6 +539,12 @@ def _aims(rf: dict) -> str:
         (f"one saga p50 <= {AIMS['one_saga_p50_ms']:.0f} ms", f"{p50:.1f} ms", p50 <= AIMS["one_saga_p50_ms"]),
         (f"leader kill stall < {AIMS['kill_stall_s']:.0f} s", f"{stall:.2f} s", stall < AIMS["kill_stall_s"]),
     ]
+    if restate3 is not None:  # at the largest concurrency both ran
+        n = max(int(k) for k in restate3["throughput"] if _runs_at(rf, int(k)))
+        ours, theirs = (statistics.median(_rates(_runs_at(f, n))) for f in (rf, restate3))
+        checks.append((f"sagas/s >= {RESTATE_AIM_RATIO:.0f}x Restate's on 3 nodes",
+                       f"{ours / theirs:.2f}x at {n:,} concurrent ({ours:,.0f} vs {theirs:,.0f})",
+                       ours >= RESTATE_AIM_RATIO * theirs))
     return _table("Aims", ["aim", "measured", "met"], [[a, m, "yes" if ok else "NO"] for a, m, ok in checks])
 
 
@@ -501,16 +570,35 @@ def _event_loop_policy() -> None:
         pass
 
 
+SYSTEMS = ("raftflow", "temporal", "restate")
+
+
+def _skipped(args: argparse.Namespace) -> dict[str, str]:
+    """The systems this run leaves out, each with the flag that says so."""
+    skipped = {}
+    if args.only:
+        skipped.update({name: f"--only {args.only}" for name in SYSTEMS if name != args.only})
+    if args.no_reference:
+        skipped.update(temporal="--no-reference", restate="--no-reference")
+    if args.no_restate:
+        skipped["restate"] = "--no-restate"
+    return skipped
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: every `finally` stops its processes
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="1 repeat, 100 sequential sagas; Temporal: 20 sequential and 200 concurrent only")
+                        help="1 repeat, 100 sequential sagas; Temporal and Restate: 20 sequential and 200 concurrent only")
     parser.add_argument("--sequential", type=int, default=None, help="sagas in the one-saga run (default 200)")
-    parser.add_argument("--reference-sequential", type=int, default=None, help="Temporal's (default 50; --quick 20)")
+    parser.add_argument("--reference-sequential", type=int, default=None, help="Temporal's and Restate's (default 50; --quick 20)")
     parser.add_argument("--repeats", type=int, default=None, help="runs per concurrency (default 3; --quick 1)")
     parser.add_argument("--worker-concurrency", type=int, default=WORKER_CONCURRENCY)
-    parser.add_argument("--no-reference", action="store_true", help="skip Temporal")
+    parser.add_argument("--no-reference", action="store_true", help="skip Temporal and Restate")
+    parser.add_argument("--no-restate", action="store_true", help="skip Restate")
+    parser.add_argument("--only", choices=SYSTEMS, help="measure this one system (the others: skipped)")
+    parser.add_argument("--restate-nodes", default=",".join(map(str, RESTATE_NODES)),
+                        help="Restate cluster sizes, comma-separated (default 1,3)")
     parser.add_argument("--profile", metavar="DIR", help="one more 1,000-saga run under py-spy (leader, worker, client)")
     parser.add_argument("--seed", type=int, default=SEED, help="which orders fail at ship")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures here")
@@ -531,14 +619,34 @@ def main() -> int:
         say("measuring the machine's floor...")
         results["floor"] = {"fsync": fsync_floor(workdir), "grpc_rtt": asyncio.run(_grpc_rtt()),
                             "load_average": os.getloadavg()[0]}
-        results["raftflow"] = asyncio.run(measure_raftflow(workdir, args, rng, say))
-        if args.no_reference:
-            results["temporal"] = "--no-reference"
+        skipped = _skipped(args)
+        if "raftflow" in skipped:
+            results["raftflow"] = skipped["raftflow"]
+        else:
+            results["raftflow"] = asyncio.run(measure_raftflow(workdir, args, rng, say))
+        if "temporal" in skipped:
+            results["temporal"] = skipped["temporal"]
         else:
             say("Temporal dev server...")
             results["temporal"] = asyncio.run(measure_temporal(workdir, args, random.Random(args.seed), say))
             if isinstance(results["temporal"], str):
                 say(f"Temporal: skipped: {results['temporal']}")
+        if "restate" not in skipped:
+            import _restate_ref  # noqa: PLC0415
+
+            missing = _restate_ref.available()  # said once, not per cluster size
+            if missing:
+                skipped["restate"] = missing
+                say(f"Restate: skipped: {missing}")
+        if "restate" in skipped:
+            results["restate"] = skipped["restate"]
+        else:
+            results["restate"] = {}
+            for nodes in (int(x) for x in args.restate_nodes.split(",")):
+                say(f"Restate, {nodes} node(s)...")
+                results["restate"][str(nodes)] = asyncio.run(measure_restate(workdir, args, nodes, say))
+                if isinstance(results["restate"][str(nodes)], str):
+                    say(f"Restate, {nodes} node(s): skipped: {results['restate'][str(nodes)]}")
     results["load_average_end"] = os.getloadavg()[0]
     print(report(results))
     if args.json:

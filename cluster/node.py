@@ -84,6 +84,7 @@ class _NoSyncFile:
 class _Proposal:
     data: bytes
     future: asyncio.Future
+    command: Command  # what `data` encodes: applied as is when this entry commits here
 
 
 class RaftNode:
@@ -111,7 +112,7 @@ class RaftNode:
         self._snapshot_encoded: tuple[int, bytes] | None = None  # (index, bytes) ready to compact to
         self._stopping = False
         self._queued: list[_Proposal] = []
-        self._waiting: dict[int, tuple[int, asyncio.Future]] = {}  # index -> (term, future)
+        self._waiting: dict[int, tuple[int, asyncio.Future, Command]] = {}  # index -> (term, future, command)
         self._reads: dict[bytes, asyncio.Future] = {}  # ReadIndex ctx -> future of the read index
         self._applied_waiters: list[tuple[int, int, asyncio.Future]] = []  # heap of (index, n, future)
         self._read_ids = itertools.count(1)
@@ -335,9 +336,10 @@ class RaftNode:
                 f"{self.config.max_pending_proposals}: retry with backoff",
             )
         now_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-        data = encode_command(Command(now_ms, session_id, seq, ack_floor, op))
+        command = Command(now_ms, session_id, seq, ack_floor, op)
+        data = encode_command(command)
         future = asyncio.get_running_loop().create_future()
-        self._queued.append(_Proposal(data, future))
+        self._queued.append(_Proposal(data, future, command))
         self._wake.set()
         return future
 
@@ -440,7 +442,7 @@ class RaftNode:
                 _fail(p.future, error)
             return
         for n, p in enumerate(queued):
-            self._waiting[first + n] = (term, p.future)
+            self._waiting[first + n] = (term, p.future, p.command)
 
     async def _handle_ready(self, loop: asyncio.AbstractEventLoop, rd: Ready) -> None:
         node = self.node
@@ -492,15 +494,19 @@ class RaftNode:
         for n, entry in enumerate(rd.committed, start=1):
             if n % APPLY_CHUNK == 0:
                 await self._yield_to_loop()
+            slot = waiting.pop(entry.index, None)
             if entry.kind is EntryKind.NOOP:
                 machine.apply_noop(entry.index)
                 result = None
+            elif slot is not None and slot[0] == entry.term:
+                # Our own proposal (same index and term: the same entry, Raft's Log
+                # Matching): apply the command we encoded instead of decoding it again.
+                result = machine.apply(entry.index, entry.data, decoded=slot[2])
             else:
                 result = machine.apply(entry.index, entry.data)
-            slot = waiting.pop(entry.index, None)
             if slot is None:
                 continue
-            term, future = slot
+            term, future, _ = slot
             if future.done():
                 continue
             if term == entry.term:
@@ -526,7 +532,7 @@ class RaftNode:
         """A snapshot replaced the log through `index`: proposals there have an
         unknown outcome (the client's retry gets the session's cached result)."""
         for i in [i for i in self._waiting if i <= index]:
-            _, future = self._waiting.pop(i)
+            _, future, _ = self._waiting.pop(i)
             _fail(future, NodeError(
                 grpc.StatusCode.UNAVAILABLE, "outcome unknown after a snapshot install; retry with the same session",
                 maybe_applied=True,
@@ -567,7 +573,7 @@ class RaftNode:
                 maybe_applied=True,
             )
             waiting, self._waiting = self._waiting, {}
-            for _, future in waiting.values():
+            for _, future, _ in waiting.values():
                 _fail(future, lost)
 
     async def _on_disk(self, loop: asyncio.AbstractEventLoop, fn, *args):
@@ -627,7 +633,7 @@ class RaftNode:
         in_log = NodeError(
             error.code, f"{error.message}; the command is in the log and may still be applied", maybe_applied=True
         )
-        for _, future in self._waiting.values():
+        for _, future, _ in self._waiting.values():
             _fail(future, in_log)
         self._waiting.clear()
         for future in self._reads.values():

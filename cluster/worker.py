@@ -62,6 +62,7 @@ class Worker:
         identity: str | None = None,
         heartbeat_interval_s: float = 1.0,
         poll_wait_s: float = LONG_POLL_S,
+        pollers: int = 2,
     ) -> None:
         if not task_queue:
             raise ValueError("task_queue is empty")
@@ -69,6 +70,8 @@ class Worker:
             raise ValueError(f"concurrency={concurrency} must be from 1 to 1000")
         if heartbeat_interval_s < 0:
             raise ValueError(f"heartbeat_interval_s={heartbeat_interval_s} must not be negative")
+        if not 1 <= pollers <= 16:
+            raise ValueError(f"pollers={pollers} must be from 1 to 16")
         if not 0 < poll_wait_s <= MAX_WAIT_MS / 1000:
             raise ValueError(f"poll_wait_s={poll_wait_s} must be above 0 and at most {MAX_WAIT_MS / 1000:.0f}")
         self.client = client
@@ -81,7 +84,10 @@ class Worker:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.poll_wait_s = poll_wait_s
         self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="activity")
-        self._running: dict[asyncio.Task, ActivityContext] = {}
+        self.pollers = min(pollers, concurrency)
+        self._running: dict[asyncio.Task, ActivityContext] = {}  # attempts whose activity still runs
+        self._reserved = 0  # slots promised to polls in flight
+        self._reporting: set[asyncio.Task] = set()  # reports sent after their slot was freed
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self.completed = 0  # attempts reported, for tests and `raftflow worker` summaries
@@ -90,32 +96,45 @@ class Worker:
     # --- the loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Poll and run tasks until shutdown(); then wait for running attempts."""
+        """Poll and run tasks until shutdown(); then wait for running attempts and
+        their reports. `pollers` long polls are in flight at once, each for a share
+        of the free slots, so a busy worker is not one round trip per hand-out."""
         log.info("worker %s polling %r for %s", self.identity, self.task_queue, ", ".join(self.registry.names()))
-        failures = 0
+        pollers = [asyncio.create_task(self._poller()) for _ in range(self.pollers)]
         try:
-            while not self._stopping.is_set():
-                free = self.concurrency - len(self._running)
-                if free == 0:
-                    self._slot_free.clear()
-                    await self._until(self._slot_free)
-                    continue
-                try:
-                    tasks = await self._poll(free)
-                except RaftflowError as exc:
-                    # No leader for a while, or a node answered oddly: a worker keeps
-                    # polling (a deploy, an election) rather than exit with tasks waiting.
-                    failures += 1
-                    log.warning("worker %s: poll failed (%s); retrying", self.identity, exc)
-                    await self._pause(min(MAX_BACKOFF_S, 0.05 * 2 ** min(failures, 5)))
-                    continue
-                failures = 0
-                for task in tasks:
-                    self._launch(task)
+            await asyncio.gather(*pollers)
         finally:
-            if self._running:
-                await asyncio.gather(*self._running, return_exceptions=True)
+            for poller in pollers:
+                poller.cancel()
+            await asyncio.gather(*pollers, return_exceptions=True)
+            while self._running or self._reporting:
+                await asyncio.gather(*self._running, *self._reporting, return_exceptions=True)
             self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _poller(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._running) - self._reserved
+            if free <= 0:
+                self._slot_free.clear()
+                await self._until(self._slot_free)
+                continue
+            take = max(1, min(MAX_POLL_TASKS, -(-free // self.pollers)))  # a fair share, rounded up
+            self._reserved += take
+            try:
+                tasks = await self._poll(take)
+            except RaftflowError as exc:
+                # No leader for a while, or a node answered oddly: a worker keeps
+                # polling (a deploy, an election) rather than exit with tasks waiting.
+                failures += 1
+                log.warning("worker %s: poll failed (%s); retrying", self.identity, exc)
+                await self._pause(min(MAX_BACKOFF_S, 0.05 * 2 ** min(failures, 5)))
+                continue
+            finally:
+                self._reserved -= take
+            failures = 0
+            for task in tasks:
+                self._launch(task)
 
     async def _poll(self, free: int) -> list[Task]:
         poll = asyncio.ensure_future(self.client.workflows.poll(
@@ -166,6 +185,19 @@ class Worker:
         self._running.pop(runner, None)
         self._slot_free.set()
 
+    def _free_slot_then(self, report) -> asyncio.Future:
+        """The activity returned: its slot goes to the next task while `report` (a
+        coroutine) is sent in the background; past 4 x concurrency reports in flight
+        the slot waits for the report instead (bounded)."""
+        runner = asyncio.current_task()
+        if runner in self._running and len(self._reporting) < 4 * self.concurrency:
+            self._running.pop(runner)
+            self._slot_free.set()
+        reporter = asyncio.ensure_future(report)
+        self._reporting.add(reporter)
+        reporter.add_done_callback(self._reporting.discard)
+        return reporter
+
     async def _attempt(self, task: Task, context: ActivityContext, beats: _Heartbeats) -> None:
         try:
             await self._run_attempt(task, context, beats)
@@ -175,17 +207,22 @@ class Worker:
     async def _run_attempt(self, task: Task, context: ActivityContext, beats: _Heartbeats) -> None:
         where = f"{task.activity} (workflow {task.workflow_id}, step {task.step}, attempt {task.attempt})"
         if task.activity not in self.registry:
-            error = ("ActivityNotRegistered", f"activity {task.activity!r} is not registered on worker {self.identity} "
-                     f"(it has {', '.join(self.registry.names())})", True)
-            await self._report_failure(task, where, *error)
-            return
-        try:
-            result = await self.registry.run(context, task.input, self._threads)
-        except Exception as exc:  # noqa: BLE001 (an activity's failure is data for the engine)
+            outcome: tuple = ("fail", "ActivityNotRegistered", f"activity {task.activity!r} is not registered on "
+                              f"worker {self.identity} (it has {', '.join(self.registry.names())})", True)
+        else:
+            try:
+                outcome = ("complete", await self.registry.run(context, task.input, self._threads))
+            except Exception as exc:  # noqa: BLE001 (an activity's failure is data for the engine)
+                outcome = ("fail", *failure_of(exc))
             await beats.flush()
-            await self._report_failure(task, where, *failure_of(exc))
+        await self._free_slot_then(self._deliver(task, where, outcome))
+
+    async def _deliver(self, task: Task, where: str, outcome: tuple) -> None:
+        """Report what the attempt did: CompleteActivity, or FailActivity."""
+        if outcome[0] == "fail":
+            await self._report_failure(task, where, *outcome[1:])
             return
-        await beats.flush()
+        result = outcome[1]
         try:
             check_plain_data(result, "the result", ValueError)  # the engine's rule, checked before sending
         except ValueError as exc:

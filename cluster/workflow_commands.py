@@ -99,6 +99,7 @@ def add_worker_command(sub) -> None:
     worker.add_argument("--activities", required=True, action="append", help="module (or .py file); repeatable")
     worker.add_argument("--task-queue", required=True)
     worker.add_argument("--concurrency", type=int, default=8, help="attempts run at once (default 8)")
+    worker.add_argument("--pollers", type=int, default=2, help="long polls in flight at once (default 2)")
     worker.add_argument("--identity", help="name in the leader's log (default host:pid)")
     worker.add_argument("--verbose", action="store_true", help="log every task taken and every report")
     _add_common(worker)
@@ -322,7 +323,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             try:
                 worker = Worker(
                     client, task_queue=args.task_queue, activities=modules, concurrency=args.concurrency,
-                    identity=args.identity,
+                    identity=args.identity, pollers=args.pollers,
                 )
             except (TypeError, ValueError) as exc:
                 raise CommandFailed(str(exc), EXIT_USAGE) from None

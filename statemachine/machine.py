@@ -24,6 +24,7 @@ from typing import ClassVar, Protocol
 import msgpack
 
 from statemachine.commands import (
+    Command,
     CommandError,
     KeyValue,
     Op,
@@ -141,16 +142,21 @@ class Machine:
         pending_tasks, next_deadline_ms, list_workflows); only committed ops change it."""
         return self._workflows.engine
 
-    def apply(self, index: int, data: bytes) -> Result:
+    def apply(self, index: int, data: bytes, decoded: Command | None = None) -> Result:
         """Applies the committed entry at `index`, which must be applied_index + 1, and
         returns the reply owed to its client. Never raises on bad data: entry data that
-        is not a command is Rejected MALFORMED and changes nothing but applied_index."""
+        is not a command is Rejected MALFORMED and changes nothing but applied_index.
+        `decoded`: the Command `data` was encoded from (the leader's own proposal), so
+        it need not be decoded again; decode_command(data) would give an equal one."""
         assert index == self.applied_index + 1, (index, self.applied_index)
         self.applied_index = index
-        try:
-            cmd = decode_command(data)
-        except CommandError as exc:
-            return Rejected(RejectReason.MALFORMED, f"entry {index} is not a command: {exc}")
+        if decoded is not None:
+            cmd = decoded
+        else:
+            try:
+                cmd = decode_command(data)
+            except CommandError as exc:
+                return Rejected(RejectReason.MALFORMED, f"entry {index} is not a command: {exc}")
         # A leader whose clock is behind its predecessor's cannot move time back, so it
         # can neither revive an expired session nor make a live one look older.
         self.now_ms = max(self.now_ms, cmd.timestamp_ms)

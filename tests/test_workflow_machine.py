@@ -304,3 +304,25 @@ def test_replaying_the_log_into_a_fresh_machine_gives_identical_snapshots():
 
 def test_a_session_open_result_still_encodes_as_before():
     assert decode_result(encode_result(SessionOpened(3))) == SessionOpened(3)
+
+
+def test_applying_the_leaders_own_command_equals_decoding_its_entry():
+    """The leader applies the Command it encoded instead of decoding its own entry:
+    every replica must still reach the same bytes (decode(encode(c)) == c)."""
+    from statemachine.commands import Command, OpenSession, Put, decode_command, encode_command
+    from statemachine.workflow.definitions import activity, workflow
+
+    wf = workflow("t", version=1, steps=[activity("a", task_queue="q", input={"n": "$input.n", "l": [1, 2.5, None]})])
+    ops = [
+        (0, 0, OpenSession()),
+        (1, 1, Put("k", b"v")),
+        (1, 2, RegisterWorkflowType(encode_definition(wf))),
+        (1, 3, StartWorkflow("w", "t", 0, {"n": 7, "b": b"\x00", "t": True, "f": 1.5, "nested": {"x": [1, {"y": None}]}})),
+    ]
+    leader, follower = Machine(), Machine()
+    for index, (session, seq, op) in enumerate(ops, start=1):
+        cmd = Command(1_000 + index, session, seq, seq, op)
+        data = encode_command(cmd)
+        assert decode_command(data) == cmd
+        assert leader.apply(index, data, decoded=cmd) == follower.apply(index, data)
+    assert leader.snapshot() == follower.snapshot()
