@@ -41,11 +41,8 @@ soak: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	$(BIN)/python bench/core_bench.py
-	$(BIN)/python bench/wal_bench.py --quick
-	$(BIN)/python bench/cluster_bench.py $(if $(QUICK),--quick,)
-	$(BIN)/python bench/workflow_bench.py $(if $(QUICK),--quick,)
-	$(BIN)/python bench/check_bench.py
+	$(BIN)/python bench/_install_restate.py
+	$(BIN)/python bench/run_all.py $(if $(QUICK),--quick,)
 
 # Regenerate the gRPC modules from proto/*.proto (they are committed, so installing
 # needs no generator; tests/test_proto.py fails when they are out of date).
