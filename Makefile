@@ -41,6 +41,7 @@ soak: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python bench/_install_etcd.py
 	$(BIN)/python bench/_install_restate.py
 	$(BIN)/python bench/run_all.py $(if $(QUICK),--quick,)
 
