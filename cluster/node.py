@@ -49,7 +49,7 @@ from raft.fs import OsFS
 from raft.node import Node
 from raft.types import NONE, AppendEntries, EntryKind, Heartbeat, InstallSnapshot, LeaseExpired, Message, NotLeader, ProposalDropped, RaftError, Ready, Role
 from statemachine import Machine
-from statemachine.commands import Command, Op, encode_command
+from statemachine.commands import Command, Op, encode_command, validate_op
 
 log = logging.getLogger("raftflow.node")
 
@@ -335,6 +335,8 @@ class RaftNode:
                 f"node {self.id} has {pending} commands pending; max_pending_proposals="
                 f"{self.config.max_pending_proposals}: retry with backoff",
             )
+        if session_id == 0:
+            validate_op(op)  # the node's own ops (leader ops, OpenSession): client ops were checked at the edge
         now_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
         command = Command(now_ms, session_id, seq, ack_floor, op)
         data = encode_command(command)
@@ -494,7 +496,7 @@ class RaftNode:
         for n, entry in enumerate(rd.committed, start=1):
             if n % APPLY_CHUNK == 0:
                 await self._yield_to_loop()
-            slot = waiting.pop(entry.index, None)
+            slot = waiting.get(entry.index)
             if entry.kind is EntryKind.NOOP:
                 machine.apply_noop(entry.index)
                 result = None
@@ -506,6 +508,7 @@ class RaftNode:
                 result = machine.apply(entry.index, entry.data)
             if slot is None:
                 continue
+            del waiting[entry.index]  # after apply: a failing apply leaves it for _fail_everything
             term, future, _ = slot
             if future.done():
                 continue

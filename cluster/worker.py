@@ -87,6 +87,7 @@ class Worker:
         self.pollers = min(pollers, concurrency)
         self._running: dict[asyncio.Task, ActivityContext] = {}  # attempts whose activity still runs
         self._reserved = 0  # slots promised to polls in flight
+        self._polling = 0  # pollers with a poll in flight
         self._reporting: set[asyncio.Task] = set()  # reports sent after their slot was freed
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -119,21 +120,27 @@ class Worker:
                 self._slot_free.clear()
                 await self._until(self._slot_free)
                 continue
-            take = max(1, min(MAX_POLL_TASKS, -(-free // self.pollers)))  # a fair share, rounded up
+            idle_pollers = max(1, self.pollers - self._polling)
+            take = max(1, min(MAX_POLL_TASKS, -(-free // idle_pollers)))  # a fair share, rounded up
             self._reserved += take
+            self._polling += 1
             try:
                 tasks = await self._poll(take)
             except RaftflowError as exc:
+                tasks = None
+                problem = exc
+            finally:
+                self._reserved -= take
+                self._polling -= 1
+            if tasks is None:
                 # No leader for a while, or a node answered oddly: a worker keeps
                 # polling (a deploy, an election) rather than exit with tasks waiting.
                 failures += 1
-                log.warning("worker %s: poll failed (%s); retrying", self.identity, exc)
+                log.warning("worker %s: poll failed (%s); retrying", self.identity, problem)
                 await self._pause(min(MAX_BACKOFF_S, 0.05 * 2 ** min(failures, 5)))
                 continue
-            finally:
-                self._reserved -= take
             failures = 0
-            for task in tasks:
+            for task in tasks[:take]:
                 self._launch(task)
 
     async def _poll(self, free: int) -> list[Task]:

@@ -77,7 +77,9 @@ class WorkflowDriver:
         self._task.add_done_callback(self._lead_ended)
 
     def _lead_ended(self, task: asyncio.Task) -> None:
-        if task.cancelled():
+        # stop() both sets the flag and cancels; on 3.11 the cancel may be swallowed
+        # and the loop return through the flag: that is a clean end too.
+        if task.cancelled() or self._stopped or task.exception() is None:
             return
         # A bug: without this loop no timer, timeout or retention fires while this
         # node leads. Stop the node (as the driver does) rather than lead without it.
@@ -188,7 +190,10 @@ class WorkflowDriver:
                           ", ".join(f"task {t.task_id} attempt {t.attempt}" for t in handed), task_queue, identity or "?")
                 return handed
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not await self.changed(remaining):
+            woke = remaining > 0 and await self.changed(remaining)
+            if asyncio.current_task().cancelling():
+                raise asyncio.CancelledError  # the poll was cancelled as the wait ended (3.11's wait_for)
+            if not woke:
                 self.node.check_leader()
                 return []
 
