@@ -60,6 +60,7 @@ BENCHES = (
     Bench("cluster", "cluster_bench.py", (), ("--quick", "--seconds", "2"), True, 900, 150, "--no-reference"),
     Bench("workflow", "workflow_bench.py", (), ("--quick", "--restate-nodes", "3"), True, 900, 180, "--no-reference"),
     Bench("check", "check_bench.py", (), ("--operations", "2000", "--repeats", "1"), False, 300, 60),
+    Bench("scale", "scale_bench.py", (), ("--entries", "50000"), True, 1200, 120),
 )
 
 
