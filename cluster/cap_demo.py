@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 from cluster import launcher
 from cluster.client import Client, RaftflowError, Unavailable
-from cluster.demo import _leader
-from cluster.partition_commands import cut_plan
-from proto import admin_pb2
+from cluster.demo import _leader, converged_hashes
+from cluster.partition_commands import cut_plan, fault_protos
 
 REFUSE_WITHIN_S = 5.0
 
@@ -50,8 +49,7 @@ def _set_split(client: Client, cluster: launcher.ClusterFile, sides: list[set[in
     members = [m.id for m in cluster.members]
     plan = cut_plan(members, sides) if sides else {node: {} for node in members}
     for m in cluster.members:
-        faults = [admin_pb2.PeerFault(peer_id=peer, **fields) for peer, fields in sorted(plan[m.id].items())]
-        client.set_faults(m.address, faults, replace=True)
+        client.set_faults(m.address, fault_protos(plan[m.id]), replace=True)
 
 
 def _until_ok(call, timeout: float):
@@ -165,19 +163,17 @@ def _split_story(t: Timeline, cluster: launcher.ClusterFile, client: Client, lea
         figures["minority converges after heal in"] = time.monotonic() - healed_at
         t.add("get color (stale)", f"{minority[1]}", f"green: caught up {figures['minority converges after heal in'] * 1000:.0f} ms after heal", "ok")
     try:
-        _until_ok(lambda: _equal_hashes(client, cluster), 20.0)
-        t.add("state hashes", "all", "equal on every node", "ok")
-    except RaftflowError as exc:
-        t.add("state hashes", "all", f"differ: {exc}", "refused")
-        problems.append("state hashes differ 20 s after heal")
+        applied, hashes = converged_hashes(cluster, client)
+    except launcher.LauncherError as exc:
+        t.add("state hashes", "all", str(exc), "refused")
+        problems.append(str(exc))
+        return problems
+    if len(set(hashes.values())) == 1:
+        t.add("state hashes", "all", f"equal on every node at index {applied}", "ok")
+    else:
+        t.add("state hashes", "all", "differ: " + ", ".join(f"node {i} {h[:12]}" for i, h in hashes.items()), "refused")
+        problems.append("state hashes differ after heal")
     return problems
-
-
-def _equal_hashes(client: Client, cluster: launcher.ClusterFile) -> bool:
-    hashes = [client.state_hash(m.address) for m in cluster.members]
-    if len({(h.applied_index, h.hash) for h in hashes}) != 1:
-        raise RaftflowError(", ".join(f"index {h.applied_index} {h.hash[:12]}" for h in hashes))
-    return True
 
 
 def _plot(rows: list[Row], path: str) -> None:

@@ -79,7 +79,7 @@ def run_demo(directory: str | None = None, writes: int = 300) -> int:
             launcher.stop_node(cluster, victim, kill=True)
             launcher.start_node(cluster, victim)
             t.say(f"restarted node {leader} with its data; it catches up from the leader")
-            hashes = _converged_hashes(cluster, client)
+            hashes = converged_hashes(cluster, client)
             t.say("every node applied index " + str(hashes[0]) + "; state hashes: "
                   + ", ".join(f"node {i} {h[:12]}" for i, h in sorted(hashes[1].items())))
             if len(set(hashes[1].values())) != 1:
@@ -109,16 +109,20 @@ def run_demo(directory: str | None = None, writes: int = 300) -> int:
     return 0
 
 
-def _converged_hashes(cluster: launcher.ClusterFile, client: Client) -> tuple[int, dict[int, str]]:
-    deadline = time.monotonic() + 20
+def converged_hashes(
+    cluster: launcher.ClusterFile, client: Client, timeout: float = 20.0
+) -> tuple[int, dict[int, str]]:
+    """Wait until every node has applied the same index (its commit index), then
+    (that index, each node's state hash); the caller judges whether they agree."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             statuses = [client.status(m.address, timeout=0.5) for m in cluster.members]
+            if len({(s.applied_index, s.commit_index) for s in statuses}) == 1:
+                hashes = {m.id: client.state_hash(m.address) for m in cluster.members}
+                if len({h.applied_index for h in hashes.values()}) == 1:
+                    return statuses[0].applied_index, {i: h.hash for i, h in hashes.items()}
         except RaftflowError:
-            statuses = []
-        if statuses and len({(s.applied_index, s.commit_index) for s in statuses}) == 1:
-            hashes = {m.id: client.state_hash(m.address) for m in cluster.members}
-            if len({h.applied_index for h in hashes.values()}) == 1:
-                return statuses[0].applied_index, {i: h.hash for i, h in hashes.items()}
+            pass  # a node still starting or electing: ask again
         time.sleep(0.02)  # polling other processes
-    raise launcher.LauncherError("the nodes did not converge within 20 s")
+    raise launcher.LauncherError(f"the nodes did not converge within {timeout:.0f} s")

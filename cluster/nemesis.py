@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from cluster import launcher
 from cluster.client import AsyncClient, Busy, Client, InvalidArgument, RaftflowError, Unavailable, run_sync
-from cluster.partition_commands import cut_plan
-from proto import admin_pb2
+from cluster.demo import converged_hashes
+from cluster.partition_commands import cut_plan, fault_protos
 
 KEYS = ("x", "y", "z")
 VALUES_PER_CLIENT = 1_000_000
@@ -80,9 +80,8 @@ class Nemesis:
 
     async def _set(self, plan) -> None:
         for m in self.cluster.members:
-            faults = [admin_pb2.PeerFault(peer_id=peer, **fields) for peer, fields in sorted(plan[m.id].items())]
             try:
-                await self.client.set_faults(m.address, faults, replace=True)
+                await self.client.set_faults(m.address, fault_protos(plan[m.id]), replace=True)
             except RaftflowError:
                 pass  # a node down or paused: the other end of each cut holds
 
@@ -155,7 +154,7 @@ def run(cluster: launcher.ClusterFile, *, seed: int, duration_s: float, clients:
     result = NemesisResult(seed, history, faults)
     with Client(cluster.endpoints, timeout=5.0, no_leader_timeout=5.0) as admin:
         _heal_everything(cluster, admin)
-        result.hashes = _converged(cluster, admin)
+        result.hashes = converged_hashes(cluster, admin, timeout=30.0)[1]
         for key in KEYS:
             invoke = time.monotonic() - started
             read = admin.get(key, consistency="linearizable")
@@ -197,17 +196,3 @@ def _heal_everything(cluster: launcher.ClusterFile, client: Client, timeout: flo
             if time.monotonic() > deadline:
                 raise launcher.LauncherError(f"node {m.id} still has network faults {timeout:.0f}s after the run")
             time.sleep(0.05)  # polling another process
-
-
-def _converged(cluster: launcher.ClusterFile, client: Client, timeout: float = 30.0) -> dict[int, str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            hashes = {m.id: client.state_hash(m.address) for m in cluster.members}
-            if len({(h.applied_index, h.hash) for h in hashes.values()}) == 1:
-                return {i: h.hash for i, h in hashes.items()}
-        except RaftflowError:
-            pass
-        if time.monotonic() > deadline:
-            raise launcher.LauncherError(f"the nodes did not converge within {timeout:.0f}s after the nemesis")
-        time.sleep(0.05)  # polling other processes

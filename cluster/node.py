@@ -42,7 +42,7 @@ import grpc
 from cluster.config import NodeConfig
 from cluster.errors import NodeError
 from cluster.transport import SERVER_OPTIONS, PeerService, Transport
-from cluster.workflows import WorkflowDriver
+from cluster.workflows import WorkflowDriver, wall_ms
 from proto import admin_pb2_grpc, client_pb2_grpc, peer_pb2_grpc, workflow_pb2_grpc
 from raft.disk import DiskStorage, StorageFailed
 from raft.fs import OsFS
@@ -337,7 +337,7 @@ class RaftNode:
             )
         if session_id == 0:
             validate_op(op)  # the node's own ops (leader ops, OpenSession): client ops were checked at the edge
-        now_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+        now_ms = wall_ms() if timestamp_ms is None else timestamp_ms
         command = Command(now_ms, session_id, seq, ack_floor, op)
         data = encode_command(command)
         future = asyncio.get_running_loop().create_future()

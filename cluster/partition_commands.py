@@ -78,6 +78,20 @@ def parse_sides(text: str, members: list[int]) -> list[set[int]]:
     return sides
 
 
+def fault_protos(peers: dict[int, dict[str, int | bool]]) -> list[admin_pb2.PeerFault]:
+    """One node's part of a plan, as the SetFaults request carries it."""
+    return [admin_pb2.PeerFault(peer_id=peer, **fields) for peer, fields in sorted(peers.items())]
+
+
+def plan_of(faults) -> dict[int, dict[str, int | bool]]:
+    """A node's faults (admin_pb2.PeerFault, from its status) as its part of a plan."""
+    return {
+        f.peer_id: {"drop_out": f.drop_out, "drop_in": f.drop_in, "delay_out_ms": f.delay_out_ms,
+                    "delay_in_ms": f.delay_in_ms}
+        for f in faults
+    }
+
+
 def cut_plan(members: list[int], sides: list[set[int]]) -> Plan:
     """Each node cut, both ways, from every node not on its side."""
     side_of = {node: i for i, side in enumerate(sides) for node in side}
@@ -137,11 +151,7 @@ def _members(client: Client) -> tuple[list[int], dict[int, str], Plan, list[str]
         addresses[status.id] = endpoint
         known[status.id] = endpoint
         known.update({p.id: p.address for p in status.peers})
-        current[status.id] = {
-            f.peer_id: {"drop_out": f.drop_out, "drop_in": f.drop_in, "delay_out_ms": f.delay_out_ms,
-                        "delay_in_ms": f.delay_in_ms}
-            for f in status.faults
-        }
+        current[status.id] = plan_of(status.faults)
     if not addresses:
         raise CommandFailed("no node answered: " + "; ".join(down))
     for node, address in known.items():  # members not in --endpoints: ask them directly
@@ -152,11 +162,7 @@ def _members(client: Client) -> tuple[list[int], dict[int, str], Plan, list[str]
                 down.append(f"{address}: {exc}")
                 continue
             addresses[node] = address
-            current[node] = {
-                f.peer_id: {"drop_out": f.drop_out, "drop_in": f.drop_in, "delay_out_ms": f.delay_out_ms,
-                            "delay_in_ms": f.delay_in_ms}
-                for f in status.faults
-            }
+            current[node] = plan_of(status.faults)
     return sorted(known), addresses, current, down
 
 
@@ -174,9 +180,8 @@ def _cmd_partition(args: argparse.Namespace) -> int:
             if node not in addresses:
                 missed[node] = "it does not answer (down or paused)"
                 continue
-            faults = [admin_pb2.PeerFault(peer_id=peer, **fields) for peer, fields in sorted(plan[node].items())]
             try:
-                reply = client.set_faults(addresses[node], faults, replace=True)
+                reply = client.set_faults(addresses[node], fault_protos(plan[node]), replace=True)
             except RaftflowError as exc:
                 missed[node] = str(exc)
                 continue
@@ -194,8 +199,7 @@ def _cmd_partition(args: argparse.Namespace) -> int:
 
 
 def _show(args, members: list[int], addresses: dict[int, str], current: Plan, down: list[str]) -> int:
-    rows = {node: faults_text([admin_pb2.PeerFault(peer_id=peer, **fields) for peer, fields in current[node].items()])
-            for node in members if node in current}
+    rows = {node: faults_text(fault_protos(current[node])) for node in members if node in current}
     if args.output == "json":
         print(json.dumps({"faults": rows, "down": down}, indent=2))
         return 0

@@ -29,7 +29,7 @@ from collections import Counter
 
 from cluster import launcher
 from cluster.client import AsyncClient, Client, RaftflowError, run_sync
-from cluster.demo import _converged_hashes, _leader, _Timeline, start_cluster
+from cluster.demo import _leader, _Timeline, converged_hashes, start_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "order_saga")
@@ -162,7 +162,7 @@ def run_saga_demo(directory: str | None = None, count: int = 40) -> int:
             launcher.stop_node(cluster, victim, kill=True)
             launcher.start_node(cluster, victim)
             t.say(f"restarted node {leader} with its data; it catches up from the leader")
-            applied, hashes = _converged_hashes(cluster, client)
+            applied, hashes = converged_hashes(cluster, client)
             t.say(f"every node applied index {applied}; state hashes: "
                   + ", ".join(f"node {i} {h[:12]}" for i, h in sorted(hashes.items())))
             if len(set(hashes.values())) != 1:

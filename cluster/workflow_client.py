@@ -19,10 +19,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import msgpack
 
 from cluster.client import AsyncClient, InvalidArgument, OutcomeUnknown, Unavailable, run_sync
-from cluster.workflow_proto import MAX_POLL_TASKS, MAX_WAIT_MS
+from cluster.workflow_proto import MAX_POLL_TASKS, MAX_WAIT_MS, pack_payload, unpack_payload
 from proto import workflow_pb2, workflow_pb2_grpc
 from statemachine.workflow.definitions import WorkflowType, to_dict
 
@@ -53,13 +52,13 @@ class Task:
 
 def _pack(value: object) -> bytes:
     try:
-        return b"" if value is None else msgpack.packb(value, use_bin_type=True)
+        return pack_payload(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(f"payload does not encode as msgpack: {exc}") from None
 
 
 def _unpack(data: bytes) -> object:
-    return None if not data else msgpack.unpackb(data, raw=False)
+    return unpack_payload(data, "the node's reply")
 
 
 def summary(message: workflow_pb2.WorkflowSummary) -> dict:
