@@ -58,6 +58,10 @@ GC_FREEZE_ENTRIES = 50_000  # applied entries between two gc.freeze() calls
 APPLY_CHUNK = 1024  # entries applied between two turns of the event loop
 LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
 LEASE_STALL_TICKS = 3  # a gap this many ticks long between two ticks ends the leader's lease
+# A follower writes and syncs a small append on the loop itself (no hop to the disk
+# thread and back: ~0.1-0.3 ms off every commit here) while its syncs stay this fast.
+INLINE_PERSIST_ENTRIES = 64
+INLINE_SYNC_MAX_S = 0.002
 
 
 class _NoSyncFS(OsFS):
@@ -106,6 +110,7 @@ class RaftNode:
         self.server: grpc.aio.Server | None = None
         self._wake = asyncio.Event()
         self._driver_waiting = False  # on the disk thread or in a yield: inputs send early messages
+        self._last_persist_s = 0.0  # how long the last log write and sync took
         self._encoder = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"snap-{config.id}")
         self._snapshotting = False  # a snapshot is being encoded
         self._next_gc_freeze = 0  # applied index at which to move live objects out of the collector's way
@@ -206,10 +211,25 @@ class RaftNode:
 
     def _persist(self, rd: Ready) -> None:
         assert self.storage is not None
+        started = time.perf_counter()
         if self.config.slow_disk_ms and rd.entries:
             time.sleep(self.config.slow_disk_ms / 1000)  # fault injection: slow log writes (disk thread only)
         with self._storage_lock:
             self.storage.persist(rd.snapshot, rd.entries, rd.hard_state)
+        self._last_persist_s = time.perf_counter() - started
+
+    def _persist_inline(self, rd: Ready) -> bool:
+        """Whether to write and sync this Ready on the loop rather than the disk
+        thread: a follower's small append while its disk is fast. Its ack waits for
+        the sync either way, and nothing else on a follower is urgent for that long;
+        a leader must keep the loop free to put its appends on the wire first."""
+        return (
+            rd.snapshot is None
+            and len(rd.entries) <= INLINE_PERSIST_ENTRIES
+            and self._last_persist_s < INLINE_SYNC_MAX_S
+            and not self.config.slow_disk_ms
+            and self.node.role is not Role.LEADER
+        )
 
     def _compact(self, snapshot) -> None:
         assert self.storage is not None
@@ -457,13 +477,20 @@ class RaftNode:
         # counts itself only once its write is synced) need not wait for this
         # Ready's fsync, which only adds newer entries or the commit index: applying
         # them first takes one fsync off every client's wait.
-        applied_early = rd.snapshot is None and bool(rd.committed) and rd.committed[-1].index <= node.log.stable
+        # A follower syncing on the loop acks first and applies after: nobody waits
+        # on its apply, the leader's commit waits on its ack.
+        inline = rd.must_persist() and self._persist_inline(rd)
+        applied_early = (
+            not inline and rd.snapshot is None and bool(rd.committed) and rd.committed[-1].index <= node.log.stable
+        )
         if applied_early:
             await self._apply(rd)
             self._wake_applied_waiters()
         if rd.must_persist() and not self.storage.needs_sync(rd.snapshot, rd.entries, rd.hard_state):
             with self._storage_lock:  # only the commit index moved: a write, no fsync; not worth a thread hop
                 self.storage.persist(rd.snapshot, rd.entries, rd.hard_state)
+        elif inline:
+            self._persist(rd)
         elif rd.must_persist():
             await self._on_disk(loop, self._persist, rd)
         if rd.messages:

@@ -1,0 +1,44 @@
+"""Where a node writes and syncs a Ready: a follower's small append on the loop
+(its ack waits for the sync either way), everything else on the disk thread."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from cluster.config import NodeConfig
+from cluster.node import INLINE_PERSIST_ENTRIES, INLINE_SYNC_MAX_S, RaftNode
+from raft.types import Entry, Ready, Role, Snapshot
+
+
+def _node(tmp_path, role: Role, **settings) -> RaftNode:
+    node = RaftNode(NodeConfig(id=1, peers={1: "127.0.0.1:1"}, data_dir=str(tmp_path / "d"), seed=1, **settings))
+    node.node = SimpleNamespace(role=role)
+    return node
+
+
+def _append(n: int) -> Ready:
+    return Ready(entries=[Entry(index=i, term=1, data=b"v") for i in range(1, n + 1)])
+
+
+@pytest.mark.parametrize("role", [Role.FOLLOWER, Role.CANDIDATE])
+def test_a_small_append_off_the_leader_is_synced_on_the_loop(tmp_path, role):
+    assert _node(tmp_path, role)._persist_inline(_append(INLINE_PERSIST_ENTRIES))
+
+
+def test_the_leader_keeps_its_loop_free_for_its_appends(tmp_path):
+    assert not _node(tmp_path, Role.LEADER)._persist_inline(_append(1))
+
+
+def test_a_large_append_or_a_snapshot_goes_to_the_disk_thread(tmp_path):
+    node = _node(tmp_path, Role.FOLLOWER)
+    assert not node._persist_inline(_append(INLINE_PERSIST_ENTRIES + 1))
+    assert not node._persist_inline(Ready(snapshot=Snapshot(index=5, term=1, data=b"s")))
+
+
+def test_a_slow_disk_goes_to_the_disk_thread(tmp_path):
+    node = _node(tmp_path, Role.FOLLOWER)
+    node._last_persist_s = INLINE_SYNC_MAX_S * 2  # the last sync was slow: the loop must not wait on the next
+    assert not node._persist_inline(_append(1))
+    assert not _node(tmp_path, Role.FOLLOWER, slow_disk_ms=10)._persist_inline(_append(1))
