@@ -1,7 +1,7 @@
 """Linearizability checker throughput: operations checked per second on a 10,000-
 operation key-value history (the figure issue 6 asks for).
 
-The history comes from statemachine.linearizability.random_history: CLIENTS clients
+The history comes from statemachine.history_gen.random_history: CLIENTS clients
 issue put/get/cas/delete on KEYS keys, one after another, each operation taking effect
 on a real KvStore at a random point of its window; 5% end with an unknown outcome
 (half of those take effect, possibly long after the client gave up) and 5% fail. It is
@@ -28,7 +28,8 @@ import time
 if os.path.dirname(os.path.dirname(os.path.abspath(__file__))) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from statemachine.linearizability import Kind, Outcome, Verdict, check, operation_to_json, parse_history, random_history  # noqa: E402
+from statemachine.history_gen import random_history  # noqa: E402
+from statemachine.linearizability import Kind, Outcome, Verdict, check, operation_to_json, parse_history  # noqa: E402
 
 
 def main() -> int:

@@ -18,6 +18,7 @@ from cluster.check_command import EXIT_UNDECIDED, add_check_command
 from cluster.commands import run
 from raft.sim.simulation import SimOptions
 from raft.sim.simulation import run as simulate
+from statemachine.history_gen import random_history
 from statemachine.linearizability import (
     HistoryError,
     Kind,
@@ -29,7 +30,6 @@ from statemachine.linearizability import (
     is_linearizable,
     operation_to_json,
     parse_history,
-    random_history,
     shrink,
 )
 
