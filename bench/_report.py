@@ -16,6 +16,11 @@ def fmt_int(x: float) -> str:
     return f"{x:,.0f}"
 
 
+def fmt_rate(x: float) -> str:
+    """A rate per second: one decimal below 100, none from there."""
+    return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
+
+
 class GcTimer:
     """Adds up the time spent in gc collections while enabled (via gc.callbacks)."""
 

@@ -28,8 +28,19 @@ finished (spread round robin over the nodes' ingresses).
 - `measure(...)`: one-saga latency (one call after another) and throughput at N
   concurrent sagas (N calls at once; sagas/s is N over first start to last result),
   each saga's start-to-result latency.
+- `kill_run(...)` (measure's `kill_sagas`, 3 nodes): N sagas at once, and once a third
+  have closed the node leading the most partitions (the metadata server's leader among
+  equals; both read from the nodes' Prometheus metrics before the load) is SIGKILLed.
+  Restate 1.7 on 3 nodes with replication 2 is built to survive that: the metadata
+  server is a Raft group of all three, each partition's log is on 2 log servers and
+  each partition has a follower processor that takes over as leader, the logs the dead
+  node sequenced are sealed and continue on the others. A call whose ingress died goes
+  to the next one (409, the run was accepted already: it attaches to it). The close
+  times are Restate's own (sys_invocation.completed_at, through the SQL endpoint of a
+  surviving node), so the stall is read as for raftflow.
 
     .venv/bin/python bench/_restate_ref.py run --nodes 1 --sequential 50 --concurrent 200
+    .venv/bin/python bench/_restate_ref.py run --nodes 3 --sequential 5 --concurrent 200 --kill 1000
 """
 
 import argparse
@@ -39,11 +50,12 @@ import importlib.metadata
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 try:
     import restate
@@ -63,8 +75,10 @@ INSTALL_DIR = os.path.expanduser("~/.cache/raftflow-bench/restate")
 BINARY_IN_PREFIX = "node_modules/@restatedev/restate-server-{platform}/bin/restate-server"
 SERVER_START_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 60.0  # registration and a first saga through every ingress
+READY_TRY_S = 10.0  # one such saga; then the processes are checked and it is tried again
 WORKER_START_TIMEOUT_S = 30.0
 STDERR_TAIL_BYTES = 2000
+RETRY_PAUSE_S = 0.1  # before a call's next try on another ingress
 SERVICE_NAME = "BenchOrderSaga"
 MISSING_SDK = ("restate-sdk, hypercorn or aiohttp is not installed: run "
                "`.venv/bin/pip install restate-sdk hypercorn aiohttp` (setup.cfg's `bench` extra)")
@@ -251,8 +265,6 @@ def start_worker(directory: str, port: int, concurrency: int) -> subprocess.Pope
 
 
 async def _run_worker(port: int, concurrency: int) -> None:
-    import signal  # noqa: PLC0415
-
     import hypercorn.asyncio  # noqa: PLC0415
     import hypercorn.config  # noqa: PLC0415
 
@@ -291,29 +303,55 @@ async def register(session, admin: str, service_url: str, deadline: float, check
 
 
 class Client:
-    """Start-and-wait calls over aiohttp, round robin over the ingresses."""
+    """Start-and-wait calls over aiohttp, round robin over the ingresses. A call whose
+    ingress fails (refused, reset, a 5xx) goes on to the next ingress until its deadline,
+    as raftflow's client moves to another node; a run the cluster already accepted (409:
+    the workflow method was already invoked, by a node that then failed) is attached
+    to instead, so the call gets that saga's outcome rather than starting a second one."""
 
     def __init__(self, session, ingresses: list[str], timeout: float) -> None:
         self.session = session
         self.ingresses = ingresses
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.timeout_s = timeout
         self.calls = 0
+        self.retries = 0  # tries on another ingress, over all calls
 
     async def one(self, order: dict, workflow_id: str) -> tuple[float, float, str]:
-        """(started, finished) perf_counter times and the outcome of one saga."""
-        ingress = self.ingresses[self.calls % len(self.ingresses)]
+        """(started, finished) perf_counter times and the outcome of one saga ("open":
+        no outcome by the deadline)."""
+        at = self.calls
         self.calls += 1
         started = time.perf_counter()
-        try:
-            async with self.session.post(f"{ingress}/{SERVICE_NAME}/{workflow_id}/run", json=order,
-                                         timeout=self.timeout) as response:
-                body = await response.text()
-                outcome = json.loads(body) if response.status == 200 else f"error {response.status}: {body[:200]}"
-        except asyncio.TimeoutError:
-            outcome = "open"
-        except aiohttp.ClientError as exc:
-            outcome = f"error: {exc!r}"
+        deadline = started + self.timeout_s
+        method, path = "POST", f"/{SERVICE_NAME}/{workflow_id}/run"
+        outcome = "open"
+        while (left := deadline - time.perf_counter()) > 0:
+            status, body = await self._request(self.ingresses[at % len(self.ingresses)], method, path, order, left)
+            if status == 200:
+                outcome = json.loads(body)
+                break
+            if status == 409 and method == "POST":
+                method, path = "GET", f"/restate/workflow/{SERVICE_NAME}/{workflow_id}/attach"
+                continue
+            if status is not None and status < 500:
+                outcome = f"error {status}: {body[:200]}"
+                break
+            self.retries += 1
+            at += 1
+            await asyncio.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - time.perf_counter())))
         return started, time.perf_counter(), outcome
+
+    async def _request(self, ingress: str, method: str, path: str, order: dict,
+                       left_s: float) -> tuple[int | None, str]:
+        """The status and body, or None and why when no answer came (refused, reset, timed out)."""
+        try:
+            async with self.session.request(method, ingress + path, json=order if method == "POST" else None,
+                                            timeout=aiohttp.ClientTimeout(total=left_s)) as response:
+                return response.status, await response.text()
+        except asyncio.TimeoutError:
+            return None, "timed out"
+        except aiohttp.ClientError as exc:
+            return None, repr(exc)
 
 
 def _wrong(orders: list[dict], outcomes: list[str]) -> dict:
@@ -340,10 +378,11 @@ async def concurrent_batch(client: Client, orders: list[dict], prefix: str) -> d
 async def _ready(client: Client, make_orders, deadline: float, check) -> None:
     """A first saga through every ingress: a new cluster's partitions may still be electing."""
     last = ""
-    for i, _ in enumerate(client.ingresses):
+    for i, ingress in enumerate(client.ingresses):
+        pinned = Client(client.session, [ingress], timeout=READY_TRY_S)  # this ingress, not the next one
         while True:
             check()
-            _, _, outcome = await client.one(make_orders(1)[0], f"ready-{i}-{time.monotonic_ns()}")
+            _, _, outcome = await pinned.one(make_orders(1)[0], f"ready-{i}-{time.monotonic_ns()}")
             if outcome in saga.EXPECTED.values():
                 break
             last = outcome
@@ -352,10 +391,113 @@ async def _ready(client: Client, make_orders, deadline: float, check) -> None:
             await asyncio.sleep(0.5)  # the cluster settling
 
 
+# --- a node killed in the middle of a run --------------------------------------------------
+
+
+async def roles(session, nodes: list[Node]) -> dict:
+    """What each answering node's Prometheus metrics say: how many partitions it leads,
+    and which node leads the metadata server (the Raft group holding the cluster's
+    configuration), as most of them see it."""
+    partition_leaders: dict[int, int] = {}
+    metadata_votes: list[int] = []
+    for node in nodes:
+        try:
+            async with session.get(f"{node.fabric}/metrics", timeout=aiohttp.ClientTimeout(total=5)) as response:
+                text = await response.text()
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            continue
+        for line in text.splitlines():
+            name, _, value = line.rpartition(" ")
+            if name.startswith("restate_num_active_partition_leaders{"):
+                partition_leaders[node.id] = int(float(value))
+            elif name.startswith("restate_metadata_server_replicated_leader_id{"):
+                metadata_votes.append(int(float(value)))
+    metadata_leader = max(set(metadata_votes), key=metadata_votes.count) if metadata_votes else None
+    return {"partition_leaders": partition_leaders, "metadata_leader": metadata_leader}
+
+
+def victim(found: dict, nodes: list[Node]) -> int:
+    """The node whose loss costs most: the one leading the most partitions, the metadata
+    leader among equals (a fresh cluster spreads the 24 partitions' leaders evenly)."""
+    leaders = found["partition_leaders"]
+    return max((n.id for n in nodes), key=lambda i: (leaders.get(i, 0), i == found["metadata_leader"], -i))
+
+
+async def close_times(session, admin: str, prefix: str) -> dict[str, float]:
+    """Each finished saga's close time (ms since the epoch, this machine's clock) as
+    Restate records it (sys_invocation.completed_at), by workflow id."""
+    query = ("SELECT target_service_key, completed_at FROM sys_invocation "
+             f"WHERE target_service_name = '{SERVICE_NAME}' AND target_service_key LIKE '{prefix}-%' "
+             "AND completed_at IS NOT NULL")
+    async with session.post(f"{admin}/query", json={"query": query}, headers={"accept": "application/json"},
+                            timeout=aiohttp.ClientTimeout(total=60)) as response:
+        if response.status != 200:
+            raise RestateUnavailable(f"the close-time query at {admin} answered {response.status}: "
+                                     f"{(await response.text())[:200]}")
+        rows = (await response.json())["rows"]
+    return {r["target_service_key"]: datetime.fromisoformat(r["completed_at"]).timestamp() * 1000 for r in rows}
+
+
+async def kill_run(session, cluster: Cluster, ingresses: list[str], orders: list[dict], prefix: str,
+                   kill_after: int, wait_s: float) -> dict:
+    """A batch of `orders` started at once, one node SIGKILLed once `kill_after` sagas
+    have closed; the calls move to the surviving ingresses. The figures: each saga's
+    close time as Restate records it (or as the client saw it, when the query fails),
+    the kill's time and node, the outcomes."""
+    client = Client(session, ingresses, timeout=wait_s)
+    before = await roles(session, cluster.nodes)  # asked before the load, not behind it
+    node = next(n for n in cluster.nodes if n.id == victim(before, cluster.nodes))
+    reached = asyncio.Event()
+    closed = 0
+    leaders = before["partition_leaders"]
+    held = f"{leaders.get(node.id, '?')} of {sum(leaders.values())} partition leaders"
+    kill: dict = {"node": node.id, **before,
+                  "held": held + (", the metadata leader" if before["metadata_leader"] == node.id else "")}
+
+    async def saga_call(order: dict) -> tuple[float, float, str]:
+        nonlocal closed
+        result = await client.one(order, f"{prefix}-{order['order_id']}")
+        closed += 1
+        if closed >= kill_after:
+            reached.set()
+        return result
+
+    async def killer() -> None:
+        await reached.wait()
+        os.kill(node.proc.pid, signal.SIGKILL)
+        kill.update(wall_ms=time.time() * 1000, closed=closed)
+
+    killing = asyncio.ensure_future(killer())
+    wall_offset_ms = (time.time() - time.perf_counter()) * 1000
+    first = time.perf_counter()
+    results = await asyncio.gather(*(saga_call(o) for o in orders))
+    last = max(finished for _, finished, _ in results)
+    await killing
+    survivors = [n for n in cluster.nodes if n is not node]
+    ids = [f"{prefix}-{o['order_id']}" for o in orders]
+    try:
+        recorded = await close_times(session, survivors[0].admin, prefix)
+        closes, source = sorted(recorded[i] for i in ids if i in recorded), "restate (sys_invocation.completed_at)"
+        last_closed = max(recorded, key=recorded.get, default=None)
+    except (RestateUnavailable, aiohttp.ClientError, asyncio.TimeoutError, KeyError, ValueError) as exc:
+        closes, source = sorted(f * 1000 + wall_offset_ms for _, f, o in results if o != "open"), f"client ({exc!r})"
+        last_closed = ids[max(range(len(ids)), key=lambda k: results[k][1])]
+    return {
+        "sagas": len(orders), "seconds": last - first, "sagas_per_s": len(orders) / (last - first),
+        "latencies_s": [f - s for s, f, _ in results], "closes_ms": closes, "closes_from": source,
+        "last_closed": last_closed, "kill": kill, "retries": client.retries,
+        "after": await roles(session, survivors), **_wrong(orders, [o for _, _, o in results]),
+    }
+
+
 async def measure(workdir: str, make_orders, *, nodes: int, sequential_count: int, concurrencies: tuple[int, ...],
-                  repeats: int, worker_concurrency: int, say=lambda text: None) -> dict:
+                  repeats: int, worker_concurrency: int, kill_sagas: int = 0, kill_after_fraction: float = 1 / 3,
+                  kill_wait_s: float = 60.0, say=lambda text: None) -> dict:
     """Every Restate figure on `nodes` nodes; raises RestateUnavailable when it cannot run.
-    `make_orders(n)` gives n orders (the same mix the raftflow side runs)."""
+    `make_orders(n)` gives n orders (the same mix the raftflow side runs). With
+    `kill_sagas` and more than one node, last: a run of that many sagas in which a node
+    is SIGKILLed once `kill_after_fraction` of them have closed (kill_run), each saga
+    waited for at most `kill_wait_s`."""
     missing = available()
     if missing:
         raise RestateUnavailable(missing)
@@ -396,6 +538,13 @@ async def measure(workdir: str, make_orders, *, nodes: int, sequential_count: in
                     say(f"  restate {nodes}n: {n} concurrent, run {r + 1}: {runs[-1]['sagas_per_s']:.1f} sagas/s"
                         + (f", {runs[-1]['wrong']} wrong" if runs[-1]["wrong"] else ""))
                 results["throughput"][n] = runs
+            results["calls_retried"] = client.retries  # on another ingress: none while every node runs
+            if kill_sagas and nodes > 1:
+                results["kill"] = k = await kill_run(
+                    session, cluster, client.ingresses, make_orders(kill_sagas), "kill",
+                    max(1, int(kill_sagas * kill_after_fraction)), kill_wait_s)
+                say(f"  restate {nodes}n: node {k['kill']['node']} SIGKILLed after {k['kill']['closed']} of "
+                    f"{kill_sagas} closed; {k['wrong']} wrong ({k['open']} open), {k['retries']} calls retried")
             return results
     finally:
         _stop(worker)
@@ -425,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     run_.add_argument("--concurrent", default="200")
     run_.add_argument("--repeats", type=int, default=1)
     run_.add_argument("--concurrency", type=int, default=100)
+    run_.add_argument("--kill", type=int, default=0, help="sagas in a run with a node SIGKILLed (--nodes > 1)")
     args = parser.parse_args(argv)
     if args.command == "worker":
         asyncio.run(_run_worker(args.port, args.concurrency))
@@ -434,7 +584,8 @@ def main(argv: list[str] | None = None) -> int:
             results = asyncio.run(measure(
                 workdir, _orders, nodes=args.nodes, sequential_count=args.sequential,
                 concurrencies=tuple(int(x) for x in args.concurrent.split(",")), repeats=args.repeats,
-                worker_concurrency=args.concurrency, say=lambda text: print(text, file=sys.stderr, flush=True),
+                worker_concurrency=args.concurrency, kill_sagas=args.kill,
+                say=lambda text: print(text, file=sys.stderr, flush=True),
             ))
         except RestateUnavailable as exc:
             print(f"restate: skipped: {exc}", file=sys.stderr)

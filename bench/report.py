@@ -16,6 +16,8 @@ next to RAW, named after it without `.raw`:
     <stamp>-failover.png         each leader kill's time to the next committed write
     <stamp>-sagas.png            sagas/s per concurrency and system; one-saga latency CDF
 
+(the plots are drawn by bench/_report_plots.py)
+
 The benches change under us (etcd and Restate columns are being added), so nothing
 here may assume a section exists: a missing reference is said in the page, and keys
 this file does not know are listed under "Other figures" rather than dropped.
@@ -30,6 +32,9 @@ import re
 import statistics
 import sys
 from dataclasses import dataclass, field
+
+from _report import fmt_rate as _rate
+from _report_plots import plot_failover, plot_latency, plot_sagas, plot_throughput
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -295,10 +300,6 @@ def _table(columns: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
 
-def _rate(x: float) -> str:
-    return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
-
-
 def _spread(p: Point) -> str:
     """median, and min-max when there was more than one repeat."""
     if p.repeats <= 1:
@@ -447,12 +448,40 @@ def sagas_section(systems: list[SagaSystem], workflow: dict) -> str:
         columns += [f"{s.system}: sagas/s", "p50 / p99 ms", f"raftflow / {s.system}"]
     text += ("\nThroughput: N sagas started at once, waited for; median (min-max over the repeats):\n\n"
              + _table(columns, rows) + "\n" + _skips(systems))
-    kill = (workflow.get("raftflow") or {}).get("kill") if isinstance(workflow.get("raftflow"), dict) else None
-    if isinstance(kill, dict) and "stall_ms" in kill:
-        text += (f"\nLeader SIGKILLed during a {kill.get('sagas', '?'):,}-saga run: stall {kill['stall_ms']:.0f} ms, "
-                 f"kill to last close {kill.get('last_close_after_ms', float('nan')) / 1000:.1f} s, "
-                 f"every saga right: {'yes' if kill.get('wrong') == 0 else 'NO: %s wrong' % kill.get('wrong')}.\n")
-    return text
+    return text + kill_section(workflow)
+
+
+def _kills(workflow: dict) -> list[tuple[str, object]]:
+    """(label, kill figures or why there are none) per system, as workflow_bench writes
+    them: raftflow's under "raftflow", Temporal's under "temporal", Restate's per node count."""
+    found = []
+    for key, value in workflow.items():
+        for label, figures in _saga_candidates(key, value):
+            if isinstance(figures, dict) and "kill" in figures:
+                found.append(("raftflow, 3 nodes" if label == "raftflow" else label, figures["kill"]))
+    return sorted(found, key=lambda kv: not kv[0].startswith("raftflow"))
+
+
+def kill_section(workflow: dict) -> str:
+    """A node SIGKILLed once a third of a saga run has closed: a row per system."""
+    rows = []
+    for label, kill in _kills(workflow):
+        if isinstance(kill, str):
+            rows.append([label, kill, "-", "-", "-", "-", "-"])
+        elif isinstance(kill, dict) and "stall_ms" in kill:
+            k = kill.get("kill", {})
+            held = k.get("held", "the leader")  # raftflow's JSON from before "held" was written
+            right = "yes" if kill.get("wrong") == 0 else f"NO: {kill.get('wrong')} wrong ({kill.get('open')} open)"
+            rows.append([label, f"node {k.get('node', '?')} ({held}) after {k.get('closed', 0):,} closed",
+                         f"{kill.get('sagas', 0):,}", f"{kill['stall_ms']:.0f}",
+                         f"{kill.get('longest_gap_after_ms', float('nan')):.0f}",
+                         f"{kill.get('last_close_after_ms', float('nan')) / 1000:.1f}", right])
+    if not rows:
+        return ""
+    return ("\nA node SIGKILLed once a third of a run has closed, the load going on against the others "
+            "(close times as each system records them):\n\n"
+            + _table(["system", "killed", "sagas", "stall: gap in closes across the kill, ms",
+                      "longest gap after the kill, ms", "kill to last close s", "every saga right"], rows))
 
 
 def floor_section(cluster: dict, workflow: dict, writes: list[Series]) -> str:
@@ -531,110 +560,6 @@ def aims_section(cluster: ClusterFigures, sagas: list[SagaSystem]) -> str:
                            _missing(ours, temporal, "Temporal")))
     return ("## The aims (issue 7)\n\nRatios are judged at the highest load both systems were measured at.\n\n"
             + _table(["aim", "measured", "verdict"], rows))
-
-
-# --- plots (matplotlib, Agg: no display) --------------------------------------------------
-
-
-def _figure(columns: int = 1):
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    fig, axes = plt.subplots(1, columns, figsize=(6.4 * columns, 4.0))
-    return plt, fig, axes
-
-
-def _save(plt, fig, path: str) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)  # small files: a committed run stays a few hundred KB
-    plt.close(fig)
-    return path
-
-
-def _dress(ax, title: str, xlabel: str, ylabel: str, *, grid: bool = True) -> None:
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if grid:
-        ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-
-
-def plot_throughput(writes: list[Series], path: str) -> str | None:
-    measured = [s for s in writes if s.points]
-    if not measured:
-        return None
-    plt, fig, ax = _figure()
-    for s in measured:
-        xs = [p.x for p in s.points]
-        ax.errorbar(xs, [p.median for p in s.points], marker="o", capsize=3, label=s.system,
-                    yerr=[[p.median - p.low for p in s.points], [p.high - p.median for p in s.points]])
-    ax.set_xscale("log")
-    _dress(ax, "Replicated writes, 3 nodes, 100-byte values", "concurrent clients (in flight, for PySyncObj)",
-           "writes/s (median, min-max bars)")
-    return _save(plt, fig, path)
-
-
-def plot_latency(writes: list[Series], path: str) -> str | None:
-    measured = [s for s in writes if any(p.p50_ms for p in s.points)]
-    if not measured:
-        return None
-    xs = sorted({p.x for s in measured for p in s.points})
-    plt, fig, ax = _figure()
-    width = 0.8 / len(measured)
-    for i, s in enumerate(measured):
-        pos = [j + i * width for j in range(len(xs))]
-        p50 = [(s.at(x).p50_ms or 0) if s.at(x) else 0 for x in xs]
-        p99 = [(s.at(x).p99_ms or 0) if s.at(x) else 0 for x in xs]
-        bars = ax.bar(pos, p99, width, alpha=0.35)
-        ax.bar(pos, p50, width, color=bars[0].get_facecolor()[:3], label=f"{s.system} (solid p50, pale p99)")
-    ax.set_xticks([j + width * (len(measured) - 1) / 2 for j in range(len(xs))], [f"{x:,}" for x in xs])
-    ax.set_yscale("log")
-    _dress(ax, "Write latency: p50 and p99", "concurrent clients", "write latency, ms (log)", grid=False)
-    return _save(plt, fig, path)
-
-
-def plot_failover(failovers: list[Failover], path: str) -> str | None:
-    measured = [f for f in failovers if f.samples_ms]
-    if not measured:
-        return None
-    plt, fig, ax = _figure()
-    for f in measured:
-        ax.plot(range(1, len(f.samples_ms) + 1), f.samples_ms, marker="o", label=f.system)
-    ax.xaxis.set_major_locator(plt.matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_ylim(bottom=0)
-    _dress(ax, "Failover: leader killed", "kill, in the order the bench lists them (raftflow's sorted by time)",
-           "SIGKILL to next committed write, ms")
-    return _save(plt, fig, path)
-
-
-def plot_sagas(systems: list[SagaSystem], path: str) -> str | None:
-    measured = [s for s in systems if not s.skipped]
-    if not measured:
-        return None
-    plt, fig, (rate, cdf) = _figure(2)
-    xs = sorted({p.x for s in measured if s.throughput for p in s.throughput.points})
-    width = 0.8 / len(measured)
-    for i, s in enumerate(measured):
-        points = [s.throughput.at(x) if s.throughput else None for x in xs]
-        bars = rate.bar([j + i * width for j in range(len(xs))], [p.median if p else 0 for p in points], width,
-                        yerr=[[p.median - p.low if p else 0 for p in points],
-                              [p.high - p.median if p else 0 for p in points]], capsize=3, label=s.system)
-        rate.bar_label(bars, labels=[_rate(p.median) if p else "" for p in points], fontsize=7)
-        if s.one_saga_s:
-            ms = sorted(x * 1000 for x in s.one_saga_s)
-            cdf.plot(ms, [(k + 1) / len(ms) for k in range(len(ms))], label=s.system)
-    rate.set_xticks([j + width * (len(measured) - 1) / 2 for j in range(len(xs))], [f"{x:,}" for x in xs])
-    _dress(rate, "Saga throughput", "concurrent sagas", "sagas/s (median, min-max bars)", grid=False)
-    rate.set_ylim(top=rate.get_ylim()[1] * 1.3)  # headroom: the legend sits above the bars, not on them
-    rate.legend(fontsize=7, loc="upper left", ncol=2)
-    cdf.set_xscale("log")
-    cdf.xaxis.set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
-    cdf.xaxis.set_minor_formatter(plt.matplotlib.ticker.NullFormatter())
-    _dress(cdf, "One-saga latency CDF", "one saga alone, start to completion, ms (log)", "fraction of sagas")
-    return _save(plt, fig, path)
 
 
 # --- machine facts and versions (bench/run_all.py records them at the start of a run) -----

@@ -22,16 +22,25 @@ Measured, each saga from the moment its start is sent to the moment its wait ret
    (the gap in workflow closes, by the close times the log records) and whether every
    saga closed with its outcome (completed, or compensated for the failing ones);
 4. the same 1 and 2 on Temporal (bench/_temporal_ref.py), skipped with one line when
-   temporalio or the `temporal` binary is missing or does not start;
+   temporalio or the `temporal` binary is missing or does not start; no kill (the dev
+   server is one process: a kill is a total outage, said in the table);
 5. the same 1 and 2 on Restate, 1 node and 3 (bench/_restate_ref.py; the server from
-   npm by bench/_install_restate.py), skipped with one line likewise.
+   npm by bench/_install_restate.py), skipped with one line likewise; on 3 nodes (log
+   and partition replication 2) also 3: the node leading the most partitions SIGKILLed
+   once a third of the run has closed, the calls moving to the other ingresses, with
+   the close times Restate records. 1,000 sagas, or 300 with --quick (Restate recovers
+   in seconds whatever the size; the smaller run keeps quick mode short).
 
 --json FILE: `raftflow`, `temporal` and `restate` hold each system's figures, or a
 string saying why it was skipped. Temporal's: {"version", "sdk_version",
 "sequential": {"latencies_s": [...], "wrong"}, "throughput": {"200": [run, ...]}}, a
 run being {"sagas", "seconds", "sagas_per_s", "latencies_s", "wrong", "open"}.
 Restate's: {"1": <the same shape, plus "nodes" and "replication">, "3": ...}, keyed by
-node count, each a string instead when that size could not run.
+node count, each a string instead when that size could not run. "kill" in each system's
+figures: raftflow's and Restate 3 nodes' kill run ({"sagas", "kill": {"node", "held",
+"wall_ms", "closed"}, "closes_ms", "stall_ms", "longest_gap_after_ms",
+"last_close_after_ms", "wrong", "open", ...}), or a string saying why not (Temporal,
+Restate on 1 node).
 
 Also in the same run: this machine's floor (fdatasync, a loopback gRPC round trip),
 CPU per saga in each process and Raft log entries per saga.
@@ -66,6 +75,12 @@ FAIL_FRACTION = 0.10  # orders that fail at ship and are compensated
 CONCURRENCY = (200, 1000)
 KILL_SAGAS = 1000
 KILL_AFTER_FRACTION = 1 / 3  # of the kill run's sagas closed
+QUICK_RESTATE_KILL_SAGAS = 300  # --quick: enough to span Restate's recovery, seconds shorter than 1,000
+QUICK_KILL_WAIT_S = 60.0  # --quick: a Restate that never recovers still ends inside run_all's limit
+NO_KILL = {  # the systems a kill would simply stop: said in the table, not measured
+    "temporal": "not applicable: the dev server is one process, so a kill stops every saga until it restarts",
+    "restate 1": "not applicable: one node, so a kill stops every saga until it restarts",
+}
 WORKER_CONCURRENCY = 100  # activity slots in the one worker process, on both systems
 WARMUP_SAGAS = 20
 WAIT_TIMEOUT_S = 120.0  # one saga, start to close; past it the saga counts as open
@@ -227,7 +242,7 @@ async def leader_kill_run(rf: RaftflowSaga, orders: list[dict]) -> dict:
     # The victim is the leader at the start of the run: asking again at the moment of
     # the kill would queue a status call behind a thousand long polls and kill late.
     victim = await rf.leader()
-    kill: dict = {"node": victim}
+    kill: dict = {"node": victim, "held": "the leader"}
 
     async def killer() -> None:
         await reached.wait()
@@ -354,12 +369,13 @@ async def measure_temporal(workdir: str, args: argparse.Namespace, rng: random.R
         return missing
     concurrencies = CONCURRENCY if not args.quick else CONCURRENCY[:1]
     try:
-        return await ref.measure(
+        results = await ref.measure(
             workdir, lambda n: make_orders(n, rng), sequential_count=args.reference_sequential,
             concurrencies=concurrencies, repeats=args.repeats, worker_concurrency=args.worker_concurrency, say=say,
         )
     except ref.TemporalUnavailable as exc:
         return str(exc)
+    return {**results, "kill": NO_KILL["temporal"]}
 
 
 async def measure_restate(workdir: str, args: argparse.Namespace, nodes: int, say) -> dict | str:
@@ -371,12 +387,23 @@ async def measure_restate(workdir: str, args: argparse.Namespace, nodes: int, sa
     concurrencies = CONCURRENCY if not args.quick else CONCURRENCY[:1]
     rng = random.Random(args.seed)
     try:
-        return await ref.measure(
+        results = await ref.measure(
             workdir, lambda n: make_orders(n, rng), nodes=nodes, sequential_count=args.reference_sequential,
-            concurrencies=concurrencies, repeats=args.repeats, worker_concurrency=args.worker_concurrency, say=say,
+            concurrencies=concurrencies, repeats=args.repeats, worker_concurrency=args.worker_concurrency,
+            kill_sagas=QUICK_RESTATE_KILL_SAGAS if args.quick else KILL_SAGAS,
+            kill_after_fraction=KILL_AFTER_FRACTION,
+            kill_wait_s=QUICK_KILL_WAIT_S if args.quick else WAIT_TIMEOUT_S, say=say,
         )
     except ref.RestateUnavailable as exc:
         return str(exc)
+    if "kill" in results:
+        k = results["kill"]
+        k.update(stall_figures(k["closes_ms"], k["kill"]["wall_ms"]))
+        say(f"  restate {nodes}n: node kill: stall {k['stall_ms']:.0f} ms, longest gap after "
+            f"{k['longest_gap_after_ms']:.0f} ms, kill to last close {k['last_close_after_ms'] / 1000:.1f} s")
+    else:
+        results["kill"] = NO_KILL["restate 1"]
+    return results
 
 
 # --- the report --------------------------------------------------------------------------
@@ -425,8 +452,8 @@ def report(results: dict) -> str:
     out.extend(notes)
     out.append(_latency_table(rf, references))
     out.append(_throughput_table(rf, references, results["repeats"]))
+    out.append(_kill_table(rf, references))
     if rf is not None:
-        out.append(_kill_table(rf["kill"]))
         out.append(_cost_lines(rf))
     out.append(_table(
         "The issue's reference figures (measured on this machine before, not in this run)",
@@ -504,16 +531,32 @@ def _throughput_table(rf: dict | None, references: list[tuple[str, dict]], repea
         ["concurrent", "system", "sagas/s", "p50 / p99 ms", "raftflow / it (sagas/s)", "wrong outcome"], rows)
 
 
-def _kill_table(k: dict) -> str:
-    ok = "yes" if k["wrong"] == 0 else f"no: {k['wrong']} wrong ({k['open']} open), e.g. {k['wrong_examples']}"
-    rows = [[f"{k['sagas']:,}", f"node {k['kill']['node']} after {k['kill']['closed']:,} closed",
-             f"{k['stall_ms']:.0f}", f"{k['first_close_after_ms']:.0f}", f"{k['longest_gap_after_ms']:.0f}",
-             f"{k['last_close_after_ms'] / 1000:.1f}", f"{k['sagas_per_s']:,.0f}", ok]]
-    return _table(
-        "Leader SIGKILLed in the middle (close times as the log records them)",
-        ["sagas", "killed", "stall: gap in closes across the kill, ms", "kill to next close ms",
-         "longest gap after ms", "kill to last close s", "sagas/s (whole run)", "every saga right"], rows,
-    ) + f"\nThe last saga to close ({k['last_closed']}), times from the kill: " + "; ".join(k["last_closed_history"]) + "\n"
+def _kill_table(rf: dict | None, references: list[tuple[str, dict]]) -> str:
+    """A row per system: raftflow's leader and Restate's busiest node each SIGKILLed once
+    a third of a run has closed; the single-process systems say why they were not."""
+    rows = []
+    for label, figures in ([("raftflow (3 nodes)", rf)] if rf else []) + references:
+        k = figures.get("kill")
+        if isinstance(k, str):
+            rows.append([label, k] + ["-"] * 7)
+        elif isinstance(k, dict):
+            ok = "yes" if k["wrong"] == 0 else f"no: {k['wrong']} wrong ({k['open']} open), e.g. {k['wrong_examples']}"
+            killed = k["kill"]
+            rows.append([label, f"node {killed['node']} ({killed['held']}) after {killed['closed']:,} closed",
+                         f"{k['sagas']:,}", f"{k['stall_ms']:.0f}", f"{k['first_close_after_ms']:.0f}",
+                         f"{k['longest_gap_after_ms']:.0f}", f"{k['last_close_after_ms'] / 1000:.1f}",
+                         f"{k['sagas_per_s']:,.0f}", ok])
+    if not rows:
+        return ""
+    text = _table(
+        "A node SIGKILLed in the middle (close times as each system records them)",
+        ["system", "killed", "sagas", "stall: gap in closes across the kill, ms", "kill to next close ms",
+         "longest gap after ms", "kill to last close s", "sagas/s (whole run)", "every saga right"], rows)
+    if rf is not None:
+        k = rf["kill"]
+        text += (f"\nThe last saga to close on raftflow ({k['last_closed']}), times from the kill: "
+                 + "; ".join(k["last_closed_history"]) + "\n")
+    return text
 
 
 def _cost_lines(rf: dict) -> str:
