@@ -546,8 +546,12 @@ def aims_section(cluster: ClusterFigures, sagas: list[SagaSystem]) -> str:
         rows.append(["proposals at the leader >= 2x PySyncObj's, fsync on", "PySyncObj or leader run missing",
                      "not measured"])
     one = on.at(1) if on else None
-    rows.append(["commit latency p50 <= 1 ms (1 client, fsync on)", f"{_ms(one.p50_ms)} ms" if one else "-",
-                 ("met" if one.p50_ms <= 1.0 else "NOT met") if one and one.p50_ms else "not measured"])
+    at_leader = leader_on.at(1) if leader_on else None
+    for aim, point in (("commit latency p50 <= 1 ms (1 client, fsync on)", one),
+                       ("commit latency p50 <= 1 ms at the leader (proposal to applied, 1 in flight, fsync on)",
+                        at_leader)):
+        rows.append([aim, f"{_ms(point.p50_ms)} ms" if point else "-",
+                     ("met" if point.p50_ms <= 1.0 else "NOT met") if point and point.p50_ms else "not measured"])
     ours = _ours(sagas).throughput
     restate3 = next((s for s in sagas if "restate" in s.system.lower() and "3 nodes" in s.system and not s.skipped),
                     None)  # not the 1-node figure in its place: the aim is about a replicated Restate
