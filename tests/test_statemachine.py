@@ -456,6 +456,13 @@ def test_an_encoded_put_with_an_ascii_key_takes_the_fast_path(key):
     assert _common_put(msgpack.unpackb(encode_command(cmd), raw=False)) == cmd
 
 
+def test_a_command_that_cannot_be_packed_leaves_the_reused_packer_clean():
+    with pytest.raises(TypeError):
+        encode_command(Command(1, 7, 1, 1, Put("k", object())))  # type: ignore[arg-type]
+    cmd = Command(1, 7, 2, 2, Put("k", b"v"))
+    assert decode_command(encode_command(cmd)) == cmd
+
+
 # --- encodings round-trip ---------------------------------------------------------------------------
 
 u64 = st.integers(0, 2**64 - 1)
