@@ -45,11 +45,11 @@ class KvStore:
 
     def apply(self, op: Op, now_ms: int) -> Result:
         """Applies a key-value op; `now_ms` is unused (keys do not expire)."""
+        if type(op) is Put:  # the usual op, ahead of the class patterns (each an isinstance and getattrs)
+            prev = self._keys.get(op.key)
+            self._write(op.key, op.value, prev)
+            return PutResult(self.revision, prev)
         match op:
-            case Put(key, value):
-                prev = self._keys.get(key)
-                self._write(key, value, prev)
-                return PutResult(self.revision, prev)
             case Delete(key):
                 deleted = self._keys.pop(key, None)
                 if deleted is not None:

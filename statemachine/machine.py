@@ -159,17 +159,22 @@ class Machine:
                 return Rejected(RejectReason.MALFORMED, f"entry {index} is not a command: {exc}")
         # A leader whose clock is behind its predecessor's cannot move time back, so it
         # can neither revive an expired session nor make a live one look older.
-        self.now_ms = max(self.now_ms, cmd.timestamp_ms)
-        self._sessions.expire(self.now_ms)
-        if type(cmd.op) is OpenSession:
-            return self._sessions.open(index, self.now_ms)  # thesis §6.3: the id is the index
-        if type(cmd.op) in LEADER_OPS:
-            return self._namespace_of[type(cmd.op)].apply(cmd.op, self.now_ms)
-        reply = self._sessions.cached_or_rejected(cmd, self.now_ms)
+        if cmd.timestamp_ms > self.now_ms:
+            self.now_ms = cmd.timestamp_ms
+        now_ms = self.now_ms
+        sessions = self._sessions
+        sessions.expire(now_ms)
+        op = cmd.op
+        kind = type(op)
+        if kind is OpenSession:
+            return sessions.open(index, now_ms)  # thesis §6.3: the id is the index
+        if kind in LEADER_OPS:
+            return self._namespace_of[kind].apply(op, now_ms)
+        reply = sessions.cached_or_rejected(cmd, now_ms)
         if reply is not None:
             return reply
-        result = self._namespace_of[type(cmd.op)].apply(cmd.op, self.now_ms)
-        self._sessions.record(cmd, result)
+        result = self._namespace_of[kind].apply(op, now_ms)
+        sessions.record(cmd, result)
         return result
 
     def apply_noop(self, index: int) -> None:

@@ -10,7 +10,7 @@ import sys
 
 import msgpack
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from statemachine import (
@@ -39,6 +39,7 @@ from statemachine import (
     encode_result,
     validate_op,
 )
+from statemachine.commands import _command_from_row, _common_put, unpack
 
 # --- a driver that appends each entry at the next index, as Raft would ----------------------
 
@@ -391,6 +392,75 @@ def test_validate_op_accepts_ops_at_the_limits():
     validate_op(Cas("ключ", b"", expected_revision=0))
     validate_op(Cas("k", b"", expected_value=b""))
     validate_op(OpenSession())
+
+
+# --- the fast path for the usual Put: the same answers as the full checks ----------------------------
+
+near_ints = st.one_of(
+    st.integers(0, 3), st.integers(-2, -1), st.integers(2**64 - 2, 2**64 - 1), st.booleans(), st.floats(0, 2), st.none()
+)
+near_keys = st.one_of(
+    st.text(alphabet=st.characters(max_codepoint=127), min_size=1, max_size=6),
+    st.text(max_size=6),
+    st.sampled_from(["a" * MAX_KEY_BYTES, "a" * (MAX_KEY_BYTES + 1), "é" * (MAX_KEY_BYTES // 2),
+                     "é" * (MAX_KEY_BYTES // 2 + 1), "a\0b", ""]),
+    st.binary(max_size=3), near_ints,
+)
+near_values = st.one_of(
+    st.binary(max_size=6),
+    st.sampled_from([b"x" * MAX_VALUE_BYTES, b"x" * (MAX_VALUE_BYTES + 1)]),
+    st.text(max_size=3), near_ints,
+)
+near_op_rows = st.one_of(
+    st.tuples(st.just(1), near_keys, near_values).map(list),
+    st.tuples(st.sampled_from([0, 2, 3, 99, True, 1.0, -1]), near_keys, near_values).map(list),
+    st.lists(st.one_of(st.just(1), near_keys, near_values), max_size=4),
+    msgpack_values,
+)
+near_put_rows = st.one_of(
+    st.tuples(
+        st.just(1), st.integers(0, 2**64 - 1), st.integers(1, 2**64 - 1), st.integers(1, 9), st.integers(0, 9),
+        st.tuples(st.just(1), st.one_of(st.text(min_size=1, max_size=6), near_keys), st.binary(max_size=6)).map(list),
+    ).map(list),
+    st.tuples(st.just(1), st.integers(0, 2**64 - 1), st.integers(1, 9), st.integers(1, 9), st.integers(0, 9), near_op_rows).map(list),
+    st.tuples(st.sampled_from([1, 2, True]), near_ints, near_ints, near_ints, near_ints, near_op_rows).map(list),
+    st.lists(st.one_of(st.just(1), near_ints, near_op_rows), max_size=7),
+    msgpack_values,
+)
+
+
+def decode_with_every_check(data: bytes) -> Command:
+    return _command_from_row(unpack(data, CommandError, "command"))
+
+
+@settings(max_examples=10 * settings().max_examples)  # cheap examples; the equivalence is the point
+@given(near_put_rows)
+def test_the_fast_put_path_accepts_and_refuses_exactly_what_the_full_checks_do(row):
+    data = msgpack.packb(row, use_bin_type=True)
+    try:
+        expected = decode_with_every_check(data)
+    except CommandError as exc:
+        assert _common_put(msgpack.unpackb(data, raw=False)) is None
+        with pytest.raises(CommandError) as refused:
+            decode_command(data)
+        assert str(refused.value) == str(exc)  # the same field and rule named
+    else:
+        fast = _common_put(msgpack.unpackb(data, raw=False))
+        assert fast is None or fast == expected
+        assert decode_command(data) == expected
+
+
+@pytest.mark.parametrize("key", ["k", "a" * MAX_KEY_BYTES, "~!09 az"])
+def test_an_encoded_put_with_an_ascii_key_takes_the_fast_path(key):
+    cmd = Command(1_764_000_000_000, 7, 3, 2, Put(key, b"v" * 100))
+    assert _common_put(msgpack.unpackb(encode_command(cmd), raw=False)) == cmd
+
+
+def test_a_command_that_cannot_be_packed_leaves_the_reused_packer_clean():
+    with pytest.raises(TypeError):
+        encode_command(Command(1, 7, 1, 1, Put("k", object())))  # type: ignore[arg-type]
+    cmd = Command(1, 7, 2, 2, Put("k", b"v"))
+    assert decode_command(encode_command(cmd)) == cmd
 
 
 # --- encodings round-trip ---------------------------------------------------------------------------
