@@ -7,8 +7,8 @@ id, segment number) and the HARD_STATE and COMPACT records in force when it was
 opened, so every segment can be read on its own terms.
 
 A segment is preallocated (zero-filled to its target size) and its records written
-in place, so the log's data ends where zeros begin: a header of nine zero bytes with
-only zeros after it is the clean end of a segment. Zeros are never a record: type 0
+in place, so the log's data ends where zeros begin: zeros from a record boundary to
+the end of the file are the clean end of a segment. Zeros are never a record: type 0
 is no record type, and the CRC of an empty type-0 record is not 0. A segment written
 without preallocation (older builds, file systems that cannot) simply ends at the
 end of its file; both forms read the same.
