@@ -7,14 +7,16 @@ Everything runs in a fresh temporary folder (`--dir`, default the current
 directory, so the disk is the one the project lives on), removed at the end.
 
 1. The raw floor. A bare loop of `os.write(B bytes)` + `os.fdatasync` on one file
-   opened `O_WRONLY|O_CREAT|O_APPEND`, as `raft.fs.OsFS` opens a segment. B is the
+   opened `O_WRONLY|O_CREAT|O_APPEND` (a file that grows with every sync, as segments
+   did before they were preallocated). B is the
    payload of one persist call at each batch size: 100 bytes (batch 1), 1,600 (16)
    and 25,600 (256 x 100 bytes, one write). Reported: syncs/s, MB/s (payload bytes,
    1 MB = 10^6 bytes), p50/p99 latency of one write+fdatasync, and CPU us per sync
    (time.process_time, user + kernel: the kernel's share of a sync).
    A reference row per size (`--no-prealloc` drops it) does the same as `os.pwrite`
-   in place over a file zero-filled and synced beforehand: how a preallocated
-   segment would sync (no file-size change for the fdatasync to journal).
+   in place over a file zero-filled and synced beforehand: close to how a segment,
+   preallocated with posix_fallocate, syncs now (no file-size change for the
+   fdatasync to journal).
 
 2. `DiskStorage.persist(None, entries, hard_state)` with N entries of 100 bytes
    per call (N = 1, 16, 256: `--batch`), each call carrying a HardState (term, vote,
@@ -22,7 +24,7 @@ directory, so the disk is the one the project lives on), removed at the end.
    record batch, one fdatasync. Reported: entries/s, MB/s (payload), persist
    calls/s, p50/p99 latency per call, CPU us per call (user + kernel; minus the raw
    loop's CPU per sync, it is what persist adds in Python), WAL bytes written per
-   entry (segment rotations included); and each figure divided by the raw loop of
+   entry (segment rotations included; the records, not the preallocated zeros); and each figure divided by the raw loop of
    the same payload bytes per sync, paired per repeat.
 
    Shared virtual disks drift by factors within seconds (the development VM's
@@ -83,6 +85,7 @@ from _report import GcTimer, triple
 from _report import fmt_int as f_int
 from raft.disk import DiskStorage  # noqa: E402
 from raft.types import Entry, HardState  # noqa: E402
+from raft.wal import read_segment  # noqa: E402
 
 CLUSTER = "wal-bench"
 NODE = 1
@@ -212,7 +215,13 @@ class PersistLane:
         self.storage.persist(None, entries, hs)
 
     def size(self) -> int:
-        return dir_bytes(os.path.join(self.path, "wal"))[0]
+        """Bytes of records in the log (a segment's preallocated zeros excluded)."""
+        wal = os.path.join(self.path, "wal")
+        total = 0
+        for name in os.listdir(wal):
+            with open(os.path.join(wal, name), "rb") as f:
+                total += read_segment(name, f.read(), last=True)[1]
+        return total
 
     def close(self) -> None:
         self.storage.close()

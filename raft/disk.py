@@ -16,6 +16,14 @@ never mentions (the call that wrote it never returned). A new segment appears wh
 header included, the same way. After a failed write or sync the storage refuses
 everything: an fsync error leaves the page cache in an unknown state, so it is not
 retried.
+
+Each segment is preallocated to `segment_bytes_max` (posix_fallocate, before it
+appears) and records are written in place at the end of its data, which the storage
+tracks: the fdatasync of a commit then has no file-size change to journal (on the
+development VM's ext4, persist of one entry: p50 ~180 us instead of ~240 us). Where
+the file system cannot preallocate, segments grow by their writes as before. A
+segment is truncated to its data when the next one starts, so a sealed segment keeps
+no zeros; recovery finishes a truncation a crash cut off.
 """
 
 from __future__ import annotations
@@ -141,13 +149,16 @@ class DiskStorage:
             return False
         return all(not self.fs.listdir(os.path.join(self.path, d)) for d in names & {"wal", "snap"})
 
-    def _write_atomically(self, folder: str, name: str, data: bytes) -> None:
-        """temp file, sync, rename, sync the folder: all of it or none survives."""
+    def _write_atomically(self, folder: str, name: str, data: bytes, *, allocate_bytes: int = 0) -> None:
+        """temp file, sync, rename, sync the folder: all of it or none survives. The
+        file is first preallocated to `allocate_bytes` where the file system can."""
         tmp = os.path.join(folder, name + ".tmp")
-        f = self.fs.open_append(tmp)
+        f = self.fs.open_write(tmp)
         try:
             f.truncate(0)
-            f.write(data)
+            if allocate_bytes:
+                f.allocate(allocate_bytes)
+            f.write_at(0, data)
             f.sync()
         finally:
             f.close()
@@ -211,6 +222,9 @@ class DiskStorage:
             last = pos == len(numbers) - 1
             records, valid = read_segment(seg_path, data, last=last)
             if valid < len(data):
+                # A torn tail, or zeros: the last segment is preallocated again when it
+                # is opened, and a sealed one ends at its data (a crash came between
+                # starting the next segment and this one's truncation).
                 self._truncate(seg_path, valid)
             active_bytes = valid
             if not records or records[0].type is not RecordType.META:
@@ -304,7 +318,7 @@ class DiskStorage:
         return Snapshot(index, term, data)
 
     def _truncate(self, path: str, size: int) -> None:
-        f = self.fs.open_append(path)
+        f = self.fs.open_write(path)
         try:
             f.truncate(size)
             f.sync()
@@ -312,24 +326,31 @@ class DiskStorage:
             f.close()
 
     def _open_active(self, size: int, *, hard_state: HardState, snapshot: Snapshot | None) -> None:
+        """Open the last segment, whose data is `size` bytes long (0: it has no header
+        yet and is started again), preallocated, for writing after its data."""
         number = self._segments[-1][0]
         if size == 0:
             self._active_bytes = self._start_segment(number, hard_state, snapshot)
         else:
             self._active_bytes = size
-        self._active: File = self.fs.open_append(os.path.join(self._wal_dir, segment_name(number)))
+        self._active: File = self.fs.open_write(os.path.join(self._wal_dir, segment_name(number)))
         if size:
+            # Recovery cut the segment at its data; a segment an older build wrote
+            # gets its preallocation here. The sync also makes durable what a process
+            # that died between a write and its fsync left behind.
+            self._active.allocate(self.segment_bytes_max)
             self._active.sync()
 
     def _start_segment(self, number: int, hard_state: HardState, snapshot: Snapshot | None) -> int:
-        """Write segment `number` with its header, all of it or none (temp file,
-        rename): a torn header could lose the hard state once older segments go.
-        Returns its size."""
+        """Write segment `number`, preallocated, with its header, all of it or none
+        (temp file, rename): a torn header could lose the hard state once older
+        segments go. Returns the size of its data."""
         header = bytearray(encode_record(RecordType.META, [FORMAT_VERSION, self.cluster_id, self.node_id, number]))
         header += encode_record(RecordType.HARD_STATE, [hard_state.term, hard_state.vote, hard_state.commit])
         if snapshot is not None:
             header += encode_record(RecordType.COMPACT, [snapshot.index, snapshot.term])
-        self._write_atomically(self._wal_dir, segment_name(number), bytes(header))
+        name = segment_name(number)
+        self._write_atomically(self._wal_dir, name, bytes(header), allocate_bytes=self.segment_bytes_max)
         if number > self._newest_segment:
             self._newest_segment = number
             self._write_atomically(self.path, META_FILE, self._meta_record(number))
@@ -477,7 +498,7 @@ class DiskStorage:
         return hard_state is not None and (hard_state.term != synced.term or hard_state.vote != synced.vote)
 
     def _write_and_sync(self, data: bytes, *, sync: bool = True) -> None:
-        self._active.write(data)
+        self._active.write_at(self._active_bytes, data)
         self._active_bytes += len(data)
         if sync:
             self._sync_active()
@@ -497,7 +518,11 @@ class DiskStorage:
         number = self._segments[-1][0] + 1
         snap = Snapshot(self._snap_index, self._snap_term) if self._snap_index else None
         size = self._start_segment(number, self._hard_state, snap)
-        active = self.fs.open_append(os.path.join(self._wal_dir, segment_name(number)))
+        active = self.fs.open_write(os.path.join(self._wal_dir, segment_name(number)))
+        # Seal the old segment: drop its unused preallocation. Not synced: a crash
+        # that loses the truncation leaves zeros after its data, which recovery reads
+        # as its end and truncates then.
+        self._active.truncate(self._active_bytes)
         self._active.close()
         self._active, self._active_bytes = active, size
         self._segments.append([number, 0])

@@ -1,10 +1,16 @@
 """The file system seam under durable storage, and a simulated twin.
 
 `OsFS` is the real thing. `SimFS` keeps what was written apart from what was made
-durable: a file's bytes become durable only at `sync()`, a create, rename or remove
-only at `sync_dir()` of its folder. `SimFS.crash()` throws away everything not
-durable (keeping, at random, a torn prefix of unsynced appends), which is exactly
-what a power cut may do, so the storage code can be tested at every crash point.
+durable: a file's bytes (and its size, whether set by a write, `allocate()` or
+`truncate()`) become durable only at `sync()`, a create, rename or remove only at
+`sync_dir()` of its folder. `SimFS.crash()` throws away everything not durable
+(keeping, at random, a torn prefix of the unsynced writes), which is exactly what a
+power cut may do, so the storage code can be tested at every crash point.
+
+Files are written at explicit offsets, never in O_APPEND mode, so that a file can
+be preallocated (zero-filled to its final size, `allocate()`) and then filled in
+place: an fdatasync after a write that does not change the file's size has no
+size metadata to commit.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from typing import Protocol
 
 
 class File(Protocol):
-    def write(self, data: bytes) -> None: ...
-    def sync(self) -> None: ...  # data durable (fdatasync)
+    def write_at(self, offset: int, data: bytes) -> None: ...  # extends the file if it ends before
+    def allocate(self, size: int) -> bool: ...  # zero-fills up to size; False where unsupported
+    def sync(self) -> None: ...  # data and size durable (fdatasync)
     def truncate(self, size: int) -> None: ...
     def close(self) -> None: ...
 
@@ -28,7 +35,7 @@ class FS(Protocol):
     def exists(self, path: str) -> bool: ...
     def read(self, path: str) -> bytes: ...
     def read_range(self, path: str, offset: int, size: int) -> bytes: ...
-    def open_append(self, path: str) -> File: ...  # creates the file if missing
+    def open_write(self, path: str) -> File: ...  # creates the file if missing
     def rename(self, src: str, dst: str) -> None: ...
     def remove(self, path: str) -> None: ...
     def sync_dir(self, path: str) -> None: ...
@@ -37,17 +44,37 @@ class FS(Protocol):
 # --- the real file system ------------------------------------------------------
 
 
+# What posix_fallocate answers where the file system cannot preallocate (glibc
+# emulates it on most of them, but not everywhere: NFS, some FUSE file systems).
+_ALLOCATE_UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS})
+
+
 class _OsFile:
     __slots__ = ("fd",)
 
     def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # Not O_APPEND: Linux ignores pwrite's offset on a file opened for appending.
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
 
-    def write(self, data: bytes) -> None:
+    def write_at(self, offset: int, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
+            written = os.pwrite(self.fd, view, offset)
+            view, offset = view[written:], offset + written
+
+    def allocate(self, size: int) -> bool:
+        """Reserve blocks up to `size` bytes, reading as zeros (posix_fallocate; it
+        never shrinks the file). False, changing nothing, where the file system or
+        the platform cannot; any other error (ENOSPC) is raised."""
+        if size <= 0 or not hasattr(os, "posix_fallocate"):
+            return False
+        try:
+            os.posix_fallocate(self.fd, 0, size)
+        except OSError as exc:
+            if exc.errno in _ALLOCATE_UNSUPPORTED:
+                return False
+            raise
+        return True
 
     def sync(self) -> None:
         os.fdatasync(self.fd)
@@ -80,7 +107,7 @@ class OsFS:
         finally:
             os.close(fd)
 
-    def open_append(self, path: str) -> File:
+    def open_write(self, path: str) -> File:
         return _OsFile(path)
 
     def rename(self, src: str, dst: str) -> None:
@@ -112,9 +139,20 @@ class _SimFile:
         assert not self.closed, f"{self.path} is closed"
         return self.fs._nodes[self.path]
 
-    def write(self, data: bytes) -> None:
+    def write_at(self, offset: int, data: bytes) -> None:
         self.fs._fail_if_injected("write", self.path)
-        self._node().data += data
+        node = self._node()
+        if len(node.data) < offset:
+            node.data += bytes(offset - len(node.data))
+        node.data[offset : offset + len(data)] = data
+
+    def allocate(self, size: int) -> bool:
+        if not self.fs.allocate_supported:
+            return False
+        node = self._node()
+        if len(node.data) < size:
+            node.data += bytes(size - len(node.data))
+        return True
 
     def sync(self) -> None:
         self.fs._fail_if_injected("sync", self.path)
@@ -124,6 +162,7 @@ class _SimFile:
     def truncate(self, size: int) -> None:
         node = self._node()
         del node.data[size:]
+        node.data += bytes(size - len(node.data))  # ftruncate extends with zeros
 
     def close(self) -> None:
         self.closed = True
@@ -138,8 +177,9 @@ class _SimNode:
 
 
 class SimFS:
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(self, rng: random.Random | None = None, *, allocate_supported: bool = True) -> None:
         self._rng = rng or random.Random(0)
+        self.allocate_supported = allocate_supported  # False: allocate() answers False, as on NFS
         self._nodes: dict[str, _SimNode] = {}  # path -> file contents (live names)
         self._dirs: set[str] = set()
         self._durable_names: dict[str, _SimNode] = {}  # path -> file, as of the last sync_dir
@@ -171,7 +211,7 @@ class SimFS:
     def read_range(self, path: str, offset: int, size: int) -> bytes:
         return self.read(path)[offset : offset + size]
 
-    def open_append(self, path: str) -> File:
+    def open_write(self, path: str) -> File:
         if path not in self._nodes:
             self._nodes[path] = _SimNode()
         return _SimFile(self, path)
@@ -194,13 +234,18 @@ class SimFS:
 
     def crash(self) -> None:
         """Power cut: names revert to the last sync_dir, contents to the last sync,
-        except that an unsynced append may have reached the disk in part."""
+        except that unsynced writes may have reached the disk in part: a prefix of
+        the changed bytes, from the first one that differs, over what was synced (a
+        partial record followed by the synced zeros of a preallocated file, or a
+        short append; growth by an allocation is kept in part the same way). A
+        truncation made since the sync is lost."""
         survivors: dict[str, _SimNode] = {}
         for path, node in self._durable_names.items():
             data = node.synced
-            if len(node.data) > len(data) and bytes(node.data[: len(data)]) == data:
-                torn = self._rng.randint(0, len(node.data) - len(data))
-                data = bytes(node.data[: len(data) + torn])
+            changed = _first_difference(node.data, data)
+            if changed < len(node.data):
+                kept = changed + self._rng.randint(0, len(node.data) - changed)
+                data = bytes(node.data[:kept]) + data[kept:]
             fresh = _SimNode()
             fresh.data = bytearray(data)
             fresh.synced = data
@@ -213,3 +258,19 @@ class SimFS:
         node = self._nodes[path]
         node.data[offset] ^= xor
         node.synced = bytes(node.data)
+
+
+def _first_difference(data: bytearray, synced: bytes) -> int:
+    """The offset of the first byte where `data` differs from `synced` (or where the
+    shorter of the two ends)."""
+    size = min(len(data), len(synced))
+    if data[:size] == synced[:size]:
+        return size
+    lo, hi = 0, size  # the first difference lies in [lo, hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if data[lo:mid] == synced[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo

@@ -6,11 +6,19 @@ A segment `NNNNNNNNNNNNNNNN.wal` starts with a META record (format, cluster id, 
 id, segment number) and the HARD_STATE and COMPACT records in force when it was
 opened, so every segment can be read on its own terms.
 
+A segment is preallocated (zero-filled to its target size) and its records written
+in place, so the log's data ends where zeros begin: zeros from a record boundary to
+the end of the file are the clean end of a segment. Zeros are never a record: type 0
+is no record type, and the CRC of an empty type-0 record is not 0. A segment written
+without preallocation (older builds, file systems that cannot) simply ends at the
+end of its file; both forms read the same.
+
 Recovery reads every segment in order and checks every CRC. Only the end of the last
-segment may be torn (a write the crash cut short): it is truncated away. A bad record
-followed by a whole, good one is not a torn end: the records after it were
-acknowledged. Anything else that fails a check stops recovery with `WalCorruption`,
-naming file and offset.
+segment may be torn (a write the crash cut short; in a preallocated segment, zeros
+or the pieces of that write that did reach the disk follow it): it is truncated
+away. A bad record followed by a whole, good one is not a torn end: the records
+after it were acknowledged. Anything else that fails a check stops recovery with
+`WalCorruption`, naming file and offset.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ FORMAT_VERSION = 1
 RECORD_BYTES_MAX = 1 << 30
 
 
-class RecordType(enum.IntEnum):
+class RecordType(enum.IntEnum):  # never 0: zero-filled space is not a record
     META = 1  # [format, cluster_id, node_id, segment]
     HARD_STATE = 2  # [term, vote, commit]
     ENTRIES = 3  # [[index, term, kind, data], ...]; overwrites any suffix from the first index
@@ -72,28 +80,34 @@ def segment_number(name: str) -> int | None:
 
 
 def read_segment(path: str, data: bytes, *, last: bool) -> tuple[list[Record], int]:
-    """Parse one segment. Returns its records and the length of its valid prefix
-    (shorter than `data` only for the torn tail of the last segment)."""
+    """Parse one segment. Returns its records and the length of its valid prefix.
+    What follows that prefix is zeros (a preallocated segment's free space, in any
+    segment) or, in the last segment only, a torn tail; anything else raises."""
     records: list[Record] = []
     offset, size = 0, len(data)
     while offset < size:
         problem = None
         if size - offset < HEADER.size:
+            if _zeros_from(data, offset):
+                break  # the clean end of a preallocated segment with a few bytes free
             problem = f"{size - offset} bytes where a record header needs {HEADER.size}"
             torn = True
         else:
             length, crc, rtype = HEADER.unpack_from(data, offset)
             end = offset + HEADER.size + length
-            if length == 0 and crc == 0 and rtype == 0 and not any(data[offset:]):
-                problem, torn = "zero-filled tail", True
-            elif length > RECORD_BYTES_MAX or end > size:
+            if length == 0 and crc == 0 and rtype == 0 and _zeros_from(data, offset):
+                break  # the clean end: preallocated space, or a size that reached the disk before the data
+            if length > RECORD_BYTES_MAX or end > size:
                 problem = f"record of {length} bytes runs past the end ({size})"
                 torn = last and not _record_follows(data, offset + HEADER.size)
             else:
                 body = data[offset + HEADER.size : end]
                 if zlib.crc32(body, zlib.crc32(bytes((rtype,)))) != crc:
                     problem = "checksum mismatch"
-                    torn = end == size and last and not _record_follows(data, offset + HEADER.size)
+                    # Torn: the last record, cut at the end of the file or partly written
+                    # over preallocated zeros (not always a prefix of it: the disk may
+                    # persist a later page of the write and not an earlier one).
+                    torn = last and not _record_follows(data, offset + HEADER.size)
                 elif rtype not in RecordType._value2member_map_:
                     problem, torn = f"unknown record type {rtype}", False
                 else:
@@ -111,12 +125,20 @@ def read_segment(path: str, data: bytes, *, last: bool) -> tuple[list[Record], i
     return records, offset
 
 
+def _zeros_from(data: bytes, offset: int) -> bool:
+    """Whether `data` holds only zero bytes from `offset` on (C speed: no copy)."""
+    return data.count(0, offset) == len(data) - offset
+
+
 def _record_follows(data: bytes, start: int) -> bool:
     """Whether a whole record with a good checksum starts anywhere from `start` on. A
     crash only cuts the end of the file short, so damage followed by such a record (a
     flipped length, say) is corruption, not a torn tail."""
     size = len(data)
-    for offset in range(start, size - HEADER.size + 1):
+    # A record's type byte is not 0, so none starts in the zeros that end a
+    # preallocated segment: search only up to them (megabytes, else, in Python).
+    content_end = len(data.rstrip(b"\0"))
+    for offset in range(start, content_end - HEADER.size + 1):
         length, crc, rtype = HEADER.unpack_from(data, offset)
         end = offset + HEADER.size + length
         if (

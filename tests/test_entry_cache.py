@@ -9,7 +9,7 @@ from raft import AppendEntries, AppendResponse, Config, Entry, HardState, Memory
 from raft.disk import DiskStorage
 from raft.fs import OsFS, SimFS
 from raft.log import RaftLog
-from raft.wal import WalCorruption
+from raft.wal import WalCorruption, read_segment
 
 
 def _cached(log: RaftLog) -> int:
@@ -118,10 +118,11 @@ def test_disk_storage_reads_back_what_memory_storage_holds(seed, tmp_path):
 
 def test_reading_back_a_damaged_record_raises_naming_the_file():
     fs = SimFS(random.Random(1))
-    disk = DiskStorage("/d", cluster_id="c", node_id=1, create=True, fs=fs)
+    disk = DiskStorage("/d", cluster_id="c", node_id=1, create=True, fs=fs, segment_bytes_max=4096)
     disk.persist(None, [Entry(i, 1, b"payload") for i in range(1, 11)], HardState(1, 1, 10))
     segment = "/d/wal/" + fs.listdir("/d/wal")[0]
-    fs.corrupt(segment, len(fs.read(segment)) - 12)
+    _, end = read_segment(segment, fs.read(segment), last=True)  # preallocated zeros follow
+    fs.corrupt(segment, end - 12)
     with pytest.raises(WalCorruption, match="0000000000000000.wal"):
         disk.entries(1, 5)
 

@@ -1,6 +1,7 @@
 """The write-ahead log's framing on its own: records round-trip, and `read_segment`
 tells a torn tail (the end of the last segment, cut short by a crash: truncated)
-from corruption (anything else: WalCorruption naming file and offset)."""
+and the zeros of a preallocated segment (its clean end) from corruption (anything
+else: WalCorruption naming file and offset)."""
 
 from __future__ import annotations
 
@@ -99,14 +100,59 @@ def test_a_cut_in_a_segment_that_is_not_the_last_is_corruption():
         assert f"{PATH} at offset {last_start}" in str(caught.value)
 
 
-def test_a_zero_filled_tail_is_torn_in_the_last_segment_only():
-    # The file grew (its size reached the disk) but the data blocks never did.
+def test_zeros_after_the_data_are_the_clean_end_of_any_segment():
+    # A preallocated segment's free space (sealed or not: a crash may come before a
+    # sealed segment is truncated), or a file whose size reached the disk before its
+    # data: the records are all there, and the valid prefix ends where zeros begin.
     data, records = three_records()
-    assert read_segment(PATH, data + bytes(100), last=True) == (records, len(data))
+    for zeros in (1, HEADER.size - 1, HEADER.size, 100, 4096):
+        for last in (True, False):
+            assert read_segment(PATH, data + bytes(zeros), last=last) == (records, len(data)), (zeros, last)
+    assert read_segment(PATH, bytes(4096), last=True) == ([], 0)  # preallocated, header not yet written
     blanked = data[: records[-1].offset] + bytes(len(data) - records[-1].offset)
     assert read_segment(PATH, blanked, last=True) == (records[:-1], records[-1].offset)
-    with pytest.raises(WalCorruption, match="zero-filled tail"):
-        read_segment(PATH, data + bytes(100), last=False)
+
+
+def test_zeros_are_never_a_record():
+    # Nine zero bytes read as a header claim an empty record of type 0 with CRC 0:
+    # type 0 is no record type, and that record's CRC is not 0. So zeros followed
+    # by data are damage, never an empty record to step over.
+    assert 0 not in RecordType._value2member_map_
+    assert zlib.crc32(b"", zlib.crc32(bytes(1))) != 0
+    data, _ = three_records()
+    for zeros in (HEADER.size, 64):
+        with pytest.raises(WalCorruption, match=f"{PATH} at offset 0: checksum mismatch"):
+            read_segment(PATH, bytes(zeros) + data, last=True)
+
+
+def test_a_cut_in_the_last_record_of_a_preallocated_segment_is_a_torn_tail():
+    # The record was being written over zeros when the power went: any prefix of it
+    # reached the disk, zeros after it.
+    data, records = three_records()
+    last_start = records[-1].offset
+    for cut in range(last_start, len(data)):
+        torn = data[:cut] + bytes(len(data) - cut + 4096)
+        assert read_segment(PATH, torn, last=True) == (records[:-1], last_start), cut
+        if cut > last_start:
+            with pytest.raises(WalCorruption) as caught:
+                read_segment(PATH, torn, last=False)
+            assert caught.value.offset == last_start, cut
+
+
+def test_a_last_record_only_partly_on_disk_in_any_order_is_torn_but_not_before_a_record():
+    # Of a write over preallocated zeros, a later page may reach the disk and an
+    # earlier one not: zeros, then pieces of the record, then zeros. With no whole
+    # record after it, that is a torn tail; with one, corruption.
+    data, records = three_records()
+    start = records[-1].offset
+    piece = data[start + 12 : start + 16]
+    torn = data[:start] + bytes(12) + piece + bytes(4096)
+    assert read_segment(PATH, torn, last=True) == (records[:-1], start)
+    with pytest.raises(WalCorruption, match=f"at offset {start}: checksum mismatch"):
+        read_segment(PATH, torn, last=False)
+    damaged = flip(data, records[1].offset + HEADER.size) + bytes(4096)
+    with pytest.raises(WalCorruption, match=f"at offset {records[1].offset}: checksum mismatch"):
+        read_segment(PATH, damaged, last=True)
 
 
 def test_a_last_record_whose_body_never_reached_the_disk_is_torn():
