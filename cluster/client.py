@@ -8,7 +8,8 @@ exactly-once commands through a session (Raft thesis §6.3).
 `AsyncClient` is the same API for asyncio code. Commands travel on one stream per
 node (many in flight, matched by request id); each carries (session id, sequence
 number) so that a retry after a timeout or a leader change is answered from the
-state machine's record instead of being applied twice.
+state machine's record instead of being applied twice. Reads go on the same
+stream, without a session (a read changes nothing: retrying one is always safe).
 
 Failures are exceptions whose message names the cause in one line:
 `Unavailable` (no node reachable, no quorum, no leader), `InvalidArgument`,
@@ -519,11 +520,45 @@ class AsyncClient:
             except grpc.aio.AioRpcError as exc:
                 raise _one_node_error(endpoint, exc) from None
         else:
-            reply = await self._unary(lambda stub: stub.Read(request, timeout=self._remaining(deadline)), deadline)
+            reply = await self._read(request, deadline)
         return ReadResult(
             _kv(reply.kv, reply.found), reply.applied_index, reply.node_id, reply.stale, reply.leader_id,
             reply.since_leader_s, reply.revision,
         )
+
+    async def _read(self, request: client_pb2.ReadRequest, deadline: float) -> client_pb2.ReadReply:
+        """Read at the leader on its stream, where reads share gRPC messages with
+        each other and with commands (a unary call per read costs several times
+        more), following hints and retrying until the deadline or the no-leader
+        grace ends. A read changes nothing: any attempt may be retried."""
+        tracker = _Tracker(self, deadline)
+        while True:
+            endpoint = self._candidate()
+            cmd = client_pb2.Command(request_id=next(self._request_ids), read=request)
+            try:
+                reply = await self._stream(endpoint).send(cmd, self._remaining(deadline))
+            except (grpc.aio.AioRpcError, ConnectionError) as exc:
+                self._lost(endpoint)
+                tracker.unreachable(endpoint, _describe_rpc_error(exc))
+                await tracker.wait()
+                continue
+            except asyncio.TimeoutError:
+                raise Unavailable(f"node at {endpoint} is not answering (timed out)") from None
+            code = status_code(reply.code)
+            if code == grpc.StatusCode.OK:
+                return reply.read
+            if code == grpc.StatusCode.FAILED_PRECONDITION and reply.leader_address:
+                self._follow(reply.leader_address)
+                tracker.redirected()
+                continue
+            if code == grpc.StatusCode.UNAVAILABLE:
+                self._lost(endpoint)
+                tracker.no_leader(reply.message)
+            elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                tracker.busy(reply.message)
+            else:
+                raise rejection(code, reply.message)
+            await tracker.wait()
 
     # --- admin ------------------------------------------------------------------------
 

@@ -65,6 +65,8 @@ def op_from_proto(cmd: client_pb2.Command):
     which = cmd.WhichOneof("op")
     if which is None:
         raise CommandError("command has no operation: set put, delete, cas or a workflow command")
+    if which == "read":
+        raise CommandError("a read goes on ExecuteStream or the Read call, not Execute")
     if cmd.session_id == 0:
         raise CommandError("session_id is 0: open a session first (OpenSession)")
     if cmd.seq == 0:
@@ -195,8 +197,11 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
             else:
                 error = future.exception()
             if error is None:
-                index, result = future.result()
-                replies.put_nowait(reply_for(request_id, index, result))
+                result = future.result()
+                if isinstance(result, client_pb2.ReadReply):
+                    replies.put_nowait(client_pb2.CommandReply(request_id=request_id, read=result))
+                else:
+                    replies.put_nowait(reply_for(request_id, *result))
             elif isinstance(error, NodeError):
                 replies.put_nowait(error_reply(request_id, error))
             else:
@@ -208,7 +213,10 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
                 async for batch in request_iterator:
                     for cmd in batch.commands:
                         try:
-                            future = self._submit(cmd)
+                            if cmd.WhichOneof("op") == "read":
+                                future = asyncio.ensure_future(self._read(cmd.read))
+                            else:
+                                future = self._submit(cmd)
                         except NodeError as error:
                             replies.put_nowait(error_reply(cmd.request_id, error))
                             continue
@@ -231,18 +239,23 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
             reader.cancel()
 
     async def Read(self, request, context):
-        node = self.node
-        if not request.key:
-            await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, "key is empty")
-        consistency = _CONSISTENCY.get(request.consistency)
-        if consistency is None:
-            await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, f"unknown consistency {request.consistency}")
         try:
-            if consistency != "stale":
-                index = await node.read_index(consistency)
-                await node.wait_applied(index)
+            return await self._read(request)
         except NodeError as error:
             await _abort(context, error, self.node.id)
+
+    async def _read(self, request: client_pb2.ReadRequest) -> client_pb2.ReadReply:
+        """The answer at the request's consistency level (the unary Read and reads
+        on ExecuteStream); NodeError when this node cannot give it."""
+        node = self.node
+        if not request.key:
+            raise NodeError(grpc.StatusCode.INVALID_ARGUMENT, "key is empty")
+        consistency = _CONSISTENCY.get(request.consistency)
+        if consistency is None:
+            raise NodeError(grpc.StatusCode.INVALID_ARGUMENT, f"unknown consistency {request.consistency}")
+        if consistency != "stale":
+            index = await node.read_index(consistency)
+            await node.wait_applied(index)
         kv = node.machine.get(request.key)
         reply = client_pb2.ReadReply(
             found=kv is not None, applied_index=node.machine.applied_index, node_id=node.id,

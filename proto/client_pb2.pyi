@@ -133,7 +133,7 @@ class TerminateWorkflow(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("request_id", "session_id", "seq", "ack_floor", "put", "delete", "cas", "register_workflow_type", "start_workflow", "complete_activity", "fail_activity", "heartbeat_activity", "signal_workflow", "cancel_workflow", "terminate_workflow")
+    __slots__ = ("request_id", "session_id", "seq", "ack_floor", "put", "delete", "cas", "register_workflow_type", "start_workflow", "complete_activity", "fail_activity", "heartbeat_activity", "signal_workflow", "cancel_workflow", "terminate_workflow", "read")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +149,7 @@ class Command(_message.Message):
     SIGNAL_WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     CANCEL_WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     TERMINATE_WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    READ_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     session_id: int
     seq: int
@@ -164,7 +165,8 @@ class Command(_message.Message):
     signal_workflow: SignalWorkflow
     cancel_workflow: CancelWorkflow
     terminate_workflow: TerminateWorkflow
-    def __init__(self, request_id: _Optional[int] = ..., session_id: _Optional[int] = ..., seq: _Optional[int] = ..., ack_floor: _Optional[int] = ..., put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., cas: _Optional[_Union[Cas, _Mapping]] = ..., register_workflow_type: _Optional[_Union[RegisterWorkflowType, _Mapping]] = ..., start_workflow: _Optional[_Union[StartWorkflow, _Mapping]] = ..., complete_activity: _Optional[_Union[CompleteActivity, _Mapping]] = ..., fail_activity: _Optional[_Union[FailActivity, _Mapping]] = ..., heartbeat_activity: _Optional[_Union[HeartbeatActivity, _Mapping]] = ..., signal_workflow: _Optional[_Union[SignalWorkflow, _Mapping]] = ..., cancel_workflow: _Optional[_Union[CancelWorkflow, _Mapping]] = ..., terminate_workflow: _Optional[_Union[TerminateWorkflow, _Mapping]] = ...) -> None: ...
+    read: ReadRequest
+    def __init__(self, request_id: _Optional[int] = ..., session_id: _Optional[int] = ..., seq: _Optional[int] = ..., ack_floor: _Optional[int] = ..., put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., cas: _Optional[_Union[Cas, _Mapping]] = ..., register_workflow_type: _Optional[_Union[RegisterWorkflowType, _Mapping]] = ..., start_workflow: _Optional[_Union[StartWorkflow, _Mapping]] = ..., complete_activity: _Optional[_Union[CompleteActivity, _Mapping]] = ..., fail_activity: _Optional[_Union[FailActivity, _Mapping]] = ..., heartbeat_activity: _Optional[_Union[HeartbeatActivity, _Mapping]] = ..., signal_workflow: _Optional[_Union[SignalWorkflow, _Mapping]] = ..., cancel_workflow: _Optional[_Union[CancelWorkflow, _Mapping]] = ..., terminate_workflow: _Optional[_Union[TerminateWorkflow, _Mapping]] = ..., read: _Optional[_Union[ReadRequest, _Mapping]] = ...) -> None: ...
 
 class WorkflowResult(_message.Message):
     __slots__ = ("workflow_id", "run_id", "existing", "status", "type_name", "version")
@@ -197,7 +199,7 @@ class KeyValue(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., create_revision: _Optional[int] = ..., mod_revision: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
 
 class CommandReply(_message.Message):
-    __slots__ = ("request_id", "code", "message", "leader_id", "leader_address", "index", "revision", "succeeded", "prev", "current", "maybe_applied", "workflow")
+    __slots__ = ("request_id", "code", "message", "leader_id", "leader_address", "index", "revision", "succeeded", "prev", "current", "maybe_applied", "workflow", "read")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -210,6 +212,7 @@ class CommandReply(_message.Message):
     CURRENT_FIELD_NUMBER: _ClassVar[int]
     MAYBE_APPLIED_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    READ_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     code: int
     message: str
@@ -222,7 +225,8 @@ class CommandReply(_message.Message):
     current: KeyValue
     maybe_applied: bool
     workflow: WorkflowResult
-    def __init__(self, request_id: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., index: _Optional[int] = ..., revision: _Optional[int] = ..., succeeded: _Optional[bool] = ..., prev: _Optional[_Union[KeyValue, _Mapping]] = ..., current: _Optional[_Union[KeyValue, _Mapping]] = ..., maybe_applied: _Optional[bool] = ..., workflow: _Optional[_Union[WorkflowResult, _Mapping]] = ...) -> None: ...
+    read: ReadReply
+    def __init__(self, request_id: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., index: _Optional[int] = ..., revision: _Optional[int] = ..., succeeded: _Optional[bool] = ..., prev: _Optional[_Union[KeyValue, _Mapping]] = ..., current: _Optional[_Union[KeyValue, _Mapping]] = ..., maybe_applied: _Optional[bool] = ..., workflow: _Optional[_Union[WorkflowResult, _Mapping]] = ..., read: _Optional[_Union[ReadReply, _Mapping]] = ...) -> None: ...
 
 class CommandBatch(_message.Message):
     __slots__ = ("commands",)

@@ -128,7 +128,11 @@ class Node:
         self._lease_floor = 0  # rounds sent before this tick start no lease (expire_lease)
         self._reads: deque[tuple[int, int, bytes]] = deque()  # (seq, index, ctx)
         self._reads_before_commit: list[bytes] = []
-        self._read_round_needed = False
+        self._read_round_needed = False  # a read waits for a round not sent yet
+        # The last round sent, until a quorum acknowledges it (0: none outstanding).
+        # A read round waits for it: one round in flight serves every read that
+        # arrives meanwhile, instead of one round (four messages) per driver cycle.
+        self._round_outstanding = 0
         self._append_needed = False  # broadcast new entries / commit at the next ready()
         # Effects collected for the next Ready.
         self._messages: list[Message] = []
@@ -160,6 +164,7 @@ class Node:
         self._lease_disabled = False
         self._append_needed = False
         self._read_round_needed = False
+        self._round_outstanding = 0
 
     def become_follower(self, term: int, leader: int) -> None:
         self._reset(term)
@@ -296,7 +301,11 @@ class Node:
     def read_index(self, ctx: bytes) -> None:
         """Ask for a linearizable read (thesis §6.4). A `ReadState(ctx, index)` in a
         later Ready says: serve it once the state machine applied `index`; a
-        `ReadDropped(ctx, ...)` says it will never be answered here."""
+        `ReadDropped(ctx, ...)` says it will never be answered here.
+
+        Reads batch: the round confirming this one is the next heartbeat round sent,
+        which leaves once the round in flight (if any) is acknowledged by a quorum,
+        or at the next heartbeat tick if that one was lost."""
         if self.role is not Role.LEADER:
             raise NotLeader(self.id, self.leader)
         pending = len(self._reads) + len(self._reads_before_commit)
@@ -636,8 +645,12 @@ class Node:
             self._early_messages.append(InstallSnapshot(self.id, to, self.term, part, offset, done))
 
     def _broadcast_heartbeat(self) -> None:
+        """Send round `seq`: it confirms every read registered so far (each waits for
+        a round numbered above those sent before it), whoever asked for it."""
         self._heartbeat_seq += 1
         seq = self._heartbeat_seq
+        self._read_round_needed = False
+        self._round_outstanding = seq
         self._seq_ticks.append((seq, self.ticks))
         self.progress[self.id].ack_seq = seq
         commit = self.log.commit
@@ -658,6 +671,8 @@ class Node:
             seq_ticks.popleft()
         if seq_ticks and seq_ticks[0][0] == acked and seq_ticks[0][1] >= self._lease_floor:
             self._lease_start = seq_ticks[0][1]
+        if acked >= self._round_outstanding:
+            self._round_outstanding = 0  # the next read round may leave
         reads = self._reads
         while reads and reads[0][0] <= acked:
             _, index, ctx = reads.popleft()
@@ -687,9 +702,13 @@ class Node:
                     send_if_empty=pr.state is not ProgressState.REPLICATE
                     or (self.config.eager_commit and pr.can_bump_commit(commit)),
                 )
-        if self._read_round_needed:
-            self._read_round_needed = False
+        if self._read_round_due():
             self._broadcast_heartbeat()
+
+    def _read_round_due(self) -> bool:
+        """A read waits for a round, and none is in flight: at most one read round
+        is outstanding; a lost one is superseded by the next heartbeat tick."""
+        return self._read_round_needed and not self._round_outstanding
 
     def has_ready(self) -> bool:
         log = self.log
@@ -697,7 +716,7 @@ class Node:
             self._messages
             or self._early_messages
             or self._append_needed
-            or self._read_round_needed
+            or self._read_round_due()
             or self._read_states
             or self._reads_dropped
             or log.unstable_from <= log.last_index()

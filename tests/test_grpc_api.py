@@ -85,6 +85,54 @@ def test_a_follower_answers_failed_precondition_with_the_leader_in_the_metadata(
     assert metadata["raftflow-node"] == str(follower.id)
 
 
+def stream_replies(address: str, *commands: client_pb2.Command) -> dict[int, client_pb2.CommandReply]:
+    """Send `commands` in one batch on ExecuteStream; their replies by request id."""
+
+    async def batch(stub):
+        async def requests():
+            yield client_pb2.CommandBatch(commands=list(commands))
+
+        replies = {}
+        async for reply_batch in stub.ExecuteStream(requests(), timeout=5):
+            replies.update((r.request_id, r) for r in reply_batch.replies)
+        return replies
+
+    return call(address, batch)
+
+
+def test_reads_ride_the_stream_without_a_session_and_a_follower_names_the_leader(cluster):
+    leader_id = cluster.wait_leader()
+    leader = cluster.address(leader_id)
+    sid = session(leader)
+    call(leader, lambda stub: stub.Execute(put(sid, 1, "streamed", b"v1"), timeout=5))
+    levels = (client_pb2.LINEARIZABLE, client_pb2.LEASE, client_pb2.STALE)
+    reads = [
+        client_pb2.Command(request_id=n, read=client_pb2.ReadRequest(key="streamed", consistency=level))
+        for n, level in enumerate(levels, start=1)
+    ]
+    missing = client_pb2.Command(request_id=9, read=client_pb2.ReadRequest(key="nothing here"))
+    replies = stream_replies(leader, *reads, missing)
+    for n, level in enumerate(levels, start=1):
+        assert replies[n].code == 0, replies[n].message
+        assert replies[n].read.found and replies[n].read.kv.value == b"v1"
+        assert replies[n].read.stale == (level == client_pb2.STALE)
+    assert replies[9].code == 0 and not replies[9].read.found
+    unary = call(leader, lambda stub: stub.Read(client_pb2.ReadRequest(key="streamed"), timeout=5))
+    assert unary.kv.value == b"v1", "the unary Read answers as before"
+    follower = next(m for m in cluster.cluster.members if m.id != leader_id)
+    (refused,) = stream_replies(follower.address, reads[0]).values()
+    assert refused.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert (refused.leader_id, refused.leader_address) == (leader_id, leader)
+
+
+def test_a_read_on_execute_is_invalid_argument(cluster):
+    # Execute answers with a command's reply; a read has its own call (Read).
+    leader = cluster.address(cluster.wait_leader())
+    err = rpc_error(leader, lambda stub: stub.Execute(client_pb2.Command(read=client_pb2.ReadRequest(key="k")), timeout=5))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "a read goes on ExecuteStream or the Read call" in err.details()
+
+
 def test_an_unknown_session_is_not_found(cluster):
     leader = cluster.address(cluster.wait_leader())
     err = rpc_error(leader, lambda stub: stub.Execute(put(999_999, 1, "k"), timeout=5))

@@ -59,14 +59,60 @@ def test_read_index_is_answered_only_after_a_quorum_acks_a_round_sent_after_the_
     leader.read_index(b"r")
     net.propose(1, b"after the read")  # not part of what the read must see
     rd = net.process(1)
+    assert not [m for m in rd.early_messages if isinstance(m, Heartbeat)], "waits for the round in flight"
+    ack_round(net, earlier, 2, 3)
+    rd = net.process(1)
+    assert net.read_states[1] == [], "a round sent before the request"
     (later,) = {m.seq for m in rd.early_messages if isinstance(m, Heartbeat)}
     assert later > earlier
-    ack_round(net, earlier, 2, 3)
-    net.process(1)
-    assert net.read_states[1] == [], "a round sent before the request"
     ack_round(net, later, 2)
     net.process(1)
     assert net.read_states[1] == [ReadState(b"r", index=2)], "the commit index when asked"
+
+
+def test_reads_arriving_while_a_round_is_in_flight_are_served_by_the_next_round_only():
+    # Thesis §6.4: one round confirms every read registered before it was sent, so
+    # reads batch: at most one round is in flight, and the reads that arrive
+    # meanwhile wait for the next one, which leaves when a quorum acks the first.
+    net = Network(3)
+    net.elect(1)
+    leader = net.nodes[1]
+    leader.read_index(b"a")
+    first = heartbeat_round(net, 1)
+    leader.read_index(b"b")
+    leader.read_index(b"c")
+    rd = net.process(1)
+    assert not [m for m in rd.early_messages if isinstance(m, Heartbeat)], "one round in flight at a time"
+    ack_round(net, first, 2)  # a quorum: the leader and node 2
+    rd = net.process(1)
+    assert net.read_states[1] == [ReadState(b"a", index=1)], "b and c arrived after the round was sent"
+    (second,) = {m.seq for m in rd.early_messages if isinstance(m, Heartbeat)}
+    assert second == first + 1, "the next round leaves at once, for b and c together"
+    ack_round(net, first, 3)  # the late answer to the first round serves nothing more
+    net.process(1)
+    assert net.read_states[1] == [ReadState(b"a", index=1)]
+    ack_round(net, second, 3)
+    net.process(1)
+    assert net.read_states[1][1:] == [ReadState(b"b", index=1), ReadState(b"c", index=1)]
+
+
+def test_a_lost_read_round_does_not_stall_reads():
+    # Thesis §6.4: a round whose heartbeats are lost is never acknowledged; the next
+    # heartbeat tick sends a new round, which serves the reads waiting behind it.
+    net = Network(3, heartbeat_ticks=2)
+    net.elect(1)
+    leader = net.nodes[1]
+    leader.read_index(b"a")
+    net.process(1)
+    net.drop(Heartbeat)  # the read round is lost
+    leader.read_index(b"b")
+    net.stabilize()
+    assert net.read_states[1] == [], "nothing acked yet: the lost round is still outstanding"
+    net.run(2)  # one heartbeat interval
+    assert net.read_states[1] == [ReadState(b"a", index=1), ReadState(b"b", index=1)]
+    leader.read_index(b"c")
+    net.stabilize()
+    assert net.read_states[1][2:] == [ReadState(b"c", index=1)], "a round leaves at once again"
 
 
 def test_read_index_waits_until_the_leader_has_committed_an_entry_of_its_term():
