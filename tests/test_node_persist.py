@@ -1,5 +1,6 @@
-"""Where a node writes and syncs a Ready: a follower's small append on the loop
-(its ack waits for the sync either way), everything else on the disk thread."""
+"""Where a node writes and syncs a Ready: a small one on the loop (a follower's ack
+and a leader's commit wait for the sync either way), everything else on the disk
+thread, where a loaded leader's loop goes on meanwhile."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from cluster.config import NodeConfig
-from cluster.node import INLINE_PERSIST_ENTRIES, INLINE_SYNC_MAX_S, RaftNode
+from cluster.node import INLINE_LEADER_ENTRIES, INLINE_PERSIST_ENTRIES, INLINE_SYNC_MAX_S, RaftNode
 from raft.types import Entry, Ready, Role, Snapshot
 
 
@@ -27,8 +28,10 @@ def test_a_small_append_off_the_leader_is_synced_on_the_loop(tmp_path, role):
     assert _node(tmp_path, role)._persist_inline(_append(INLINE_PERSIST_ENTRIES))
 
 
-def test_the_leader_keeps_its_loop_free_for_its_appends(tmp_path):
-    assert not _node(tmp_path, Role.LEADER)._persist_inline(_append(1))
+def test_a_leader_syncs_on_the_loop_only_when_nearly_idle(tmp_path):
+    leader = _node(tmp_path, Role.LEADER)
+    assert leader._persist_inline(_append(INLINE_LEADER_ENTRIES))
+    assert not leader._persist_inline(_append(INLINE_LEADER_ENTRIES + 1))
 
 
 def test_a_large_append_or_a_snapshot_goes_to_the_disk_thread(tmp_path):
