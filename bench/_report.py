@@ -1,4 +1,5 @@
-"""What the benchmarks share: spread formatting and a garbage-collector timer."""
+"""What the benchmarks share: spread formatting, the scale figures' table and a
+garbage-collector timer."""
 
 from __future__ import annotations
 
@@ -40,3 +41,21 @@ class GcTimer:
 
     def __exit__(self, *exc) -> None:
         gc.callbacks.remove(self)
+
+
+def scale_markdown(results: dict) -> str:
+    """bench/scale_bench.py's figures ({nodes: run}) as a Markdown section."""
+    out = ["## Scale: writes/s and memory as the log grows; restart time; 5 nodes vs 3", ""]
+    for nodes, r in results.items():
+        out.append(f"{nodes} nodes, {r['entries']:,} entries (fsync on, a snapshot every 100,000 entries):")
+        out.append("")
+        out.append("| entries | writes/s | RSS MB per node |")
+        out.append("| --- | --- | --- |")
+        for s in r["segments"]:
+            rss = ", ".join(f"{v:.0f}" for v in s["rss_mb"].values())
+            out.append(f"| {s['entries']:,} | {s['writes_per_s']:,.0f} | {rss} |")
+        rss = ", ".join(f"{v:.0f}" for v in r["rss_after_restart_mb"].values())
+        out.append("")
+        out.append(f"Restart of every node to the first committed write: {r['restart_s']:.2f} s (RSS after: {rss} MB).")
+        out.append("")
+    return "\n".join(out)

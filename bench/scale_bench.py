@@ -28,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _report import scale_markdown  # noqa: E402
 from cluster import launcher  # noqa: E402
 from cluster.client import AsyncClient, Client, RaftflowError, run_sync  # noqa: E402
 
@@ -116,23 +117,6 @@ async def _first_write(endpoints: list[str]) -> None:
                 await asyncio.sleep(0.05)  # the nodes are still replaying their logs
 
 
-def report(results: dict) -> str:
-    out = ["## Scale: writes/s and memory as the log grows; restart time; 5 nodes vs 3", ""]
-    for nodes, r in results.items():
-        out.append(f"{nodes} nodes, {r['entries']:,} entries (fsync on, a snapshot every 100,000 entries):")
-        out.append("")
-        out.append("| entries | writes/s | RSS MB per node |")
-        out.append("| --- | --- | --- |")
-        for s in r["segments"]:
-            rss = ", ".join(f"{v:.0f}" for v in s["rss_mb"].values())
-            out.append(f"| {s['entries']:,} | {s['writes_per_s']:,.0f} | {rss} |")
-        rss = ", ".join(f"{v:.0f}" for v in r["rss_after_restart_mb"].values())
-        out.append("")
-        out.append(f"Restart of every node to the first committed write: {r['restart_s']:.2f} s (RSS after: {rss} MB).")
-        out.append("")
-    return "\n".join(out)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="100,000 entries on 3 nodes, 40,000 on 5")
@@ -147,7 +131,7 @@ def main() -> int:
     for nodes, count in ((3, entries), (5, max(10, entries // 5 if not args.quick else entries * 2 // 5))):
         print(f"raftflow scale: {nodes} nodes, {count:,} entries...", file=sys.stderr, flush=True)
         results[str(nodes)] = measure(nodes, count, workdir)
-    print(report(results))
+    print(scale_markdown(results))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"scale": results}, f, indent=2)
