@@ -50,14 +50,14 @@ class Bench:
 
 # Order: the machine-local benches first, the long multi-process ones after.
 # Quick arguments aim at 3 minutes in all on a quiet 2-core VM: the cluster bench
-# measures 2 s per point, the saga bench runs Restate on 3 nodes only (the aim's
+# measures 1.5 s per point, the saga bench runs Restate on 3 nodes only (the aim's
 # figure) and keeps Temporal. The limits only catch a hung bench: another load on the
 # machine stretches every bench well past its usual time.
 BENCHES = (
     Bench("core", "core_bench.py", (), ("--entries", "20000", "--repeat", "1"), False, 300, 60),
     Bench("wal", "wal_bench.py", ("--quick",), ("--quick", "--repeat", "1", "--restart-entries", "100000"), False,
           300, 60),
-    Bench("cluster", "cluster_bench.py", (), ("--quick", "--seconds", "2"), True, 900, 150, "--no-reference"),
+    Bench("cluster", "cluster_bench.py", (), ("--quick", "--seconds", "1.5"), True, 900, 150, "--no-reference"),
     Bench("workflow", "workflow_bench.py", (), ("--quick", "--restate-nodes", "3"), True, 900, 180, "--no-reference"),
     Bench("check", "check_bench.py", (), ("--operations", "2000", "--repeats", "1"), False, 300, 60),
     Bench("scale", "scale_bench.py", (), ("--entries", "50000"), True, 1200, 120),
