@@ -71,8 +71,8 @@ class _NoSyncFS(OsFS):
     """For benchmarks only (`fsync = false`): writes reach the page cache, never
     the disk, so a machine crash may lose acknowledged writes."""
 
-    def open_append(self, path: str):
-        return _NoSyncFile(super().open_append(path))
+    def open_write(self, path: str):
+        return _NoSyncFile(super().open_write(path))
 
     def sync_dir(self, path: str) -> None:
         pass
@@ -81,7 +81,8 @@ class _NoSyncFS(OsFS):
 class _NoSyncFile:
     def __init__(self, file) -> None:
         self._file = file
-        self.write, self.truncate, self.close = file.write, file.truncate, file.close
+        self.write_at, self.allocate = file.write_at, file.allocate
+        self.truncate, self.close = file.truncate, file.close
 
     def sync(self) -> None:
         pass

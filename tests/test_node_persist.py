@@ -45,3 +45,19 @@ def test_a_slow_disk_goes_to_the_disk_thread(tmp_path):
     node._last_persist_s = INLINE_SYNC_MAX_S * 2  # the last sync was slow: the loop must not wait on the next
     assert not node._persist_inline(_append(1))
     assert not _node(tmp_path, Role.FOLLOWER, slow_disk_ms=10)._persist_inline(_append(1))
+
+
+def test_fsync_off_never_syncs(tmp_path, monkeypatch):
+    """`fsync = false` (benchmarks only) must reach no fdatasync or fsync at all: the
+    file-system seam it overrides was renamed once and the override went dead."""
+    from cluster.node import _NoSyncFS
+    from raft.disk import DiskStorage
+    from raft.types import HardState
+
+    def refuse(fd):
+        raise AssertionError("a sync with fsync off")
+
+    storage = DiskStorage(str(tmp_path / "d"), cluster_id="c", node_id=1, create=True, fs=_NoSyncFS())
+    monkeypatch.setattr("os.fdatasync", refuse)
+    monkeypatch.setattr("os.fsync", refuse)
+    storage.persist(None, [Entry(index=1, term=1, data=b"v")], HardState(term=1, vote=1, commit=0))
