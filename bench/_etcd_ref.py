@@ -289,8 +289,10 @@ async def _closed_loop(url: str, bodies: list[list[str]], clients: int, seconds:
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
 
+    from _report import quantiles_ms  # noqa: PLC0415 (a sibling module: bench/ is on the path)
+
     return {"ops": len(latencies), "ops_per_s": len(latencies) / seconds, "p50_ms": pct(0.50), "p99_ms": pct(0.99),
-            "errors": errors}
+            "errors": errors, "quantiles_ms": quantiles_ms(latencies)}
 
 
 async def _first_put_after(urls: list[str], since: float) -> float:

@@ -18,6 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _report import quantiles_ms  # noqa: E402
 from cluster.client import AsyncClient  # noqa: E402
 
 CLIENTS_PER_CONNECTION = 16
@@ -68,7 +69,7 @@ async def run(endpoints: list[str], clients: int, seconds: float, value_bytes: i
 
     return {
         "clients": clients, "ops": len(latencies), "ops_per_s": len(latencies) / elapsed,
-        "p50_ms": pct(0.50), "p99_ms": pct(0.99), "errors": errors,
+        "p50_ms": pct(0.50), "p99_ms": pct(0.99), "errors": errors, "quantiles_ms": quantiles_ms(latencies),
     }
 
 

@@ -72,6 +72,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from _report import quantiles_ms  # a sibling module: bench/ is on the path here and in its node processes
+
 MISSING_MESSAGE = (
     "pysyncobj is not installed: run `.venv/bin/pip install pysyncobj` "
     "(it is in setup.cfg's `bench` extra; `make bench` installs it)"
@@ -217,6 +219,7 @@ def _closed_loop(node: _ReplicatedDict, inflight: int, seconds: float, value_byt
         "inflight": inflight, "ops": len(latencies), "ops_per_s": len(latencies) / seconds,
         "p50_ms": _percentile_ms(latencies, 0.50), "p99_ms": _percentile_ms(latencies, 0.99),
         "errors": sum(errors.values()), "error_reasons": dict(errors), "undrained": outstanding,
+        "quantiles_ms": quantiles_ms(latencies),
     }
 
 

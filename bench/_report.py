@@ -17,6 +17,15 @@ def fmt_int(x: float) -> str:
     return f"{x:,.0f}"
 
 
+def quantiles_ms(sorted_s: list[float]) -> list[float]:
+    """Latencies (seconds, sorted) as 101 quantiles in ms, the 0th to the 100th
+    percentile: enough to draw a CDF, small enough to keep per load level."""
+    if not sorted_s:
+        return []
+    last = len(sorted_s) - 1
+    return [round(sorted_s[min(last, round(q * last / 100))] * 1000, 4) for q in range(101)]
+
+
 def fmt_rate(x: float) -> str:
     """A rate per second: one decimal below 100, none from there."""
     return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"

@@ -56,11 +56,16 @@ def plot_throughput(writes: list[Series], path: str) -> str | None:
 
 
 def plot_latency(writes: list[Series], path: str) -> str | None:
+    """p50 and p99 per load level, and beside them the latency CDF of each system at
+    the highest load level where the most systems recorded their distribution."""
     measured = [s for s in writes if any(p.p50_ms for p in s.points)]
     if not measured:
         return None
     xs = sorted({p.x for s in measured for p in s.points})
-    plt, fig, ax = _figure()
+    with_cdf = {x: [s for s in measured if s.at(x) and s.at(x).quantiles_ms] for x in xs}
+    cdf_x = max(xs, key=lambda x: (len(with_cdf[x]), x))
+    plt, fig, axes = _figure(2 if with_cdf[cdf_x] else 1)
+    ax = axes[0] if with_cdf[cdf_x] else axes
     width = 0.8 / len(measured)
     for i, s in enumerate(measured):
         pos = [j + i * width for j in range(len(xs))]
@@ -71,6 +76,13 @@ def plot_latency(writes: list[Series], path: str) -> str | None:
     ax.set_xticks([j + width * (len(measured) - 1) / 2 for j in range(len(xs))], [f"{x:,}" for x in xs])
     ax.set_yscale("log")
     _dress(ax, "Write latency: p50 and p99", "concurrent clients", "write latency, ms (log)", grid=False)
+    if with_cdf[cdf_x]:
+        cdf = axes[1]
+        for s in with_cdf[cdf_x]:
+            q = s.at(cdf_x).quantiles_ms
+            cdf.plot(q, [i / (len(q) - 1) for i in range(len(q))], label=s.system)
+        cdf.set_xscale("log")
+        _dress(cdf, f"Write latency CDF at {cdf_x:,} clients", "write latency, ms (log)", "fraction of writes")
     return _save(plt, fig, path)
 
 

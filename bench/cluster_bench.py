@@ -337,11 +337,12 @@ def leader_proposals(workdir: str, inflight: int, seconds: float, fsync: bool) -
 
 def _summarize(runs: list[dict]) -> dict:
     rates = sorted(r["ops_per_s"] for r in runs)
+    middle = sorted(runs, key=lambda r: r["ops_per_s"])[len(runs) // 2]  # its latency distribution is the CDF's
     return {
         "clients": runs[0]["clients"], "repeats": len(runs), "ops_per_s_min": rates[0],
         "ops_per_s_median": statistics.median(rates), "ops_per_s_max": rates[-1],
         "p50_ms": statistics.median(r["p50_ms"] for r in runs), "p99_ms": statistics.median(r["p99_ms"] for r in runs),
-        "errors": sum(r["errors"] for r in runs),
+        "errors": sum(r["errors"] for r in runs), "quantiles_ms": middle.get("quantiles_ms", []),
     }
 
 

@@ -55,6 +55,7 @@ class Point:
     p50_ms: float | None = None
     p99_ms: float | None = None
     note: str = ""
+    quantiles_ms: list[float] = field(default_factory=list)  # 0th..100th percentile, for a CDF
 
 
 @dataclass(slots=True)
@@ -107,6 +108,7 @@ def _point(row: dict, x: int | None = None) -> Point | None:
         x=int(x), median=float(rate), low=float(row.get("ops_per_s_min", rate)),
         high=float(row.get("ops_per_s_max", rate)), repeats=int(row.get("repeats", 1)),
         p50_ms=row.get("p50_ms"), p99_ms=row.get("p99_ms"), note=str(row.get("mode", "")),
+        quantiles_ms=list(row.get("quantiles_ms") or []),
     )
 
 
