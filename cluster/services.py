@@ -188,6 +188,7 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
         replies: asyncio.Queue[client_pb2.CommandReply | None] = asyncio.Queue()
         inflight = 0
         reading = True
+        reads: set[asyncio.Task] = set()  # cancelled if the stream ends first: nobody would get the answer
 
         def done(request_id: int, future: asyncio.Future) -> None:
             nonlocal inflight
@@ -215,6 +216,8 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
                         try:
                             if cmd.WhichOneof("op") == "read":
                                 future = asyncio.ensure_future(self._read(cmd.read))
+                                reads.add(future)
+                                future.add_done_callback(reads.discard)
                             else:
                                 future = self._submit(cmd)
                         except NodeError as error:
@@ -237,6 +240,8 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
                     await context.write(client_pb2.ReplyBatch(replies=batch))
         finally:
             reader.cancel()
+            for task in list(reads):
+                task.cancel()
 
     async def Read(self, request, context):
         try:

@@ -177,3 +177,42 @@ def test_a_full_proposal_queue_answers_resource_exhausted(tmp_path):
         assert all("max_pending_proposals=4" in e.details() for e in refused)
     finally:
         c.close()
+
+
+def test_a_read_still_waiting_when_its_stream_closes_is_cancelled():
+    # A client that goes away (or whose stream breaks) gets no answer: the read it
+    # left must not hold a ReadIndex slot on the leader until the round resolves.
+    from cluster.services import ClientService
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        waiting: list[asyncio.Future] = []
+
+        class Node:
+            id = 1
+
+            async def read_index(self, consistency):
+                future = loop.create_future()
+                waiting.append(future)
+                return await future
+
+        async def requests():
+            yield client_pb2.CommandBatch(commands=[client_pb2.Command(request_id=1, read=client_pb2.ReadRequest(key="k"))])
+            await asyncio.Event().wait()  # the client keeps the stream open, then disconnects
+
+        class Context:
+            async def write(self, batch):
+                pass
+
+        handler = asyncio.ensure_future(ClientService(Node()).ExecuteStream(requests(), Context()))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert len(waiting) == 1 and not waiting[0].done()
+        handler.cancel()  # what gRPC does when the client cancels the call
+        with pytest.raises(asyncio.CancelledError):
+            await handler
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return waiting[0].cancelled()
+
+    assert run_sync(scenario()), "the read's task outlived its stream"
