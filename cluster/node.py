@@ -61,10 +61,13 @@ LEASE_STALL_TICKS = 3  # a gap this many ticks long between two ticks ends the l
 # A small Ready is written and synced on the loop itself (no hop to the disk thread
 # and back, no wait for the GIL: ~0.1-0.3 ms off every commit here) while syncs stay
 # this fast. A leader only when it is nearly idle: under load its loop has better to
-# do during a sync (acks, replies, the next batch) than wait.
+# do during a sync (acks, replies, the next batch) than wait. One slower sync sends
+# every sync to the disk thread for a while: a disk that stalls once tends to again,
+# and a stall on the loop holds back heartbeats (an election timeout is 150 ms).
 INLINE_PERSIST_ENTRIES = 64
 INLINE_LEADER_ENTRIES = 4
 INLINE_SYNC_MAX_S = 0.002
+INLINE_BACKOFF_S = 10.0
 
 
 class _NoSyncFS(OsFS):
@@ -114,7 +117,7 @@ class RaftNode:
         self.server: grpc.aio.Server | None = None
         self._wake = asyncio.Event()
         self._driver_waiting = False  # on the disk thread or in a yield: inputs send early messages
-        self._last_persist_s = 0.0  # how long the last log write and sync took
+        self._inline_from = 0.0  # time.monotonic() from which small Readys may sync on the loop again
         self._encoder = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"snap-{config.id}")
         self._snapshotting = False  # a snapshot is being encoded
         self._next_gc_freeze = 0  # applied index at which to move live objects out of the collector's way
@@ -220,7 +223,11 @@ class RaftNode:
             time.sleep(self.config.slow_disk_ms / 1000)  # fault injection: slow log writes (disk thread only)
         with self._storage_lock:
             self.storage.persist(rd.snapshot, rd.entries, rd.hard_state)
-        self._last_persist_s = time.perf_counter() - started
+        self._note_sync(time.perf_counter() - started, time.monotonic())
+
+    def _note_sync(self, took_s: float, now: float) -> None:
+        if took_s > INLINE_SYNC_MAX_S:
+            self._inline_from = now + INLINE_BACKOFF_S
 
     def _persist_inline(self, rd: Ready) -> bool:
         """Whether to write and sync this Ready on the loop rather than the disk
@@ -232,7 +239,7 @@ class RaftNode:
         return (
             rd.snapshot is None
             and len(rd.entries) <= limit
-            and self._last_persist_s < INLINE_SYNC_MAX_S
+            and time.monotonic() >= self._inline_from
             and not self.config.slow_disk_ms
         )
 
