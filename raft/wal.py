@@ -17,8 +17,11 @@ Recovery reads every segment in order and checks every CRC. Only the end of the 
 segment may be torn (a write the crash cut short; in a preallocated segment, zeros
 or the pieces of that write that did reach the disk follow it): it is truncated
 away. A bad record followed by a whole, good one is not a torn end: the records
-after it were acknowledged. Anything else that fails a check stops recovery with
-`WalCorruption`, naming file and offset.
+after it were acknowledged. Except commit-only hard states, which are written
+without a sync: a power cut may keep a later one's page and lose an earlier one's,
+so damage followed only by commit-only records of the same term and vote (and
+itself a hard state, or a lost page of zeros) is a torn tail too. Anything else
+that fails a check stops recovery with `WalCorruption`, naming file and offset.
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ def read_segment(path: str, data: bytes, *, last: bool) -> tuple[list[Record], i
                 break  # the clean end: preallocated space, or a size that reached the disk before the data
             if length > RECORD_BYTES_MAX or end > size:
                 problem = f"record of {length} bytes runs past the end ({size})"
-                torn = last and not _record_follows(data, offset + HEADER.size)
+                torn = last and not _record_follows(data, offset + HEADER.size, _unsynced_state(data, offset, records))
             else:
                 body = data[offset + HEADER.size : end]
                 if zlib.crc32(body, zlib.crc32(bytes((rtype,)))) != crc:
@@ -107,7 +110,7 @@ def read_segment(path: str, data: bytes, *, last: bool) -> tuple[list[Record], i
                     # Torn: the last record, cut at the end of the file or partly written
                     # over preallocated zeros (not always a prefix of it: the disk may
                     # persist a later page of the write and not an earlier one).
-                    torn = last and not _record_follows(data, offset + HEADER.size)
+                    torn = last and not _record_follows(data, offset + HEADER.size, _unsynced_state(data, offset, records))
                 elif rtype not in RecordType._value2member_map_:
                     problem, torn = f"unknown record type {rtype}", False
                 else:
@@ -130,10 +133,27 @@ def _zeros_from(data: bytes, offset: int) -> bool:
     return data.count(0, offset) == len(data) - offset
 
 
-def _record_follows(data: bytes, start: int) -> bool:
+def _unsynced_state(data: bytes, offset: int, records: list[Record]) -> tuple[int, int] | None:
+    """The (term, vote) in force before a damaged record at `offset`, if that record
+    may be a commit-only hard state: written without a sync (the commit index is
+    volatile), so a power cut may lose its page and keep a later one's. Its header
+    says HARD_STATE, or reads as zeros (a lost page: synced bytes never read back
+    as zeros). None otherwise: damage to a record that was synced is corruption."""
+    header = data[offset : offset + HEADER.size]
+    if any(header) and (len(header) < HEADER.size or HEADER.unpack(header)[2] != RecordType.HARD_STATE):
+        return None
+    for record in reversed(records):
+        if record.type is RecordType.HARD_STATE:
+            return tuple(record.payload[:2])
+    return None
+
+
+def _record_follows(data: bytes, start: int, unsynced: tuple[int, int] | None = None) -> bool:
     """Whether a whole record with a good checksum starts anywhere from `start` on. A
     crash only cuts the end of the file short, so damage followed by such a record (a
-    flipped length, say) is corruption, not a torn tail."""
+    flipped length, say) is corruption, not a torn tail. With `unsynced` (term,
+    vote), commit-only hard states of that term and vote do not count: they were not
+    synced either, so the damage and they are one lost tail."""
     size = len(data)
     # A record's type byte is not 0, so none starts in the zeros that end a
     # preallocated segment: search only up to them (megabytes, else, in Python).
@@ -146,5 +166,14 @@ def _record_follows(data: bytes, start: int) -> bool:
             and end <= size
             and zlib.crc32(data[offset + HEADER.size : end], zlib.crc32(bytes((rtype,)))) == crc
         ):
-            return True
+            if unsynced is None or rtype != RecordType.HARD_STATE or not _same_term_vote(data, offset, end, unsynced):
+                return True
     return False
+
+
+def _same_term_vote(data: bytes, offset: int, end: int, term_vote: tuple[int, int]) -> bool:
+    try:
+        payload = msgpack.unpackb(data[offset + HEADER.size : end], raw=False)
+    except (ValueError, msgpack.UnpackException):
+        return False
+    return isinstance(payload, list) and len(payload) == 3 and tuple(payload[:2]) == term_vote

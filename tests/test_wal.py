@@ -213,3 +213,51 @@ def test_an_undecodable_payload_with_a_good_checksum_is_corruption_even_at_the_e
     bogus = HEADER.pack(1, zlib.crc32(body, zlib.crc32(bytes((RecordType.ENTRIES,)))), RecordType.ENTRIES) + body
     with pytest.raises(WalCorruption, match="at offset 0: undecodable payload"):
         read_segment(PATH, bogus, last=True)
+
+
+# --- commit-only hard states: written without a sync ------------------------------------
+
+
+def _with_commit_only_tail(*tail: tuple[RecordType, tuple]) -> tuple[bytes, list[int]]:
+    """three_records() (its hard state is term 2, vote 1), then `tail`, then the
+    zeros of a preallocated segment; and where each tail record starts."""
+    data, _ = three_records()
+    starts = []
+    for rtype, payload in tail:
+        starts.append(len(data))
+        data += encode_record(rtype, payload)
+    return data + bytes(4096), starts
+
+
+def _lose(data: bytes, start: int, size: int) -> bytes:
+    """The page of an unsynced write that did not reach the disk: zeros."""
+    return data[:start] + bytes(size) + data[start + size :]
+
+
+def test_a_lost_commit_only_record_before_a_later_one_is_a_torn_tail():
+    """Found by review: commit-only hard states are not synced, so a power cut may
+    keep a later one's page and lose an earlier one's. Both are volatile (the commit
+    index): that is a torn tail, not corruption that stops the node from starting."""
+    data, (first, second) = _with_commit_only_tail(
+        (RecordType.HARD_STATE, (2, 1, 7)), (RecordType.HARD_STATE, (2, 1, 8)))
+    records, valid = read_segment(PATH, _lose(data, first, second - first), last=True)
+    assert valid == first and [r.payload for r in records][-1] == (2, 1, 6)
+    header_kept = flip(data, first + HEADER.size + 1)  # its header reached the disk, its body did not
+    assert read_segment(PATH, header_kept, last=True)[1] == first
+    with pytest.raises(WalCorruption):  # in a sealed segment every record was synced by the next one
+        read_segment(PATH, _lose(data, first, second - first), last=False)
+
+
+def test_damage_before_a_record_that_was_synced_is_still_corruption():
+    # A later term or vote, or entries, were synced: the damage before them is not a lost tail.
+    for later in ((RecordType.HARD_STATE, (3, 0, 8)), (RecordType.ENTRIES, ((7, 2, 0, b"seven"),))):
+        data, (first, second) = _with_commit_only_tail((RecordType.HARD_STATE, (2, 1, 7)), later)
+        with pytest.raises(WalCorruption):
+            read_segment(PATH, _lose(data, first, second - first), last=True)
+    # Damaged entries (synced before anything after them was written) are corruption
+    # even when only commit-only records follow.
+    data, (first, second) = _with_commit_only_tail(
+        (RecordType.ENTRIES, ((7, 2, 0, b"seven"),)), (RecordType.HARD_STATE, (2, 1, 7)))
+    with pytest.raises(WalCorruption) as err:
+        read_segment(PATH, flip(data, first + HEADER.size + 2), last=True)
+    assert err.value.offset == first
