@@ -47,6 +47,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from _report import percentile, quantiles_ms  # a sibling module: bench/ is on the path
+
 VALUE_BYTES = 100
 READ_KEYS = 100
 START_TIMEOUT_S = 30.0
@@ -284,15 +286,8 @@ async def _closed_loop(url: str, bodies: list[list[str]], clients: int, seconds:
                 i += 1
 
         await asyncio.gather(*(one(bodies[n]) for n in range(clients)))
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
-
-    from _report import quantiles_ms  # noqa: PLC0415 (a sibling module: bench/ is on the path)
-
-    return {"ops": len(latencies), "ops_per_s": len(latencies) / seconds, "p50_ms": pct(0.50), "p99_ms": pct(0.99),
-            "errors": errors, "quantiles_ms": quantiles_ms(latencies)}
+    return {"ops": len(latencies), "ops_per_s": len(latencies) / seconds, "p50_ms": percentile(latencies, 0.50) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000, "errors": errors, "quantiles_ms": quantiles_ms(latencies)}
 
 
 async def _first_put_after(urls: list[str], since: float) -> float:

@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _report import quantiles_ms  # noqa: E402
+from _report import percentile, quantiles_ms  # noqa: E402
 from cluster.client import AsyncClient  # noqa: E402
 
 CLIENTS_PER_CONNECTION = 16
@@ -62,14 +62,10 @@ async def run(endpoints: list[str], clients: int, seconds: float, value_bytes: i
     elapsed = end - counted_from
     for c in connections:
         await c.close()
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
-
     return {
         "clients": clients, "ops": len(latencies), "ops_per_s": len(latencies) / elapsed,
-        "p50_ms": pct(0.50), "p99_ms": pct(0.99), "errors": errors, "quantiles_ms": quantiles_ms(latencies),
+        "p50_ms": percentile(latencies, 0.50) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
+        "errors": errors, "quantiles_ms": quantiles_ms(latencies),
     }
 
 

@@ -72,7 +72,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from _report import quantiles_ms  # a sibling module: bench/ is on the path here and in its node processes
+from _report import percentile, quantiles_ms  # a sibling module: bench/ is on the path here and in its node processes
 
 MISSING_MESSAGE = (
     "pysyncobj is not installed: run `.venv/bin/pip install pysyncobj` "
@@ -159,13 +159,6 @@ def _reason_name(error: int) -> str:
     return names.get(error, str(error))
 
 
-def _percentile_ms(sorted_s: list[float], p: float) -> float:
-    """Same rule as bench/_loadgen.py."""
-    if not sorted_s:
-        return float("nan")
-    return sorted_s[min(len(sorted_s) - 1, int(p * len(sorted_s)))] * 1000
-
-
 def _closed_loop(node: _ReplicatedDict, inflight: int, seconds: float, value_bytes: int) -> dict:
     """Keep `inflight` writes outstanding on `node` for warm-up + `seconds`.
 
@@ -214,10 +207,9 @@ def _closed_loop(node: _ReplicatedDict, inflight: int, seconds: float, value_byt
             issue()                   # the slot's last write failed: try again
         else:
             outstanding -= 1
-    latencies.sort()
     return {
         "inflight": inflight, "ops": len(latencies), "ops_per_s": len(latencies) / seconds,
-        "p50_ms": _percentile_ms(latencies, 0.50), "p99_ms": _percentile_ms(latencies, 0.99),
+        "p50_ms": percentile(latencies, 0.50) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
         "errors": sum(errors.values()), "error_reasons": dict(errors), "undrained": outstanding,
         "quantiles_ms": quantiles_ms(latencies),
     }

@@ -17,13 +17,21 @@ def fmt_int(x: float) -> str:
     return f"{x:,.0f}"
 
 
-def quantiles_ms(sorted_s: list[float]) -> list[float]:
-    """Latencies (seconds, sorted) as 101 quantiles in ms, the 0th to the 100th
-    percentile: enough to draw a CDF, small enough to keep per load level."""
-    if not sorted_s:
-        return []
-    last = len(sorted_s) - 1
-    return [round(sorted_s[min(last, round(q * last / 100))] * 1000, 4) for q in range(101)]
+def percentile(samples: list[float], q: float) -> float:
+    """The q-quantile (0 <= q <= 1) by the rule every bench reports: the value at
+    index int(q * n) of the sorted samples (the largest at q = 1); nan if none."""
+    return _at(sorted(samples), q)
+
+
+def quantiles_ms(samples_s: list[float]) -> list[float]:
+    """Latencies (seconds) as 101 quantiles in ms, the 0th to the 100th percentile
+    by `percentile`'s rule: enough to draw a CDF, small enough to keep per load level."""
+    ordered = sorted(samples_s)
+    return [round(_at(ordered, q / 100) * 1000, 4) for q in range(101)] if ordered else []
+
+
+def _at(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def fmt_rate(x: float) -> str:

@@ -69,7 +69,8 @@ except ImportError:
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]  # this checkout's raftflow, and _saga_activities
 
-from _temporal_ref import _orders, _p, _read_line, _stop, _tail  # noqa: E402 (process helpers both references share)
+from _report import percentile  # noqa: E402
+from _temporal_ref import _orders, _read_line, _stop, _tail, binary_version  # noqa: E402 (process helpers both references share)
 HOST = "127.0.0.1"
 INSTALL_DIR = os.path.expanduser("~/.cache/raftflow-bench/restate")
 BINARY_IN_PREFIX = "node_modules/@restatedev/restate-server-{platform}/bin/restate-server"
@@ -529,7 +530,7 @@ async def measure(workdir: str, make_orders, *, nodes: int, sequential_count: in
             results: dict = {"nodes": nodes, "replication": min(2, nodes), "version": _version(),
                              "sdk_version": importlib.metadata.version("restate-sdk")}
             results["sequential"] = await sequential(client, make_orders(sequential_count), "seq")
-            say(f"  restate {nodes}n: one saga p50 {_p(results['sequential']['latencies_s'], 0.5) * 1000:.1f} ms")
+            say(f"  restate {nodes}n: one saga p50 {percentile(results['sequential']['latencies_s'], 0.5) * 1000:.1f} ms")
             results["throughput"] = {}
             for n in concurrencies:
                 runs = []
@@ -552,11 +553,7 @@ async def measure(workdir: str, make_orders, *, nodes: int, sequential_count: in
 
 
 def _version() -> str:
-    try:
-        out = subprocess.run([find_binary() or "restate-server", "--version"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
+    return binary_version(find_binary() or "restate-server")
 
 
 # --- command line ------------------------------------------------------------------------

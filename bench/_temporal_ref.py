@@ -50,6 +50,8 @@ except ImportError:
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]  # this checkout's raftflow, and _saga_activities
+
+from _report import percentile  # noqa: E402
 HOST = "127.0.0.1"
 SERVER_START_TIMEOUT_S = 60.0
 WORKER_START_TIMEOUT_S = 60.0
@@ -310,7 +312,7 @@ async def measure(workdir: str, make_orders, *, sequential_count: int, concurren
         await sequential(client, make_orders(20), "warmup")
         results: dict = {"version": _version(), "sdk_version": importlib.metadata.version("temporalio")}
         results["sequential"] = await sequential(client, make_orders(sequential_count), "seq")
-        say(f"  temporal: one saga p50 {_p(results['sequential']['latencies_s'], 0.5) * 1000:.0f} ms")
+        say(f"  temporal: one saga p50 {percentile(results['sequential']['latencies_s'], 0.5) * 1000:.0f} ms")
         results["throughput"] = {}
         for n in concurrencies:
             runs = []
@@ -325,16 +327,16 @@ async def measure(workdir: str, make_orders, *, sequential_count: int, concurren
 
 
 def _version() -> str:
+    return binary_version(find_binary() or "temporal")
+
+
+def binary_version(binary: str) -> str:
+    """What `binary --version` prints, or "unknown"."""
     try:
-        out = subprocess.run([find_binary() or "temporal", "--version"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
         return out.stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
-
-
-def _p(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 # --- command line ------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import sys
 from dataclasses import dataclass, field
 
 from _report import fmt_rate as _rate
+from _report import percentile
 from _report import scale_markdown
 from _report_plots import plot_failover, plot_latency, plot_sagas, plot_throughput
 
@@ -83,11 +84,6 @@ class SagaSystem:
     one_saga_s: list[float] = field(default_factory=list)  # start-to-completion, one after another
     throughput: Series | None = None
     skipped: str | None = None
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 _X_KEYS = ("clients", "inflight", "in_flight", "concurrency", "concurrent")

@@ -66,6 +66,7 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [ROOT, BENCH]
 
 import _saga_activities as saga  # noqa: E402
+from _report import percentile  # noqa: E402
 from cluster import launcher  # noqa: E402
 from cluster.client import AsyncClient, RaftflowError  # noqa: E402
 from cluster_bench import _grpc_rtt, fsync_floor  # noqa: E402
@@ -99,11 +100,6 @@ def make_orders(n: int, rng: random.Random) -> list[dict]:
     failing = set(rng.sample(range(n), round(n * FAIL_FRACTION)))
     return [{"order_id": i, "items": 1 + i % 3, "amount": 10 * (1 + i % 5), "fail_at_ship": i in failing}
             for i in range(n)]
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
