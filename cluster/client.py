@@ -392,24 +392,32 @@ class AsyncClient:
             try:
                 return await call(stub(self._channel(endpoint)))
             except grpc.aio.AioRpcError as exc:
-                code = exc.code()
                 if _network_failure(exc):
                     self._lost(endpoint)
                     tracker.unreachable(endpoint, _describe_rpc_error(exc))
-                elif code == grpc.StatusCode.FAILED_PRECONDITION and _leader_hint(exc):
-                    self._follow(_leader_hint(exc))
-                    tracker.redirected()
+                elif self._refused(tracker, endpoint, exc.code(), exc.details(), _leader_hint(exc)):
                     continue
-                elif code == grpc.StatusCode.UNAVAILABLE:
-                    self._lost(endpoint)
-                    tracker.no_leader(exc.details())
-                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    tracker.busy(exc.details())
-                elif code in _REJECTION_ERRORS:  # INVALID_ARGUMENT, NOT_FOUND, ...: the node's answer
-                    raise rejection(code, exc.details()) from None
-                else:
-                    raise RaftflowError(f"{code.name}: {exc.details()}") from None
             await tracker.wait()
+
+    def _refused(self, tracker: _Tracker, endpoint: str, code: grpc.StatusCode, message: str, leader: str | None) -> bool:
+        """A node refused a request that any node may be asked again (a unary call, a
+        read): True to send it to the leader it named at once; False to wait and
+        retry (no leader, busy). Raises the node's answer when a retry cannot
+        change it (INVALID_ARGUMENT, NOT_FOUND, ...) or the code is unknown."""
+        if code == grpc.StatusCode.FAILED_PRECONDITION and leader:
+            self._follow(leader)
+            tracker.redirected()
+            return True
+        if code == grpc.StatusCode.UNAVAILABLE:
+            self._lost(endpoint)
+            tracker.no_leader(message)
+        elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            tracker.busy(message)
+        elif code in _REJECTION_ERRORS:
+            raise rejection(code, message) from None
+        else:
+            raise RaftflowError(f"{code.name}: {message}") from None
+        return False
 
     async def _command(self, build) -> WriteResult:
         reply = await self.execute(build)
@@ -547,17 +555,8 @@ class AsyncClient:
             code = status_code(reply.code)
             if code == grpc.StatusCode.OK:
                 return reply.read
-            if code == grpc.StatusCode.FAILED_PRECONDITION and reply.leader_address:
-                self._follow(reply.leader_address)
-                tracker.redirected()
+            if self._refused(tracker, endpoint, code, reply.message, reply.leader_address):
                 continue
-            if code == grpc.StatusCode.UNAVAILABLE:
-                self._lost(endpoint)
-                tracker.no_leader(reply.message)
-            elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                tracker.busy(reply.message)
-            else:
-                raise rejection(code, reply.message)
             await tracker.wait()
 
     # --- admin ------------------------------------------------------------------------
