@@ -46,9 +46,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py $(if $(QUICK),--quick,)
 
 # Regenerate the gRPC modules from proto/*.proto (they are committed, so installing
-# needs no generator; tests/test_proto.py fails when they are out of date).
+# needs no generator; tests/test_proto.py fails when they are out of date). They are
+# compiled as raftflow/proto/*.proto, the name they install under, so the modules
+# import each other as raftflow.proto.* and register under that path.
 proto: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --pyi_out=. proto/*.proto
+	rm -rf build/proto && mkdir -p build/proto/raftflow/proto
+	cp proto/*.proto build/proto/raftflow/proto/
+	cd build/proto && ../../$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --pyi_out=. raftflow/proto/*.proto
+	cp build/proto/raftflow/proto/*_pb2*.py* proto/
 
 clean:
 	rm -rf $(VENV) *.egg-info .hypothesis

@@ -19,7 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _report import percentile, quantiles_ms  # noqa: E402
-from cluster.client import AsyncClient  # noqa: E402
+from raftflow.cluster.client import AsyncClient  # noqa: E402
 
 CLIENTS_PER_CONNECTION = 16
 

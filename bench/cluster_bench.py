@@ -65,8 +65,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cluster import launcher  # noqa: E402
-from cluster.client import AsyncClient, Client, RaftflowError, run_sync  # noqa: E402
+from raftflow.cluster import launcher  # noqa: E402
+from raftflow.cluster.client import AsyncClient, Client, RaftflowError, run_sync  # noqa: E402
 
 CLIENTS = (1, 16, 64, 256)
 READ_CLIENTS = 64
@@ -100,7 +100,7 @@ def fsync_floor(directory: str, n: int = 500) -> dict:
 async def _grpc_rtt(n: int = 2000) -> dict:
     import grpc  # noqa: PLC0415
 
-    from proto import client_pb2, client_pb2_grpc  # noqa: PLC0415
+    from raftflow.proto import client_pb2, client_pb2_grpc  # noqa: PLC0415
 
     class Echo(client_pb2_grpc.ClientServicer):
         async def ExecuteStream(self, request_iterator, context):
@@ -243,9 +243,9 @@ async def _leader_proposals(cluster: launcher.ClusterFile, inflight: int, second
     """Commands submitted inside the leader's own process, `inflight` outstanding,
     as PySyncObj's figures are taken (its commands are calls on a node object).
     Node 1 runs in this process; nodes 2 and 3 are processes of their own."""
-    from cluster.config import load_config  # noqa: PLC0415
-    from cluster.node import NodeError, RaftNode  # noqa: PLC0415
-    from statemachine.commands import OpenSession, Put  # noqa: PLC0415
+    from raftflow.cluster.config import load_config  # noqa: PLC0415
+    from raftflow.cluster.node import NodeError, RaftNode  # noqa: PLC0415
+    from raftflow.statemachine.commands import OpenSession, Put  # noqa: PLC0415
 
     local = RaftNode(load_config(cluster.members[0].config))
     for m in cluster.members[1:]:

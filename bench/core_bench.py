@@ -68,7 +68,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from _report import GcTimer, fmt_int, triple
-from raft import (
+from raftflow.raft import (
     Config,
     Entry,
     EntryKind,
@@ -79,7 +79,7 @@ from raft import (
     Role,
     Snapshot,
 )
-from raft.codec import decode_message, encode_message
+from raftflow.raft.codec import decode_message, encode_message
 
 NODE_IDS = (1, 2, 3)
 

@@ -29,8 +29,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _report import scale_markdown  # noqa: E402
-from cluster import launcher  # noqa: E402
-from cluster.client import AsyncClient, Client, RaftflowError, run_sync  # noqa: E402
+from raftflow.cluster import launcher  # noqa: E402
+from raftflow.cluster.client import AsyncClient, Client, RaftflowError, run_sync  # noqa: E402
 
 CLIENTS = 256
 CLIENTS_PER_CONNECTION = 16

@@ -83,9 +83,9 @@ if os.path.dirname(_HERE) not in sys.path:  # run as a script from anywhere
 
 from _report import GcTimer, triple
 from _report import fmt_int as f_int
-from raft.disk import DiskStorage  # noqa: E402
-from raft.types import Entry, HardState  # noqa: E402
-from raft.wal import read_segment  # noqa: E402
+from raftflow.raft.disk import DiskStorage  # noqa: E402
+from raftflow.raft.types import Entry, HardState  # noqa: E402
+from raftflow.raft.wal import read_segment  # noqa: E402
 
 CLUSTER = "wal-bench"
 NODE = 1

@@ -16,10 +16,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from cluster import launcher
-from cluster.client import Client, RaftflowError, Unavailable
-from cluster.demo import _leader, converged_hashes
-from cluster.partition_commands import cut_plan, fault_protos
+from raftflow.cluster import launcher
+from raftflow.cluster.client import Client, RaftflowError, Unavailable
+from raftflow.cluster.demo import _leader, converged_hashes
+from raftflow.cluster.partition_commands import cut_plan, fault_protos
 
 REFUSE_WITHIN_S = 5.0
 

@@ -14,8 +14,8 @@ import argparse
 import json
 import sys
 
-from cluster.commands import EXIT_FAILURE, EXIT_USAGE, CommandFailed
-from statemachine.linearizability import (
+from raftflow.cluster.commands import EXIT_FAILURE, EXIT_USAGE, CommandFailed
+from raftflow.statemachine.linearizability import (
     MAX_STATES_PER_KEY,
     SHRINK_SECONDS,
     CheckResult,

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from raft.config import MUTATIONS
+from raftflow.raft.config import MUTATIONS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,7 +32,7 @@ def _positive(text: str) -> int:
 
 
 def _faults(text: str) -> frozenset[str]:
-    from raft.sim.schedule import parse_fault_kinds
+    from raftflow.raft.sim.schedule import parse_fault_kinds
 
     try:
         return parse_fault_kinds(text)
@@ -97,15 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--quiet", action="store_true", help="print only the verdict")
     sim.add_argument("--history", metavar="FILE", help="write the client history as JSON lines")
     sim.set_defaults(func=_cmd_sim)
-    from cluster.commands import add_commands  # noqa: PLC0415
+    from raftflow.cluster.commands import add_commands  # noqa: PLC0415
 
     add_commands(sub)
     return parser
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
-    from raft.sim import SimOptions, run
-    from raft.sim.sweep import sweep
+    from raftflow.raft.sim import SimOptions, run
+    from raftflow.raft.sim.sweep import sweep
 
     options = SimOptions(
         nodes=args.nodes,
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sim":
             return args.func(args)
-        from cluster.commands import run  # noqa: PLC0415
+        from raftflow.cluster.commands import run  # noqa: PLC0415
 
         return run(args)
     except KeyboardInterrupt:

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import grpc
 
-from cluster.config import ConfigError, parse_address
-from cluster.transport import CHANNEL_OPTIONS
-from proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc
+from raftflow.cluster.config import ConfigError, parse_address
+from raftflow.cluster.transport import CHANNEL_OPTIONS
+from raftflow.proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc
 
 # Trailing metadata on the errors a node reports itself (the node's services set
 # them, this client reads them): which node answered (so not the network), where the
@@ -310,7 +310,7 @@ class AsyncClient:
     def workflows(self):
         """Workflow commands, reads and long polls (cluster/workflow_client.py)."""
         if self._workflows is None:
-            from cluster.workflow_client import AsyncWorkflows  # noqa: PLC0415 (it imports this module)
+            from raftflow.cluster.workflow_client import AsyncWorkflows  # noqa: PLC0415 (it imports this module)
 
             self._workflows = AsyncWorkflows(self)
         return self._workflows
@@ -731,7 +731,7 @@ class Client:
 
     @property
     def workflows(self):
-        from cluster.workflow_client import Workflows  # noqa: PLC0415 (it imports this module)
+        from raftflow.cluster.workflow_client import Workflows  # noqa: PLC0415 (it imports this module)
 
         return Workflows(self._client.workflows)
 

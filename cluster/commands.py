@@ -15,9 +15,9 @@ import os
 import signal
 import sys
 
-from cluster import launcher
-from cluster.client import Client, InvalidArgument, RaftflowError, parse_endpoints
-from cluster.config import ConfigError, load_config
+from raftflow.cluster import launcher
+from raftflow.cluster.client import Client, InvalidArgument, RaftflowError, parse_endpoints
+from raftflow.cluster.config import ConfigError, load_config
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -42,9 +42,9 @@ def _add_common(parser: argparse.ArgumentParser, *, output: bool = False) -> Non
 
 
 def add_commands(sub) -> None:
-    from cluster.check_command import add_check_command  # noqa: PLC0415
-    from cluster.partition_commands import add_partition_commands  # noqa: PLC0415
-    from cluster.workflow_commands import add_worker_command, add_workflow_commands  # noqa: PLC0415
+    from raftflow.cluster.check_command import add_check_command  # noqa: PLC0415
+    from raftflow.cluster.partition_commands import add_partition_commands  # noqa: PLC0415
+    from raftflow.cluster.workflow_commands import add_worker_command, add_workflow_commands  # noqa: PLC0415
 
     _add_node_commands(sub)
     _add_cluster_commands(sub)
@@ -71,16 +71,16 @@ def add_commands(sub) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     if args.which == "cap":
-        from cluster.cap_demo import run_cap_demo  # noqa: PLC0415
+        from raftflow.cluster.cap_demo import run_cap_demo  # noqa: PLC0415
 
         return run_cap_demo(args.dir, args.plot)
     if args.which == "saga":
-        from cluster.saga_demo import run_saga_demo  # noqa: PLC0415
+        from raftflow.cluster.saga_demo import run_saga_demo  # noqa: PLC0415
 
         if not 7 <= args.workflows <= 5000:
             raise CommandFailed(f"--workflows {args.workflows}: from 7 to 5000", EXIT_USAGE)
         return run_saga_demo(args.dir, args.workflows)
-    from cluster.demo import run_demo  # noqa: PLC0415
+    from raftflow.cluster.demo import run_demo  # noqa: PLC0415
 
     if args.writes < 2:
         raise CommandFailed(f"--writes {args.writes}: at least 2", EXIT_USAGE)
@@ -136,7 +136,7 @@ def _parse_peers(text: str) -> dict[str, str]:
 
 
 def _cmd_node_run(args: argparse.Namespace) -> int:
-    from cluster.node import serve  # noqa: PLC0415 (grpc server imports only when needed)
+    from raftflow.cluster.node import serve  # noqa: PLC0415 (grpc server imports only when needed)
 
     overrides = {
         "id": args.id, "listen": args.listen, "data_dir": args.data_dir, "cluster_id": args.cluster_id,
@@ -294,7 +294,7 @@ def _status_rows(client: Client, cluster: launcher.ClusterFile | None) -> list[d
 def faults_text(faults) -> str:
     """A node's PeerFaults (admin_pb2) as `raftflow cluster status` and `partition show`
     print them: 'cut from 3,4,5; +100ms both ways with 1'."""
-    from cluster.faults import PeerFault, describe_faults  # noqa: PLC0415
+    from raftflow.cluster.faults import PeerFault, describe_faults  # noqa: PLC0415
 
     return describe_faults([PeerFault(f.peer_id, f.drop_out, f.drop_in, f.delay_out_ms, f.delay_in_ms) for f in faults])
 

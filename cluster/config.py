@@ -22,8 +22,8 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass
 
-from raft.config import Config, ConfigError
-from statemachine.workflow.ops import WorkflowLimits
+from raftflow.raft.config import Config, ConfigError
+from raftflow.statemachine.workflow.ops import WorkflowLimits
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ import signal
 import tempfile
 import time
 
-from cluster import launcher
-from cluster.client import AsyncClient, Client, RaftflowError, run_sync
+from raftflow.cluster import launcher
+from raftflow.cluster.client import AsyncClient, Client, RaftflowError, run_sync
 
 
 class _Timeline:

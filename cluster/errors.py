@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from raft.types import NONE
+from raftflow.raft.types import NONE
 
 
 class NodeError(Exception):

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from cluster.config import ConfigError, NodeConfig, load_config
+from raftflow.cluster.config import ConfigError, NodeConfig, load_config
 
 CLUSTER_FILE = "cluster.json"
 DEFAULT_DIR = ".raftflow"
@@ -168,7 +168,7 @@ def start_node(cluster: ClusterFile, member: Member) -> None:
     load_config(member.config)  # a broken config fails here, with its reason, not in the log
     with open(member.log, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cluster.cli", "node", "run", "--config", member.config],
+            [sys.executable, "-m", "raftflow.cluster.cli", "node", "run", "--config", member.config],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         )

@@ -17,10 +17,10 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from cluster import launcher
-from cluster.client import AsyncClient, Busy, Client, InvalidArgument, RaftflowError, Unavailable, run_sync
-from cluster.demo import converged_hashes
-from cluster.partition_commands import cut_plan, fault_protos
+from raftflow.cluster import launcher
+from raftflow.cluster.client import AsyncClient, Busy, Client, InvalidArgument, RaftflowError, Unavailable, run_sync
+from raftflow.cluster.demo import converged_hashes
+from raftflow.cluster.partition_commands import cut_plan, fault_protos
 
 KEYS = ("x", "y", "z")
 VALUES_PER_CLIENT = 1_000_000

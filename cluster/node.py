@@ -39,17 +39,17 @@ from dataclasses import dataclass
 
 import grpc
 
-from cluster.config import NodeConfig
-from cluster.errors import NodeError
-from cluster.transport import SERVER_OPTIONS, PeerService, Transport
-from cluster.workflows import WorkflowDriver, wall_ms
-from proto import admin_pb2_grpc, client_pb2_grpc, peer_pb2_grpc, workflow_pb2_grpc
-from raft.disk import DiskStorage, StorageFailed
-from raft.fs import OsFS
-from raft.node import Node
-from raft.types import NONE, AppendEntries, EntryKind, Heartbeat, InstallSnapshot, LeaseExpired, Message, NotLeader, ProposalDropped, RaftError, Ready, Role
-from statemachine import Machine
-from statemachine.commands import Command, Op, encode_command, validate_op
+from raftflow.cluster.config import NodeConfig
+from raftflow.cluster.errors import NodeError
+from raftflow.cluster.transport import SERVER_OPTIONS, PeerService, Transport
+from raftflow.cluster.workflows import WorkflowDriver, wall_ms
+from raftflow.proto import admin_pb2_grpc, client_pb2_grpc, peer_pb2_grpc, workflow_pb2_grpc
+from raftflow.raft.disk import DiskStorage, StorageFailed
+from raftflow.raft.fs import OsFS
+from raftflow.raft.node import Node
+from raftflow.raft.types import NONE, AppendEntries, EntryKind, Heartbeat, InstallSnapshot, LeaseExpired, Message, NotLeader, ProposalDropped, RaftError, Ready, Role
+from raftflow.statemachine import Machine
+from raftflow.statemachine.commands import Command, Op, encode_command, validate_op
 
 log = logging.getLogger("raftflow.node")
 
@@ -161,7 +161,7 @@ class RaftNode:
             type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         self.server = grpc.aio.server(options=SERVER_OPTIONS)
-        from cluster.services import AdminService, ClientService, WorkflowService  # noqa: PLC0415 (they import this module)
+        from raftflow.cluster.services import AdminService, ClientService, WorkflowService  # noqa: PLC0415 (they import this module)
 
         peer_pb2_grpc.add_PeerServicer_to_server(
             PeerService(cfg.cluster_id, cfg.id, cfg.peers, self.deliver, self.transport.last_heard, self.transport.faults),

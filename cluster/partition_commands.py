@@ -20,10 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from cluster.commands import EXIT_USAGE, CommandFailed, _add_common, _client, faults_text
-from cluster.client import Client, RaftflowError
-from cluster.faults import MAX_DELAY_MS
-from proto import admin_pb2
+from raftflow.cluster.commands import EXIT_USAGE, CommandFailed, _add_common, _client, faults_text
+from raftflow.cluster.client import Client, RaftflowError
+from raftflow.cluster.faults import MAX_DELAY_MS
+from raftflow.proto import admin_pb2
 
 
 def add_partition_commands(sub) -> None:

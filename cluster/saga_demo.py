@@ -27,9 +27,9 @@ import tempfile
 import time
 from collections import Counter
 
-from cluster import launcher
-from cluster.client import AsyncClient, Client, RaftflowError, run_sync
-from cluster.demo import _leader, _Timeline, converged_hashes, start_cluster
+from raftflow.cluster import launcher
+from raftflow.cluster.client import AsyncClient, Client, RaftflowError, run_sync
+from raftflow.cluster.demo import _leader, _Timeline, converged_hashes, start_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "order_saga")
@@ -52,7 +52,7 @@ def expected_status(order: dict) -> str:
 def start_worker(directory: str, endpoints: list[str], ledger: str) -> subprocess.Popen:
     log = open(os.path.join(directory, "worker.log"), "ab")  # noqa: SIM115 (the child keeps it)
     return subprocess.Popen(
-        [sys.executable, "-m", "cluster.cli", "worker", "--activities", os.path.join(EXAMPLE, "activities.py"),
+        [sys.executable, "-m", "raftflow.cluster.cli", "worker", "--activities", os.path.join(EXAMPLE, "activities.py"),
          "--task-queue", "orders", "--concurrency", os.environ.get("RAFTFLOW_DEMO_CONCURRENCY", "16"), "--endpoints", ",".join(endpoints), "--timeout", "10", *(["--verbose"] if os.environ.get("RAFTFLOW_DEMO_VERBOSE") else [])],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
         env={**os.environ, "RAFTFLOW_LEDGER": ledger},
@@ -136,7 +136,7 @@ def run_saga_demo(directory: str | None = None, count: int = 40) -> int:
     try:
         with Client(cluster.endpoints, timeout=10.0, no_leader_timeout=5.0) as client:
             leader = start_cluster(t, cluster, client)
-            from statemachine.workflow.definitions import load_definition  # noqa: PLC0415
+            from raftflow.statemachine.workflow.definitions import load_definition  # noqa: PLC0415
 
             name, version = client.workflows.register(load_definition(os.path.join(EXAMPLE, "order_saga.yaml")))
             t.say(f"registered {name} v{version}: reserve inventory -> charge card -> ship "

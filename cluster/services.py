@@ -11,10 +11,10 @@ import time
 import grpc
 import msgpack
 
-from cluster.client import LEADER_METADATA, MAYBE_APPLIED_METADATA, NODE_METADATA, status_code
-from cluster.faults import PeerFault, describe_faults
-from cluster.node import VERSION, NodeError, RaftNode
-from cluster.workflow_proto import (
+from raftflow.cluster.client import LEADER_METADATA, MAYBE_APPLIED_METADATA, NODE_METADATA, status_code
+from raftflow.cluster.faults import PeerFault, describe_faults
+from raftflow.cluster.node import VERSION, NodeError, RaftNode
+from raftflow.cluster.workflow_proto import (
     DEFAULT_LIST_LIMIT,
     MAX_LIST_LIMIT,
     MAX_POLL_TASKS,
@@ -27,10 +27,10 @@ from cluster.workflow_proto import (
     task_to_proto,
     workflow_op_from_proto,
 )
-from proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc, workflow_pb2, workflow_pb2_grpc
-from raft.types import NONE, RaftError, Role
-from statemachine.workflow.records import CLOSED, Status, WorkflowDescription
-from statemachine.commands import (
+from raftflow.proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+from raftflow.raft.types import NONE, RaftError, Role
+from raftflow.statemachine.workflow.records import CLOSED, Status, WorkflowDescription
+from raftflow.statemachine.commands import (
     Cas,
     CasResult,
     CommandError,

@@ -20,10 +20,10 @@ from collections.abc import Callable
 
 import grpc
 
-from cluster.faults import FaultFilter
-from proto import peer_pb2, peer_pb2_grpc
-from raft.codec import DecodeError, decode_message, encode_message
-from raft.types import InstallSnapshot, Message
+from raftflow.cluster.faults import FaultFilter
+from raftflow.proto import peer_pb2, peer_pb2_grpc
+from raftflow.raft.codec import DecodeError, decode_message, encode_message
+from raftflow.raft.types import InstallSnapshot, Message
 
 log = logging.getLogger("raftflow.transport")
 

@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable, Iterable
 from types import ModuleType
 
-from cluster.activity import ActivityContext, ActivityInfo, Registry, failure_of
-from cluster.client import (
+from raftflow.cluster.activity import ActivityContext, ActivityInfo, Registry, failure_of
+from raftflow.cluster.client import (
     AsyncClient,
     FailedPrecondition,
     InvalidArgument,
@@ -41,9 +41,9 @@ from cluster.client import (
     RaftflowError,
     Unavailable,
 )
-from cluster.workflow_client import LONG_POLL_S, MAX_POLL_TASKS, MAX_WAIT_MS, Task
-from statemachine.workflow.ops import MAX_REASON_CHARS, check_plain_data
-from statemachine.workflow.retry import MAX_NAME_CHARS
+from raftflow.cluster.workflow_client import LONG_POLL_S, MAX_POLL_TASKS, MAX_WAIT_MS, Task
+from raftflow.statemachine.workflow.ops import MAX_REASON_CHARS, check_plain_data
+from raftflow.statemachine.workflow.retry import MAX_NAME_CHARS
 
 log = logging.getLogger("raftflow.worker")
 

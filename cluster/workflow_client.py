@@ -20,10 +20,10 @@ import uuid
 from dataclasses import dataclass
 
 
-from cluster.client import AsyncClient, InvalidArgument, OutcomeUnknown, Unavailable, run_sync
-from cluster.workflow_proto import MAX_POLL_TASKS, MAX_WAIT_MS, pack_payload, unpack_payload
-from proto import workflow_pb2, workflow_pb2_grpc
-from statemachine.workflow.definitions import WorkflowType, to_dict
+from raftflow.cluster.client import AsyncClient, InvalidArgument, OutcomeUnknown, Unavailable, run_sync
+from raftflow.cluster.workflow_proto import MAX_POLL_TASKS, MAX_WAIT_MS, pack_payload, unpack_payload
+from raftflow.proto import workflow_pb2, workflow_pb2_grpc
+from raftflow.statemachine.workflow.definitions import WorkflowType, to_dict
 
 LONG_POLL_S = 20.0  # one WaitWorkflow / PollActivityTasks call; a longer wait is several
 

@@ -24,11 +24,11 @@ import os
 import signal
 import sys
 
-from cluster.client import AsyncClient, RaftflowError
-from cluster.commands import EXIT_FAILURE, EXIT_USAGE, CommandFailed, _add_common, _client, _endpoints
-from statemachine.workflow.definitions import load_definition
-from statemachine.workflow.records import Status
-from statemachine.workflow.retry import DefinitionError
+from raftflow.cluster.client import AsyncClient, RaftflowError
+from raftflow.cluster.commands import EXIT_FAILURE, EXIT_USAGE, CommandFailed, _add_common, _client, _endpoints
+from raftflow.statemachine.workflow.definitions import load_definition
+from raftflow.statemachine.workflow.records import Status
+from raftflow.statemachine.workflow.retry import DefinitionError
 
 STATUSES = tuple(status.value for status in Status)
 
@@ -311,7 +311,7 @@ def import_activities(spec: str):
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from cluster.worker import Worker  # noqa: PLC0415
+    from raftflow.cluster.worker import Worker  # noqa: PLC0415
 
     modules = [import_activities(spec) for spec in args.activities]
     endpoints = _endpoints(args)

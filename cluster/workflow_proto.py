@@ -16,10 +16,10 @@ import json
 import grpc
 import msgpack
 
-from proto import client_pb2, workflow_pb2
-from statemachine.commands import CommandError
-from statemachine.workflow.definitions import encode_definition, parse_definition
-from statemachine.workflow.records import (
+from raftflow.proto import client_pb2, workflow_pb2
+from raftflow.statemachine.commands import CommandError
+from raftflow.statemachine.workflow.definitions import encode_definition, parse_definition
+from raftflow.statemachine.workflow.records import (
     ActivityTask,
     TypeRegistered,
     WorkflowAccepted,
@@ -28,7 +28,7 @@ from statemachine.workflow.records import (
     WorkflowRejectReason,
     WorkflowStarted,
 )
-from statemachine.workflow.ops import (
+from raftflow.statemachine.workflow.ops import (
     CancelWorkflow,
     CompleteActivity,
     FailActivity,
@@ -36,9 +36,10 @@ from statemachine.workflow.ops import (
     RegisterWorkflowType,
     SignalWorkflow,
     StartWorkflow,
+    WORKFLOW_RESULTS,
     TerminateWorkflow,
 )
-from statemachine.workflow.retry import DefinitionError
+from raftflow.statemachine.workflow.retry import DefinitionError
 
 MAX_POLL_TASKS = 100  # tasks one poll may take
 MAX_WAIT_MS = 60_000  # the longest long poll
@@ -126,7 +127,7 @@ def fill_workflow_reply(reply: client_pb2.CommandReply, result) -> bool:
     elif isinstance(result, TypeRegistered):
         out.type_name, out.version = result.name, result.version
         reply.succeeded = True
-    elif type(result).__module__.startswith("statemachine.workflow"):
+    elif isinstance(result, WORKFLOW_RESULTS):
         reply.succeeded = True  # TaskAccepted and the like: nothing more to say
     else:
         return False

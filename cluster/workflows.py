@@ -35,13 +35,13 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from cluster.errors import NodeError
-from raft.types import Role
-from statemachine.workflow.records import CLOSED, ActivityTask, WorkflowDescription
-from statemachine.workflow.ops import ActivityTaskStarted, RearmTimeouts, Tick
+from raftflow.cluster.errors import NodeError
+from raftflow.raft.types import Role
+from raftflow.statemachine.workflow.records import CLOSED, ActivityTask, WorkflowDescription
+from raftflow.statemachine.workflow.ops import ActivityTaskStarted, RearmTimeouts, Tick
 
 if TYPE_CHECKING:
-    from cluster.node import RaftNode
+    from raftflow.cluster.node import RaftNode
 
 log = logging.getLogger("raftflow.workflows")
 

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto import admin_pb2 as proto_dot_admin__pb2
+from raftflow.proto import admin_pb2 as raftflow_dot_proto_dot_admin__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/admin_pb2_grpc.py depends on'
+        + ' but the generated code in raftflow/proto/admin_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,23 +36,23 @@ class AdminStub:
         """
         self.Status = channel.unary_unary(
                 '/raftflow.admin.Admin/Status',
-                request_serializer=proto_dot_admin__pb2.StatusRequest.SerializeToString,
-                response_deserializer=proto_dot_admin__pb2.StatusReply.FromString,
+                request_serializer=raftflow_dot_proto_dot_admin__pb2.StatusRequest.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_admin__pb2.StatusReply.FromString,
                 _registered_method=True)
         self.TransferLeader = channel.unary_unary(
                 '/raftflow.admin.Admin/TransferLeader',
-                request_serializer=proto_dot_admin__pb2.TransferRequest.SerializeToString,
-                response_deserializer=proto_dot_admin__pb2.TransferReply.FromString,
+                request_serializer=raftflow_dot_proto_dot_admin__pb2.TransferRequest.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_admin__pb2.TransferReply.FromString,
                 _registered_method=True)
         self.StateHash = channel.unary_unary(
                 '/raftflow.admin.Admin/StateHash',
-                request_serializer=proto_dot_admin__pb2.StateHashRequest.SerializeToString,
-                response_deserializer=proto_dot_admin__pb2.StateHashReply.FromString,
+                request_serializer=raftflow_dot_proto_dot_admin__pb2.StateHashRequest.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_admin__pb2.StateHashReply.FromString,
                 _registered_method=True)
         self.SetFaults = channel.unary_unary(
                 '/raftflow.admin.Admin/SetFaults',
-                request_serializer=proto_dot_admin__pb2.SetFaultsRequest.SerializeToString,
-                response_deserializer=proto_dot_admin__pb2.FaultsReply.FromString,
+                request_serializer=raftflow_dot_proto_dot_admin__pb2.SetFaultsRequest.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_admin__pb2.FaultsReply.FromString,
                 _registered_method=True)
 
 
@@ -92,23 +92,23 @@ def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
-                    request_deserializer=proto_dot_admin__pb2.StatusRequest.FromString,
-                    response_serializer=proto_dot_admin__pb2.StatusReply.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_admin__pb2.StatusRequest.FromString,
+                    response_serializer=raftflow_dot_proto_dot_admin__pb2.StatusReply.SerializeToString,
             ),
             'TransferLeader': grpc.unary_unary_rpc_method_handler(
                     servicer.TransferLeader,
-                    request_deserializer=proto_dot_admin__pb2.TransferRequest.FromString,
-                    response_serializer=proto_dot_admin__pb2.TransferReply.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_admin__pb2.TransferRequest.FromString,
+                    response_serializer=raftflow_dot_proto_dot_admin__pb2.TransferReply.SerializeToString,
             ),
             'StateHash': grpc.unary_unary_rpc_method_handler(
                     servicer.StateHash,
-                    request_deserializer=proto_dot_admin__pb2.StateHashRequest.FromString,
-                    response_serializer=proto_dot_admin__pb2.StateHashReply.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_admin__pb2.StateHashRequest.FromString,
+                    response_serializer=raftflow_dot_proto_dot_admin__pb2.StateHashReply.SerializeToString,
             ),
             'SetFaults': grpc.unary_unary_rpc_method_handler(
                     servicer.SetFaults,
-                    request_deserializer=proto_dot_admin__pb2.SetFaultsRequest.FromString,
-                    response_serializer=proto_dot_admin__pb2.FaultsReply.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_admin__pb2.SetFaultsRequest.FromString,
+                    response_serializer=raftflow_dot_proto_dot_admin__pb2.FaultsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,8 +136,8 @@ class Admin:
             request,
             target,
             '/raftflow.admin.Admin/Status',
-            proto_dot_admin__pb2.StatusRequest.SerializeToString,
-            proto_dot_admin__pb2.StatusReply.FromString,
+            raftflow_dot_proto_dot_admin__pb2.StatusRequest.SerializeToString,
+            raftflow_dot_proto_dot_admin__pb2.StatusReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -163,8 +163,8 @@ class Admin:
             request,
             target,
             '/raftflow.admin.Admin/TransferLeader',
-            proto_dot_admin__pb2.TransferRequest.SerializeToString,
-            proto_dot_admin__pb2.TransferReply.FromString,
+            raftflow_dot_proto_dot_admin__pb2.TransferRequest.SerializeToString,
+            raftflow_dot_proto_dot_admin__pb2.TransferReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -190,8 +190,8 @@ class Admin:
             request,
             target,
             '/raftflow.admin.Admin/StateHash',
-            proto_dot_admin__pb2.StateHashRequest.SerializeToString,
-            proto_dot_admin__pb2.StateHashReply.FromString,
+            raftflow_dot_proto_dot_admin__pb2.StateHashRequest.SerializeToString,
+            raftflow_dot_proto_dot_admin__pb2.StateHashReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -217,8 +217,8 @@ class Admin:
             request,
             target,
             '/raftflow.admin.Admin/SetFaults',
-            proto_dot_admin__pb2.SetFaultsRequest.SerializeToString,
-            proto_dot_admin__pb2.FaultsReply.FromString,
+            raftflow_dot_proto_dot_admin__pb2.SetFaultsRequest.SerializeToString,
+            raftflow_dot_proto_dot_admin__pb2.FaultsReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto import client_pb2 as proto_dot_client__pb2
+from raftflow.proto import client_pb2 as raftflow_dot_proto_dot_client__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/client_pb2_grpc.py depends on'
+        + ' but the generated code in raftflow/proto/client_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,23 +36,23 @@ class ClientStub:
         """
         self.OpenSession = channel.unary_unary(
                 '/raftflow.client.Client/OpenSession',
-                request_serializer=proto_dot_client__pb2.OpenSessionRequest.SerializeToString,
-                response_deserializer=proto_dot_client__pb2.OpenSessionReply.FromString,
+                request_serializer=raftflow_dot_proto_dot_client__pb2.OpenSessionRequest.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_client__pb2.OpenSessionReply.FromString,
                 _registered_method=True)
         self.Execute = channel.unary_unary(
                 '/raftflow.client.Client/Execute',
-                request_serializer=proto_dot_client__pb2.Command.SerializeToString,
-                response_deserializer=proto_dot_client__pb2.CommandReply.FromString,
+                request_serializer=raftflow_dot_proto_dot_client__pb2.Command.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_client__pb2.CommandReply.FromString,
                 _registered_method=True)
         self.ExecuteStream = channel.stream_stream(
                 '/raftflow.client.Client/ExecuteStream',
-                request_serializer=proto_dot_client__pb2.CommandBatch.SerializeToString,
-                response_deserializer=proto_dot_client__pb2.ReplyBatch.FromString,
+                request_serializer=raftflow_dot_proto_dot_client__pb2.CommandBatch.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_client__pb2.ReplyBatch.FromString,
                 _registered_method=True)
         self.Read = channel.unary_unary(
                 '/raftflow.client.Client/Read',
-                request_serializer=proto_dot_client__pb2.ReadRequest.SerializeToString,
-                response_deserializer=proto_dot_client__pb2.ReadReply.FromString,
+                request_serializer=raftflow_dot_proto_dot_client__pb2.ReadRequest.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_client__pb2.ReadReply.FromString,
                 _registered_method=True)
 
 
@@ -90,23 +90,23 @@ def add_ClientServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'OpenSession': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenSession,
-                    request_deserializer=proto_dot_client__pb2.OpenSessionRequest.FromString,
-                    response_serializer=proto_dot_client__pb2.OpenSessionReply.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_client__pb2.OpenSessionRequest.FromString,
+                    response_serializer=raftflow_dot_proto_dot_client__pb2.OpenSessionReply.SerializeToString,
             ),
             'Execute': grpc.unary_unary_rpc_method_handler(
                     servicer.Execute,
-                    request_deserializer=proto_dot_client__pb2.Command.FromString,
-                    response_serializer=proto_dot_client__pb2.CommandReply.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_client__pb2.Command.FromString,
+                    response_serializer=raftflow_dot_proto_dot_client__pb2.CommandReply.SerializeToString,
             ),
             'ExecuteStream': grpc.stream_stream_rpc_method_handler(
                     servicer.ExecuteStream,
-                    request_deserializer=proto_dot_client__pb2.CommandBatch.FromString,
-                    response_serializer=proto_dot_client__pb2.ReplyBatch.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_client__pb2.CommandBatch.FromString,
+                    response_serializer=raftflow_dot_proto_dot_client__pb2.ReplyBatch.SerializeToString,
             ),
             'Read': grpc.unary_unary_rpc_method_handler(
                     servicer.Read,
-                    request_deserializer=proto_dot_client__pb2.ReadRequest.FromString,
-                    response_serializer=proto_dot_client__pb2.ReadReply.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_client__pb2.ReadRequest.FromString,
+                    response_serializer=raftflow_dot_proto_dot_client__pb2.ReadReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,8 +134,8 @@ class Client:
             request,
             target,
             '/raftflow.client.Client/OpenSession',
-            proto_dot_client__pb2.OpenSessionRequest.SerializeToString,
-            proto_dot_client__pb2.OpenSessionReply.FromString,
+            raftflow_dot_proto_dot_client__pb2.OpenSessionRequest.SerializeToString,
+            raftflow_dot_proto_dot_client__pb2.OpenSessionReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -161,8 +161,8 @@ class Client:
             request,
             target,
             '/raftflow.client.Client/Execute',
-            proto_dot_client__pb2.Command.SerializeToString,
-            proto_dot_client__pb2.CommandReply.FromString,
+            raftflow_dot_proto_dot_client__pb2.Command.SerializeToString,
+            raftflow_dot_proto_dot_client__pb2.CommandReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -188,8 +188,8 @@ class Client:
             request_iterator,
             target,
             '/raftflow.client.Client/ExecuteStream',
-            proto_dot_client__pb2.CommandBatch.SerializeToString,
-            proto_dot_client__pb2.ReplyBatch.FromString,
+            raftflow_dot_proto_dot_client__pb2.CommandBatch.SerializeToString,
+            raftflow_dot_proto_dot_client__pb2.ReplyBatch.FromString,
             options,
             channel_credentials,
             insecure,
@@ -215,8 +215,8 @@ class Client:
             request,
             target,
             '/raftflow.client.Client/Read',
-            proto_dot_client__pb2.ReadRequest.SerializeToString,
-            proto_dot_client__pb2.ReadReply.FromString,
+            raftflow_dot_proto_dot_client__pb2.ReadRequest.SerializeToString,
+            raftflow_dot_proto_dot_client__pb2.ReadReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto import peer_pb2 as proto_dot_peer__pb2
+from raftflow.proto import peer_pb2 as raftflow_dot_proto_dot_peer__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/peer_pb2_grpc.py depends on'
+        + ' but the generated code in raftflow/proto/peer_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,13 +36,13 @@ class PeerStub:
         """
         self.Send = channel.stream_unary(
                 '/raftflow.peer.Peer/Send',
-                request_serializer=proto_dot_peer__pb2.RaftBatch.SerializeToString,
-                response_deserializer=proto_dot_peer__pb2.StreamClosed.FromString,
+                request_serializer=raftflow_dot_proto_dot_peer__pb2.RaftBatch.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_peer__pb2.StreamClosed.FromString,
                 _registered_method=True)
         self.InstallSnapshot = channel.stream_unary(
                 '/raftflow.peer.Peer/InstallSnapshot',
-                request_serializer=proto_dot_peer__pb2.SnapshotChunk.SerializeToString,
-                response_deserializer=proto_dot_peer__pb2.StreamClosed.FromString,
+                request_serializer=raftflow_dot_proto_dot_peer__pb2.SnapshotChunk.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_peer__pb2.StreamClosed.FromString,
                 _registered_method=True)
 
 
@@ -68,13 +68,13 @@ def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Send': grpc.stream_unary_rpc_method_handler(
                     servicer.Send,
-                    request_deserializer=proto_dot_peer__pb2.RaftBatch.FromString,
-                    response_serializer=proto_dot_peer__pb2.StreamClosed.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_peer__pb2.RaftBatch.FromString,
+                    response_serializer=raftflow_dot_proto_dot_peer__pb2.StreamClosed.SerializeToString,
             ),
             'InstallSnapshot': grpc.stream_unary_rpc_method_handler(
                     servicer.InstallSnapshot,
-                    request_deserializer=proto_dot_peer__pb2.SnapshotChunk.FromString,
-                    response_serializer=proto_dot_peer__pb2.StreamClosed.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_peer__pb2.SnapshotChunk.FromString,
+                    response_serializer=raftflow_dot_proto_dot_peer__pb2.StreamClosed.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -102,8 +102,8 @@ class Peer:
             request_iterator,
             target,
             '/raftflow.peer.Peer/Send',
-            proto_dot_peer__pb2.RaftBatch.SerializeToString,
-            proto_dot_peer__pb2.StreamClosed.FromString,
+            raftflow_dot_proto_dot_peer__pb2.RaftBatch.SerializeToString,
+            raftflow_dot_proto_dot_peer__pb2.StreamClosed.FromString,
             options,
             channel_credentials,
             insecure,
@@ -129,8 +129,8 @@ class Peer:
             request_iterator,
             target,
             '/raftflow.peer.Peer/InstallSnapshot',
-            proto_dot_peer__pb2.SnapshotChunk.SerializeToString,
-            proto_dot_peer__pb2.StreamClosed.FromString,
+            raftflow_dot_proto_dot_peer__pb2.SnapshotChunk.SerializeToString,
+            raftflow_dot_proto_dot_peer__pb2.StreamClosed.FromString,
             options,
             channel_credentials,
             insecure,

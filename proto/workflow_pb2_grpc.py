@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto import workflow_pb2 as proto_dot_workflow__pb2
+from raftflow.proto import workflow_pb2 as raftflow_dot_proto_dot_workflow__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/workflow_pb2_grpc.py depends on'
+        + ' but the generated code in raftflow/proto/workflow_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,28 +36,28 @@ class WorkflowsStub:
         """
         self.Describe = channel.unary_unary(
                 '/raftflow.workflow.Workflows/Describe',
-                request_serializer=proto_dot_workflow__pb2.DescribeRequest.SerializeToString,
-                response_deserializer=proto_dot_workflow__pb2.DescribeReply.FromString,
+                request_serializer=raftflow_dot_proto_dot_workflow__pb2.DescribeRequest.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_workflow__pb2.DescribeReply.FromString,
                 _registered_method=True)
         self.History = channel.unary_unary(
                 '/raftflow.workflow.Workflows/History',
-                request_serializer=proto_dot_workflow__pb2.HistoryRequest.SerializeToString,
-                response_deserializer=proto_dot_workflow__pb2.HistoryReply.FromString,
+                request_serializer=raftflow_dot_proto_dot_workflow__pb2.HistoryRequest.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_workflow__pb2.HistoryReply.FromString,
                 _registered_method=True)
         self.List = channel.unary_unary(
                 '/raftflow.workflow.Workflows/List',
-                request_serializer=proto_dot_workflow__pb2.ListRequest.SerializeToString,
-                response_deserializer=proto_dot_workflow__pb2.ListReply.FromString,
+                request_serializer=raftflow_dot_proto_dot_workflow__pb2.ListRequest.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_workflow__pb2.ListReply.FromString,
                 _registered_method=True)
         self.PollActivityTasks = channel.unary_unary(
                 '/raftflow.workflow.Workflows/PollActivityTasks',
-                request_serializer=proto_dot_workflow__pb2.PollRequest.SerializeToString,
-                response_deserializer=proto_dot_workflow__pb2.PollReply.FromString,
+                request_serializer=raftflow_dot_proto_dot_workflow__pb2.PollRequest.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_workflow__pb2.PollReply.FromString,
                 _registered_method=True)
         self.WaitWorkflow = channel.unary_unary(
                 '/raftflow.workflow.Workflows/WaitWorkflow',
-                request_serializer=proto_dot_workflow__pb2.WaitRequest.SerializeToString,
-                response_deserializer=proto_dot_workflow__pb2.WaitReply.FromString,
+                request_serializer=raftflow_dot_proto_dot_workflow__pb2.WaitRequest.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_workflow__pb2.WaitReply.FromString,
                 _registered_method=True)
 
 
@@ -104,28 +104,28 @@ def add_WorkflowsServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Describe': grpc.unary_unary_rpc_method_handler(
                     servicer.Describe,
-                    request_deserializer=proto_dot_workflow__pb2.DescribeRequest.FromString,
-                    response_serializer=proto_dot_workflow__pb2.DescribeReply.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_workflow__pb2.DescribeRequest.FromString,
+                    response_serializer=raftflow_dot_proto_dot_workflow__pb2.DescribeReply.SerializeToString,
             ),
             'History': grpc.unary_unary_rpc_method_handler(
                     servicer.History,
-                    request_deserializer=proto_dot_workflow__pb2.HistoryRequest.FromString,
-                    response_serializer=proto_dot_workflow__pb2.HistoryReply.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_workflow__pb2.HistoryRequest.FromString,
+                    response_serializer=raftflow_dot_proto_dot_workflow__pb2.HistoryReply.SerializeToString,
             ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
-                    request_deserializer=proto_dot_workflow__pb2.ListRequest.FromString,
-                    response_serializer=proto_dot_workflow__pb2.ListReply.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_workflow__pb2.ListRequest.FromString,
+                    response_serializer=raftflow_dot_proto_dot_workflow__pb2.ListReply.SerializeToString,
             ),
             'PollActivityTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.PollActivityTasks,
-                    request_deserializer=proto_dot_workflow__pb2.PollRequest.FromString,
-                    response_serializer=proto_dot_workflow__pb2.PollReply.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_workflow__pb2.PollRequest.FromString,
+                    response_serializer=raftflow_dot_proto_dot_workflow__pb2.PollReply.SerializeToString,
             ),
             'WaitWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.WaitWorkflow,
-                    request_deserializer=proto_dot_workflow__pb2.WaitRequest.FromString,
-                    response_serializer=proto_dot_workflow__pb2.WaitReply.SerializeToString,
+                    request_deserializer=raftflow_dot_proto_dot_workflow__pb2.WaitRequest.FromString,
+                    response_serializer=raftflow_dot_proto_dot_workflow__pb2.WaitReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -153,8 +153,8 @@ class Workflows:
             request,
             target,
             '/raftflow.workflow.Workflows/Describe',
-            proto_dot_workflow__pb2.DescribeRequest.SerializeToString,
-            proto_dot_workflow__pb2.DescribeReply.FromString,
+            raftflow_dot_proto_dot_workflow__pb2.DescribeRequest.SerializeToString,
+            raftflow_dot_proto_dot_workflow__pb2.DescribeReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -180,8 +180,8 @@ class Workflows:
             request,
             target,
             '/raftflow.workflow.Workflows/History',
-            proto_dot_workflow__pb2.HistoryRequest.SerializeToString,
-            proto_dot_workflow__pb2.HistoryReply.FromString,
+            raftflow_dot_proto_dot_workflow__pb2.HistoryRequest.SerializeToString,
+            raftflow_dot_proto_dot_workflow__pb2.HistoryReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -207,8 +207,8 @@ class Workflows:
             request,
             target,
             '/raftflow.workflow.Workflows/List',
-            proto_dot_workflow__pb2.ListRequest.SerializeToString,
-            proto_dot_workflow__pb2.ListReply.FromString,
+            raftflow_dot_proto_dot_workflow__pb2.ListRequest.SerializeToString,
+            raftflow_dot_proto_dot_workflow__pb2.ListReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -234,8 +234,8 @@ class Workflows:
             request,
             target,
             '/raftflow.workflow.Workflows/PollActivityTasks',
-            proto_dot_workflow__pb2.PollRequest.SerializeToString,
-            proto_dot_workflow__pb2.PollReply.FromString,
+            raftflow_dot_proto_dot_workflow__pb2.PollRequest.SerializeToString,
+            raftflow_dot_proto_dot_workflow__pb2.PollReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -261,8 +261,8 @@ class Workflows:
             request,
             target,
             '/raftflow.workflow.Workflows/WaitWorkflow',
-            proto_dot_workflow__pb2.WaitRequest.SerializeToString,
-            proto_dot_workflow__pb2.WaitReply.FromString,
+            raftflow_dot_proto_dot_workflow__pb2.WaitRequest.SerializeToString,
+            raftflow_dot_proto_dot_workflow__pb2.WaitReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,9 +1,9 @@
 """raft: a pure, I/O-free Raft consensus core (see raft.node for the contract)."""
 
-from raft.config import MUTATIONS, Config, ConfigError
-from raft.node import Node, Status
-from raft.storage import DurableState, LogStore, MemoryStorage
-from raft.types import (
+from raftflow.raft.config import MUTATIONS, Config, ConfigError
+from raftflow.raft.node import Node, Status
+from raftflow.raft.storage import DurableState, LogStore, MemoryStorage
+from raftflow.raft.types import (
     NONE,
     AppendEntries,
     AppendResponse,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgpack
 
-from raft.types import (
+from raftflow.raft.types import (
     AppendEntries,
     AppendResponse,
     Entry,

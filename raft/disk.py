@@ -32,11 +32,11 @@ import bisect
 import gc
 import os
 
-from raft.codec import entries_from_rows, entries_to_rows
-from raft.fs import FS, File, OsFS
-from raft.storage import DurableState
-from raft.types import Entry, HardState, Snapshot
-from raft.wal import (
+from raftflow.raft.codec import entries_from_rows, entries_to_rows
+from raftflow.raft.fs import FS, File, OsFS
+from raftflow.raft.storage import DurableState
+from raftflow.raft.types import Entry, HardState, Snapshot
+from raftflow.raft.wal import (
     FORMAT_VERSION,
     HEADER,
     Record,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 
-from raft.types import Entry, Snapshot
+from raftflow.raft.types import Entry, Snapshot
 
 
 def _entry_term(entry: Entry | int) -> int:

@@ -22,10 +22,10 @@ import random
 from collections import deque
 from dataclasses import dataclass
 
-from raft.config import Config
-from raft.log import EntryReader, RaftLog
-from raft.progress import Progress, ProgressState
-from raft.types import (
+from raftflow.raft.config import Config
+from raftflow.raft.log import EntryReader, RaftLog
+from raftflow.raft.progress import Progress, ProgressState
+from raftflow.raft.types import (
     NONE,
     AppendEntries,
     AppendResponse,

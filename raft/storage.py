@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from raft.types import Entry, HardState, Snapshot
+from raftflow.raft.types import Entry, HardState, Snapshot
 
 
 @dataclass(slots=True)

@@ -16,9 +16,9 @@ The implementation lives in `cluster/` (client, worker, activities) and
 `statemachine/workflow/` (the engine and definitions); this package only names it.
 """
 
-from cluster import activity
-from cluster.activity import ActivityCancelled, ApplicationError
-from cluster.client import (
+from raftflow.cluster import activity
+from raftflow.cluster.activity import ActivityCancelled, ApplicationError
+from raftflow.cluster.client import (
     AlreadyExists,
     AsyncClient,
     Busy,
@@ -30,7 +30,7 @@ from cluster.client import (
     RaftflowError,
     Unavailable,
 )
-from cluster.worker import Worker
+from raftflow.cluster.worker import Worker
 from raftflow import workflow
 
 __all__ = [

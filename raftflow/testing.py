@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from cluster.activity import ActivityContext, ActivityInfo, ApplicationError, Registry, failure_of
-from statemachine import Machine
-from statemachine.commands import Command, OpenSession, Rejected, encode_command
-from statemachine.workflow.definitions import ActivityStep, ParallelStep, WorkflowType, encode_definition, load_definition
-from statemachine.workflow.records import CLOSED, ActivityTask, Status, WorkflowRejected, WorkflowRejectReason
-from statemachine.workflow.events import Event, EventType
-from statemachine.workflow.ops import (
+from raftflow.cluster.activity import ActivityContext, ActivityInfo, ApplicationError, Registry, failure_of
+from raftflow.statemachine import Machine
+from raftflow.statemachine.commands import Command, OpenSession, Rejected, encode_command
+from raftflow.statemachine.workflow.definitions import ActivityStep, ParallelStep, WorkflowType, encode_definition, load_definition
+from raftflow.statemachine.workflow.records import CLOSED, ActivityTask, Status, WorkflowRejected, WorkflowRejectReason
+from raftflow.statemachine.workflow.events import Event, EventType
+from raftflow.statemachine.workflow.ops import (
     ActivityTaskStarted,
     CancelWorkflow,
     CompleteActivity,

@@ -16,7 +16,7 @@ Mistakes fail at construction with the field's path and the rule
 (DefinitionError); docs/workflows.md has the file form and the input templates.
 """
 
-from statemachine.workflow.definitions import (
+from raftflow.statemachine.workflow.definitions import (
     ActivityStep,
     Compensation,
     ParallelStep,
@@ -30,10 +30,10 @@ from statemachine.workflow.definitions import (
     timer,
     to_dict,
 )
-from statemachine.workflow.definitions import activity as step
-from statemachine.workflow.definitions import signal as wait_signal
-from statemachine.workflow.definitions import workflow as define
-from statemachine.workflow.retry import DefinitionError, RetryPolicy
+from raftflow.statemachine.workflow.definitions import activity as step
+from raftflow.statemachine.workflow.definitions import signal as wait_signal
+from raftflow.statemachine.workflow.definitions import workflow as define
+from raftflow.statemachine.workflow.retry import DefinitionError, RetryPolicy
 
 __all__ = [
     "ActivityStep",

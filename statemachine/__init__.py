@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from statemachine.commands import (
+from raftflow.statemachine.commands import (
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
     Cas,
@@ -36,7 +36,7 @@ from statemachine.commands import (
     encode_result,
     validate_op,
 )
-from statemachine.machine import Machine
+from raftflow.statemachine.machine import Machine
 
 
 @runtime_checkable

@@ -468,7 +468,7 @@ def decode_result(data: bytes) -> Result:
 # this module must be complete up to here first. statemachine/__init__.py imports this
 # module before anything in statemachine.workflow, so the order always holds.
 
-from statemachine.workflow.ops import (  # noqa: E402
+from raftflow.statemachine.workflow.ops import (  # noqa: E402
     LEADER_OPS,
     WORKFLOW_OPS,
     WORKFLOW_RESULTS,

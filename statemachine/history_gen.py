@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 import random
 
-from statemachine.commands import Cas, Delete, Put
-from statemachine.kv import KvStore
-from statemachine.linearizability import Kind, Operation, Outcome
+from raftflow.statemachine.commands import Cas, Delete, Put
+from raftflow.statemachine.kv import KvStore
+from raftflow.statemachine.linearizability import Kind, Operation, Outcome
 
 
 def random_history(

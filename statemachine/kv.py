@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from statemachine.commands import (
+from raftflow.statemachine.commands import (
     Cas,
     CasResult,
     Delete,

@@ -23,7 +23,7 @@ from typing import ClassVar, Protocol
 
 import msgpack
 
-from statemachine.commands import (
+from raftflow.statemachine.commands import (
     Command,
     CommandError,
     KeyValue,
@@ -39,9 +39,9 @@ from statemachine.commands import (
     decode_command,
     unpack,
 )
-from statemachine.kv import KvStore
-from statemachine.workflow.ops import LEADER_OPS, WorkflowLimits, WorkflowNamespace, WorkflowQueries
-from statemachine.sessions import (
+from raftflow.statemachine.kv import KvStore
+from raftflow.statemachine.workflow.ops import LEADER_OPS, WorkflowLimits, WorkflowNamespace, WorkflowQueries
+from raftflow.statemachine.sessions import (
     DEFAULT_MAX_RESULTS_PER_SESSION,
     DEFAULT_MAX_SESSIONS,
     DEFAULT_SESSION_TTL_MS,

@@ -18,7 +18,7 @@ import heapq
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from statemachine.commands import (
+from raftflow.statemachine.commands import (
     Command,
     Rejected,
     RejectReason,

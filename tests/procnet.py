@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from cluster import launcher
-from cluster.launcher import free_ports
-from cluster.client import Client, RaftflowError
+from raftflow.cluster import launcher
+from raftflow.cluster.launcher import free_ports
+from raftflow.cluster.client import Client, RaftflowError
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02):

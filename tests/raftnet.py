@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 
 import msgpack
 
-from raft import (
+from raftflow.raft import (
     Config,
     Entry,
     EntryKind,

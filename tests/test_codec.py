@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raft import (
+from raftflow.raft import (
     AppendEntries,
     AppendResponse,
     Entry,
@@ -20,7 +20,7 @@ from raft import (
     TimeoutNow,
     VoteResponse,
 )
-from raft.codec import DecodeError, decode_hard_state, decode_message, encode_hard_state, encode_message
+from raftflow.raft.codec import DecodeError, decode_hard_state, decode_message, encode_hard_state, encode_message
 
 
 def test_messages_round_trip_through_msgpack():

@@ -26,11 +26,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
-from raft.disk import DataDirError, DiskStorage, StorageFailed
-from raft.fs import FS, File, OsFS, SimFS
-from raft.storage import DurableState, MemoryStorage
-from raft.types import Entry, EntryKind, HardState, Snapshot
-from raft.wal import RecordType, WalCorruption, encode_record, read_segment
+from raftflow.raft.disk import DataDirError, DiskStorage, StorageFailed
+from raftflow.raft.fs import FS, File, OsFS, SimFS
+from raftflow.raft.storage import DurableState, MemoryStorage
+from raftflow.raft.types import Entry, EntryKind, HardState, Snapshot
+from raftflow.raft.wal import RecordType, WalCorruption, encode_record, read_segment
 
 CLUSTER = "c1"
 SEGMENT_BYTES_MAX = 4096  # the smallest allowed: segments rotate every few calls

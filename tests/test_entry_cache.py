@@ -5,11 +5,11 @@ import random
 
 import pytest
 
-from raft import AppendEntries, AppendResponse, Config, Entry, HardState, MemoryStorage, Node, Snapshot, VoteResponse
-from raft.disk import DiskStorage
-from raft.fs import OsFS, SimFS
-from raft.log import RaftLog
-from raft.wal import WalCorruption, read_segment
+from raftflow.raft import AppendEntries, AppendResponse, Config, Entry, HardState, MemoryStorage, Node, Snapshot, VoteResponse
+from raftflow.raft.disk import DiskStorage
+from raftflow.raft.fs import OsFS, SimFS
+from raftflow.raft.log import RaftLog
+from raftflow.raft.wal import WalCorruption, read_segment
 
 
 def _cached(log: RaftLog) -> int:

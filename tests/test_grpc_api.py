@@ -8,9 +8,9 @@ import asyncio
 import grpc
 import pytest
 
-from cluster.client import run_sync
+from raftflow.cluster.client import run_sync
 from procnet import ProcCluster
-from proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc
+from raftflow.proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,7 @@ def test_a_full_proposal_queue_answers_resource_exhausted(tmp_path):
 def test_a_read_still_waiting_when_its_stream_closes_is_cancelled():
     # A client that goes away (or whose stream breaks) gets no answer: the read it
     # left must not hold a ReadIndex slot on the leader until the round resolves.
-    from cluster.services import ClientService
+    from raftflow.cluster.services import ClientService
 
     async def scenario():
         loop = asyncio.get_running_loop()

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster.check_command import EXIT_UNDECIDED, add_check_command
-from cluster.commands import run
-from raft.sim.simulation import SimOptions
-from raft.sim.simulation import run as simulate
-from statemachine.history_gen import random_history
-from statemachine.linearizability import (
+from raftflow.cluster.check_command import EXIT_UNDECIDED, add_check_command
+from raftflow.cluster.commands import run
+from raftflow.raft.sim.simulation import SimOptions
+from raftflow.raft.sim.simulation import run as simulate
+from raftflow.statemachine.history_gen import random_history
+from raftflow.statemachine.linearizability import (
     HistoryError,
     Kind,
     Operation,

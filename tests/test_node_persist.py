@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from cluster.config import NodeConfig
-from cluster.node import INLINE_BACKOFF_S, INLINE_LEADER_ENTRIES, INLINE_PERSIST_ENTRIES, INLINE_SYNC_MAX_S, RaftNode
-from raft.types import Entry, Ready, Role, Snapshot
+from raftflow.cluster.config import NodeConfig
+from raftflow.cluster.node import INLINE_BACKOFF_S, INLINE_LEADER_ENTRIES, INLINE_PERSIST_ENTRIES, INLINE_SYNC_MAX_S, RaftNode
+from raftflow.raft.types import Entry, Ready, Role, Snapshot
 
 
 def _node(tmp_path, role: Role, **settings) -> RaftNode:
@@ -63,9 +63,9 @@ def test_the_slow_disk_fault_goes_to_the_disk_thread(tmp_path):
 def test_fsync_off_never_syncs(tmp_path, monkeypatch):
     """`fsync = false` (benchmarks only) must reach no fdatasync or fsync at all: the
     file-system seam it overrides was renamed once and the override went dead."""
-    from cluster.node import _NoSyncFS
-    from raft.disk import DiskStorage
-    from raft.types import HardState
+    from raftflow.cluster.node import _NoSyncFS
+    from raftflow.raft.disk import DiskStorage
+    from raftflow.raft.types import HardState
 
     def refuse(fd):
         raise AssertionError("a sync with fsync off")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from raft import MUTATIONS, Config, ConfigError
+from raftflow.raft import MUTATIONS, Config, ConfigError
 
 
 def test_defaults_are_valid_and_derive_quorum_and_lease():

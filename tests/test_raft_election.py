@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from raft import (
+from raftflow.raft import (
     NONE,
     AppendEntries,
     HardState,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raft import Entry, Snapshot
-from raft.log import RaftLog
+from raftflow.raft import Entry, Snapshot
+from raftflow.raft.log import RaftLog
 
 
 def entry(index: int, term: int) -> Entry:

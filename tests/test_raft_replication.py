@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from raft import (
+from raftflow.raft import (
     AppendEntries,
     AppendResponse,
     Entry,
@@ -17,7 +17,7 @@ from raft import (
     ProposalDropped,
     Role,
 )
-from raft.progress import ProgressState
+from raftflow.raft.progress import ProgressState
 from raftnet import Network, log_terms
 
 PAPER = {"pre_vote": False, "check_quorum": False}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgpack
 
-from raft import (
+from raftflow.raft import (
     AppendEntries,
     AppendResponse,
     Entry,
@@ -12,7 +12,7 @@ from raft import (
     Role,
     Snapshot,
 )
-from raft.progress import ProgressState
+from raftflow.raft.progress import ProgressState
 from raftnet import Network, log_terms
 
 ELECTION_TICKS = 10

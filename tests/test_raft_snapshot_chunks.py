@@ -2,8 +2,8 @@
 
 import random
 
-from raft import AppendResponse, Config, InstallSnapshot, Node, Snapshot, VoteResponse
-from raft.codec import decode_message, encode_message
+from raftflow.raft import AppendResponse, Config, InstallSnapshot, Node, Snapshot, VoteResponse
+from raftflow.raft.codec import decode_message, encode_message
 
 
 def _follower() -> Node:

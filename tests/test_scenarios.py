@@ -47,7 +47,7 @@ from typing import TypeVar
 
 import pytest
 
-from raft import (
+from raftflow.raft import (
     AppendEntries,
     AppendResponse,
     Entry,

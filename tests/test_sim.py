@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cluster.cli import main
-from raft.sim import Action, Fault, SimOptions, run
+from raftflow.cluster.cli import main
+from raftflow.raft.sim import Action, Fault, SimOptions, run
 
 SEEDS = int(os.environ.get("RAFTFLOW_SIM_SEEDS", "200"))
 CHUNK = 50

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from statemachine import (
+from raftflow.statemachine import (
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
     Cas,
@@ -39,7 +39,7 @@ from statemachine import (
     encode_result,
     validate_op,
 )
-from statemachine.commands import _command_from_row, _common_put, unpack
+from raftflow.statemachine.commands import _command_from_row, _common_put, unpack
 
 # --- a driver that appends each entry at the next index, as Raft would ----------------------
 
@@ -726,7 +726,7 @@ def test_a_command_is_applied_at_most_once_and_every_answer_to_it_agrees(log):
 
 REPLAY = """
 import sys, msgpack
-from statemachine import Machine
+from raftflow.statemachine import Machine
 m = Machine(session_ttl_ms=5000, max_sessions=3, max_results_per_session=3)
 for index, data in enumerate(msgpack.unpackb(sys.stdin.buffer.read()), 1):
     m.apply_noop(index) if data is None else m.apply(index, data)

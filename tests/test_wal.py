@@ -10,7 +10,7 @@ import zlib
 import msgpack
 import pytest
 
-from raft.wal import (
+from raftflow.raft.wal import (
     HEADER,
     Record,
     RecordType,

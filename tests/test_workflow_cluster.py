@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster import launcher
-from cluster.client import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from raftflow.cluster import launcher
+from raftflow.cluster.client import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from procnet import ProcCluster, wait_until
 from test_cli_cluster import one_line_error, raftflow, succeeded
 
@@ -37,7 +37,7 @@ def world(tmp_path_factory):
         endpoints = ",".join(pc.cluster.endpoints)
         log = open(directory / "worker.log", "wb")  # noqa: SIM115 (closed below)
         worker = subprocess.Popen(
-            [sys.executable, "-m", "cluster.cli", "worker", "--activities", str(ACTIVITIES), "--task-queue", "orders",
+            [sys.executable, "-m", "raftflow.cluster.cli", "worker", "--activities", str(ACTIVITIES), "--task-queue", "orders",
              "--endpoints", endpoints],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
             env={**os.environ, "RAFTFLOW_LEDGER": str(directory / "ledger")},
@@ -55,7 +55,7 @@ def world(tmp_path_factory):
 
 
 def _saga_type():
-    from statemachine.workflow.definitions import load_definition
+    from raftflow.statemachine.workflow.definitions import load_definition
 
     return load_definition(SAGA)
 
@@ -173,7 +173,7 @@ def test_the_saga_demo_survives_a_leader_crash_and_says_ok(tmp_path):
     """`make demo` runs this story: sagas through a SIGKILLed leader; outcomes, effects
     once per idempotency key, equal state on every node."""
     result = subprocess.run(
-        [sys.executable, "-m", "cluster.cli", "demo", "--workflows", "21", "--dir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "raftflow.cluster.cli", "demo", "--workflows", "21", "--dir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL, cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -189,7 +189,7 @@ TEST_ACTIVITIES = ROOT / "tests" / "workflow_activities.py"
 def start_worker(world, queue: str, log_path: Path) -> subprocess.Popen:
     log = open(log_path, "ab")  # noqa: SIM115 (the child holds it; closed when the test's tmp dir goes)
     return subprocess.Popen(
-        [sys.executable, "-m", "cluster.cli", "worker", "--activities", str(TEST_ACTIVITIES), "--task-queue", queue,
+        [sys.executable, "-m", "raftflow.cluster.cli", "worker", "--activities", str(TEST_ACTIVITIES), "--task-queue", queue,
          "--endpoints", world.endpoints_text, "--verbose"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
     )
@@ -224,7 +224,7 @@ def test_a_worker_killed_mid_activity_leads_to_a_timeout_and_a_retry(world, tmp_
 def test_a_retried_start_is_applied_once(world):
     """The same (session, seq) sent twice, as a client does after a lost reply: one
     run, the same answer both times, never "already running"."""
-    from proto import client_pb2, client_pb2_grpc
+    from raftflow.proto import client_pb2, client_pb2_grpc
     import grpc
     import msgpack
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from statemachine.workflow import (
+from raftflow.statemachine.workflow import (
     DEFAULT_START_TO_CLOSE_MS,
     DEFINITION_FORMAT,
     ActivityStep,

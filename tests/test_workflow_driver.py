@@ -10,13 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from cluster.errors import NodeError
-from cluster.worker import Worker, _Heartbeats
-from cluster.workflow_client import Task
-from cluster.workflows import RETRY_S, WorkflowDriver
-from raft.types import Role
+from raftflow.cluster.errors import NodeError
+from raftflow.cluster.worker import Worker, _Heartbeats
+from raftflow.cluster.workflow_client import Task
+from raftflow.cluster.workflows import RETRY_S, WorkflowDriver
+from raftflow.raft.types import Role
 from raftflow import activity
-from statemachine.workflow.records import ActivityTask
+from raftflow.statemachine.workflow.records import ActivityTask
 
 
 class FakeNode:
@@ -171,7 +171,7 @@ def test_retry_pause_is_short():
 async def test_closing_a_stream_before_its_reader_ran_fails_its_commands_at_once():
     """A stream opened for a command and closed at once (another call on the same
     node found it gone) must not leave the command waiting out its timeout."""
-    from cluster.client import _Stream
+    from raftflow.cluster.client import _Stream
 
     class Call:
         def __aiter__(self):
@@ -198,9 +198,9 @@ async def test_closing_a_stream_before_its_reader_ran_fails_its_commands_at_once
 
 
 async def test_a_delayed_snapshot_leaves_as_one_transfer_and_a_cut_drops_delayed_messages():
-    from cluster.faults import PeerFault
-    from cluster.transport import Transport
-    from raft.types import Heartbeat, InstallSnapshot, Snapshot
+    from raftflow.cluster.faults import PeerFault
+    from raftflow.cluster.transport import Transport
+    from raftflow.raft.types import Heartbeat, InstallSnapshot, Snapshot
 
     transport = Transport("c", 1, {1: "127.0.0.1:1", 2: "127.0.0.1:2"})
     sent = {"chunks": [], "messages": 0}
@@ -225,10 +225,10 @@ async def test_a_node_stops_promptly_while_it_applies_a_stream_of_commands(tmp_p
     """stop() must not wait on the workflow leader loop: on Python 3.11 a cancel that
     lands as asyncio.wait_for's awaitable completes is swallowed, and that loop's wake
     is set by every applied batch (the saga and cluster benches hung in stop())."""
-    from cluster.config import NodeConfig
-    from cluster.launcher import free_ports
-    from cluster.node import RaftNode
-    from statemachine.commands import OpenSession, Put
+    from raftflow.cluster.config import NodeConfig
+    from raftflow.cluster.launcher import free_ports
+    from raftflow.cluster.node import RaftNode
+    from raftflow.statemachine.commands import OpenSession, Put
 
     (port,) = free_ports(1)
     node = RaftNode(NodeConfig(id=1, peers={1: f"127.0.0.1:{port}"}, data_dir=str(tmp_path / "d"), seed=1))

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from statemachine.commands import SnapshotError
-from statemachine.workflow import RetryPolicy, activity, compensate, timer, workflow
-from statemachine.workflow.engine import (
+from raftflow.statemachine.commands import SnapshotError
+from raftflow.statemachine.workflow import RetryPolicy, activity, compensate, timer, workflow
+from raftflow.statemachine.workflow.engine import (
     ENGINE_FORMAT,
     Status,
     TaskAccepted,

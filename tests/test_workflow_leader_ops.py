@@ -7,10 +7,10 @@ import re
 import msgpack
 import pytest
 
-from statemachine import Machine
-from statemachine.commands import Command, CommandError, OpenSession, Rejected, RejectReason, decode_command, encode_command
-from statemachine.workflow import RetryPolicy, activity, encode_definition, workflow
-from statemachine.workflow.engine import (
+from raftflow.statemachine import Machine
+from raftflow.statemachine.commands import Command, CommandError, OpenSession, Rejected, RejectReason, decode_command, encode_command
+from raftflow.statemachine.workflow import RetryPolicy, activity, encode_definition, workflow
+from raftflow.statemachine.workflow.engine import (
     ActivityTask,
     Rearmed,
     Status,
@@ -20,7 +20,7 @@ from statemachine.workflow.engine import (
     WorkflowRejected,
     WorkflowRejectReason,
 )
-from statemachine.workflow.ops import (
+from raftflow.statemachine.workflow.ops import (
     LEADER_OPS,
     WORKFLOW_OPS,
     ActivityTaskStarted,

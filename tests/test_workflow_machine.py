@@ -7,8 +7,8 @@ import re
 import msgpack
 import pytest
 
-from statemachine import Machine
-from statemachine.commands import (
+from raftflow.statemachine import Machine
+from raftflow.statemachine.commands import (
     Command,
     CommandError,
     OpenSession,
@@ -21,8 +21,8 @@ from statemachine.commands import (
     encode_result,
     validate_op,
 )
-from statemachine.workflow import RetryPolicy, activity, encode_definition, workflow
-from statemachine.workflow.engine import (
+from raftflow.statemachine.workflow import RetryPolicy, activity, encode_definition, workflow
+from raftflow.statemachine.workflow.engine import (
     ActivityTask,
     Rearmed,
     Status,
@@ -34,7 +34,7 @@ from statemachine.workflow.engine import (
     WorkflowRejectReason,
     WorkflowStarted,
 )
-from statemachine.workflow.ops import (
+from raftflow.statemachine.workflow.ops import (
     MAX_PAYLOAD_BYTES,
     LEADER_OPS,
     ActivityTaskStarted,
@@ -309,8 +309,8 @@ def test_a_session_open_result_still_encodes_as_before():
 def test_applying_the_leaders_own_command_equals_decoding_its_entry():
     """The leader applies the Command it encoded instead of decoding its own entry:
     every replica must still reach the same bytes (decode(encode(c)) == c)."""
-    from statemachine.commands import Command, OpenSession, Put, decode_command, encode_command
-    from statemachine.workflow.definitions import activity, workflow
+    from raftflow.statemachine.commands import Command, OpenSession, Put, decode_command, encode_command
+    from raftflow.statemachine.workflow.definitions import activity, workflow
 
     wf = workflow("t", version=1, steps=[activity("a", task_queue="q", input={"n": "$input.n", "l": [1, 2.5, None]})])
     ops = [

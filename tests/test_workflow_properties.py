@@ -17,8 +17,8 @@ import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from statemachine.commands import SnapshotError
-from statemachine.workflow import (
+from raftflow.statemachine.commands import SnapshotError
+from raftflow.statemachine.workflow import (
     DEFAULT_START_TO_CLOSE_MS,
     RetryPolicy,
     activity,
@@ -29,8 +29,8 @@ from statemachine.workflow import (
     timer,
     workflow,
 )
-from statemachine.workflow.engine import TaskState, WorkflowEngine
-from statemachine.workflow.events import EventType
+from raftflow.statemachine.workflow.engine import TaskState, WorkflowEngine
+from raftflow.statemachine.workflow.events import EventType
 
 POLICY = RetryPolicy(initial_interval=0.01, backoff_coefficient=1.5, maximum_interval=0.02, maximum_attempts=3)
 IDS = ("a", "b", "c")

@@ -4,10 +4,10 @@ stuck" fields, next_deadline_ms covering retention."""
 
 import pytest
 
-from statemachine import Machine
-from statemachine.commands import Command, OpenSession, encode_command
-from statemachine.workflow import RetryPolicy, activity, compensate, encode_definition, workflow
-from statemachine.workflow.engine import (
+from raftflow.statemachine import Machine
+from raftflow.statemachine.commands import Command, OpenSession, encode_command
+from raftflow.statemachine.workflow import RetryPolicy, activity, compensate, encode_definition, workflow
+from raftflow.statemachine.workflow.engine import (
     ActivityError,
     Status,
     TaskState,
@@ -17,8 +17,8 @@ from statemachine.workflow.engine import (
     WorkflowStarted,
     WorkflowSummary,
 )
-from statemachine.workflow.events import EventType
-from statemachine.workflow.ops import SignalWorkflow, StartWorkflow, RegisterWorkflowType
+from raftflow.statemachine.workflow.events import EventType
+from raftflow.statemachine.workflow.ops import SignalWorkflow, StartWorkflow, RegisterWorkflowType
 
 THRICE = RetryPolicy(initial_interval=0.25, backoff_coefficient=2.0, maximum_attempts=3)
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from statemachine.workflow import MAX_DURATION_MS, DefinitionError, RetryPolicy, interval_ms, should_retry
+from raftflow.statemachine.workflow import MAX_DURATION_MS, DefinitionError, RetryPolicy, interval_ms, should_retry
 
 
 def test_sub_second_intervals_are_exact_milliseconds():

@@ -4,10 +4,10 @@ how cancel and terminate treat what is pending, and their snapshot rows."""
 import msgpack
 import pytest
 
-from statemachine import Machine
-from statemachine.commands import Command, OpenSession, SnapshotError, encode_command
-from statemachine.workflow import RetryPolicy, activity, compensate, encode_definition, parallel, signal, timer, workflow
-from statemachine.workflow.engine import (
+from raftflow.statemachine import Machine
+from raftflow.statemachine.commands import Command, OpenSession, SnapshotError, encode_command
+from raftflow.statemachine.workflow import RetryPolicy, activity, compensate, encode_definition, parallel, signal, timer, workflow
+from raftflow.statemachine.workflow.engine import (
     Status,
     TaskAccepted,
     TaskState,
@@ -17,8 +17,8 @@ from statemachine.workflow.engine import (
     WorkflowRejectReason,
     WorkflowStarted,
 )
-from statemachine.workflow.events import EventType
-from statemachine.workflow.ops import (
+from raftflow.statemachine.workflow.events import EventType
+from raftflow.statemachine.workflow.ops import (
     ActivityTaskStarted,
     CancelWorkflow,
     CompleteActivity,

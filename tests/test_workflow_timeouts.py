@@ -8,9 +8,9 @@ with nobody running it, and only a timeout gets it back."""
 
 import msgpack
 
-from statemachine import Machine
-from statemachine.commands import Command, OpenSession, encode_command
-from statemachine.workflow import (
+from raftflow.statemachine import Machine
+from raftflow.statemachine.commands import Command, OpenSession, encode_command
+from raftflow.statemachine.workflow import (
     DEFAULT_START_TO_CLOSE_MS,
     RetryPolicy,
     Timeouts,
@@ -19,7 +19,7 @@ from statemachine.workflow import (
     encode_definition,
     workflow,
 )
-from statemachine.workflow.engine import (
+from raftflow.statemachine.workflow.engine import (
     ActivityError,
     Rearmed,
     Status,
@@ -30,8 +30,8 @@ from statemachine.workflow.engine import (
     WorkflowRejected,
     WorkflowRejectReason,
 )
-from statemachine.workflow.events import EventType
-from statemachine.workflow.ops import ActivityTaskStarted, CompleteActivity, RegisterWorkflowType, StartWorkflow, WorkflowLimits
+from raftflow.statemachine.workflow.events import EventType
+from raftflow.statemachine.workflow.ops import ActivityTaskStarted, CompleteActivity, RegisterWorkflowType, StartWorkflow, WorkflowLimits
 
 ONCE = RetryPolicy(maximum_attempts=1)
 UNDO_RETRY = RetryPolicy(initial_interval=0.5, backoff_coefficient=1.0, maximum_attempts=3)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import hashlib
 
-from raft.node import Node
-from raft.types import Entry, Role, Snapshot
+from raftflow.raft.node import Node
+from raftflow.raft.types import Entry, Role, Snapshot
 
 
 class SafetyViolation(AssertionError):

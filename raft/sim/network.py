@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from raft.types import Message
+from raftflow.raft.types import Message
 
 
 @dataclass(slots=True)

@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from raft.config import Config
-from raft.node import Node
-from raft.sim.checker import LivenessViolation, SafetyChecker, SafetyViolation, chain_hash
-from raft.sim.network import Network
-from raft.sim.schedule import FAULT_KINDS, Action, Fault, random_schedule
-from raft.disk import DiskStorage
-from raft.fs import SimFS
-from raft.storage import LogStore, MemoryStorage
-from raft.types import (
+from raftflow.raft.config import Config
+from raftflow.raft.node import Node
+from raftflow.raft.sim.checker import LivenessViolation, SafetyChecker, SafetyViolation, chain_hash
+from raftflow.raft.sim.network import Network
+from raftflow.raft.sim.schedule import FAULT_KINDS, Action, Fault, random_schedule
+from raftflow.raft.disk import DiskStorage
+from raftflow.raft.fs import SimFS
+from raftflow.raft.storage import LogStore, MemoryStorage
+from raftflow.raft.types import (
     NONE,
     EntryKind,
     LeaseExpired,

@@ -6,7 +6,7 @@ import dataclasses
 import multiprocessing
 from collections.abc import Iterator
 
-from raft.sim.simulation import SimOptions, SimResult, run
+from raftflow.raft.sim.simulation import SimOptions, SimResult, run
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

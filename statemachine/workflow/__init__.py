@@ -26,7 +26,7 @@ result (each member's result is also there under its own name).
 
 from __future__ import annotations
 
-from statemachine.workflow.definitions import (
+from raftflow.statemachine.workflow.definitions import (
     DEFAULT_START_TO_CLOSE_MS,
     DEFINITION_FORMAT,
     MAX_PARALLEL_STEPS,
@@ -58,7 +58,7 @@ from statemachine.workflow.definitions import (
     to_dict,
     workflow,
 )
-from statemachine.workflow.retry import (
+from raftflow.statemachine.workflow.retry import (
     MAX_ATTEMPTS,
     MAX_DURATION_MS,
     DefinitionError,

@@ -18,7 +18,7 @@ import heapq
 from collections import deque
 from dataclasses import dataclass, replace
 
-from statemachine.workflow.definitions import (
+from raftflow.statemachine.workflow.definitions import (
     ActivityStep,
     InputError,
     ParallelStep,
@@ -30,9 +30,9 @@ from statemachine.workflow.definitions import (
     effective_timeouts,
     resolve_input,
 )
-from statemachine.workflow.events import Event, EventType
-from statemachine.workflow.records import CANCEL_REASON, CLOSED, ActivityError, Deadline, Status, Task, TaskState, Workflow
-from statemachine.workflow.retry import RetryPolicy, interval_ms, should_retry
+from raftflow.statemachine.workflow.events import Event, EventType
+from raftflow.statemachine.workflow.records import CANCEL_REASON, CLOSED, ActivityError, Deadline, Status, Task, TaskState, Workflow
+from raftflow.statemachine.workflow.retry import RetryPolicy, interval_ms, should_retry
 
 _NOT_STARTED = {"started_ms": None, "close_deadline_ms": None, "heartbeat_deadline_ms": None, "heartbeat_ms": None}
 _CLOSING_EVENTS = {

@@ -35,8 +35,8 @@ from typing import TypeAlias
 
 import msgpack
 
-from statemachine.commands import unpack
-from statemachine.workflow.retry import (
+from raftflow.statemachine.commands import unpack
+from raftflow.statemachine.workflow.retry import (
     DefinitionError,
     RetryPolicy,
     check_ms,

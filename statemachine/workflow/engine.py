@@ -50,10 +50,10 @@ import heapq
 from collections import deque
 from dataclasses import replace
 
-from statemachine.workflow._steps import ActivitySpec, StepRunner, step_members
-from statemachine.workflow.definitions import InputError, ParallelStep, SignalStep, Step, TimerStep, WorkflowType, resolve_input
-from statemachine.workflow.events import Event, EventType
-from statemachine.workflow.records import (
+from raftflow.statemachine.workflow._steps import ActivitySpec, StepRunner, step_members
+from raftflow.statemachine.workflow.definitions import InputError, ParallelStep, SignalStep, Step, TimerStep, WorkflowType, resolve_input
+from raftflow.statemachine.workflow.events import Event, EventType
+from raftflow.statemachine.workflow.records import (
     CANCEL_REASON,
     CLOSED,
     ActivityError,
@@ -75,7 +75,7 @@ from statemachine.workflow.records import (
     WorkflowStarted,
     WorkflowSummary,
 )
-from statemachine.workflow.rows import ENGINE_FORMAT, restore_into, state_rows
+from raftflow.statemachine.workflow.rows import ENGINE_FORMAT, restore_into, state_rows
 
 DEFAULT_MAX_HISTORY_EVENTS = 10_000
 DEFAULT_MAX_BACKLOG = 10_000

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from statemachine.commands import SnapshotError, check_int, check_row, check_type
+from raftflow.statemachine.commands import SnapshotError, check_int, check_row, check_type
 
 
 class EventType(str, enum.Enum):

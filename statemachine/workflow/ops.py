@@ -19,9 +19,9 @@ from typing import ClassVar, Protocol, TypeAlias, get_args
 
 import msgpack
 
-from statemachine.commands import MAX_INT, CommandError, ResultError, check_int, check_type
-from statemachine.workflow.definitions import MAX_VERSION, decode_definition, encode_definition
-from statemachine.workflow.engine import (
+from raftflow.statemachine.commands import MAX_INT, CommandError, ResultError, check_int, check_type
+from raftflow.statemachine.workflow.definitions import MAX_VERSION, decode_definition, encode_definition
+from raftflow.statemachine.workflow.engine import (
     DEFAULT_MAX_BACKLOG,
     DEFAULT_MAX_BUFFERED_SIGNALS,
     DEFAULT_MAX_HISTORY_EVENTS,
@@ -42,8 +42,8 @@ from statemachine.workflow.engine import (
     WorkflowStarted,
     WorkflowSummary,
 )
-from statemachine.workflow.events import Event
-from statemachine.workflow.retry import MAX_NAME_CHARS, DefinitionError
+from raftflow.statemachine.workflow.events import Event
+from raftflow.statemachine.workflow.retry import MAX_NAME_CHARS, DefinitionError
 
 MAX_WORKFLOW_ID_CHARS = 1000  # a workflow id, like a key, names a record for its whole life
 MAX_REASON_CHARS = 4096  # a terminate reason, a failure message

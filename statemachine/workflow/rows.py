@@ -15,15 +15,15 @@ import heapq
 from collections import deque
 from typing import TYPE_CHECKING
 
-from statemachine.commands import SnapshotError, check_int, check_row, check_type, check_version
-from statemachine.workflow._steps import step_members
-from statemachine.workflow.definitions import SignalStep, TimerStep, decode_definition, encode_definition
-from statemachine.workflow.events import Event, event_from_row, event_row
-from statemachine.workflow.records import CLOSED, ActivityError, Deadline, Status, Task, TaskState, Workflow
-from statemachine.workflow.retry import DefinitionError
+from raftflow.statemachine.commands import SnapshotError, check_int, check_row, check_type, check_version
+from raftflow.statemachine.workflow._steps import step_members
+from raftflow.statemachine.workflow.definitions import SignalStep, TimerStep, decode_definition, encode_definition
+from raftflow.statemachine.workflow.events import Event, event_from_row, event_row
+from raftflow.statemachine.workflow.records import CLOSED, ActivityError, Deadline, Status, Task, TaskState, Workflow
+from raftflow.statemachine.workflow.retry import DefinitionError
 
 if TYPE_CHECKING:
-    from statemachine.workflow.engine import WorkflowEngine
+    from raftflow.statemachine.workflow.engine import WorkflowEngine
 
 ENGINE_FORMAT = 3  # 2: deadlines, heartbeats, errors, signals; 3: timers, signal waits, groups
 _WORKFLOW_FIELDS = 16
