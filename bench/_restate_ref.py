@@ -211,7 +211,7 @@ class Cluster:
     """`nodes` restate-server processes forming one cluster (1: a single node)."""
 
     def __init__(self, directory: str, nodes: int) -> None:
-        from raftflow.cluster.launcher import free_ports  # noqa: PLC0415
+        from raftflow.cluster.local.launcher import free_ports  # noqa: PLC0415
 
         ports = free_ports(4 * nodes, HOST)
         self.nodes = [Node(directory, i + 1, ports[4 * i:4 * i + 4]) for i in range(nodes)]
@@ -502,7 +502,7 @@ async def measure(workdir: str, make_orders, *, nodes: int, sequential_count: in
     missing = available()
     if missing:
         raise RestateUnavailable(missing)
-    from raftflow.cluster.launcher import free_ports  # noqa: PLC0415
+    from raftflow.cluster.local.launcher import free_ports  # noqa: PLC0415
 
     directory = os.path.join(workdir, f"restate-{nodes}")
     os.makedirs(directory, exist_ok=True)

@@ -174,7 +174,7 @@ class DevServer:
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
-        from raftflow.cluster.launcher import free_ports  # noqa: PLC0415 (kept out of the workflow sandbox's imports)
+        from raftflow.cluster.local.launcher import free_ports  # noqa: PLC0415 (kept out of the workflow sandbox's imports)
 
         self.port, http_port, metrics_port = free_ports(3, HOST)
         self.address = f"{HOST}:{self.port}"

@@ -28,8 +28,8 @@ import time
 if os.path.dirname(os.path.dirname(os.path.abspath(__file__))) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from raftflow.statemachine.history_gen import random_history  # noqa: E402
-from raftflow.statemachine.linearizability import Kind, Outcome, Verdict, check, operation_to_json, parse_history  # noqa: E402
+from raftflow.cluster.verify.history_gen import random_history  # noqa: E402
+from raftflow.cluster.verify.linearizability import Kind, Outcome, Verdict, check, operation_to_json, parse_history  # noqa: E402
 
 
 def main() -> int:

@@ -65,7 +65,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from raftflow.cluster import launcher  # noqa: E402
+from raftflow.cluster.local import launcher  # noqa: E402
 from raftflow.cluster.client import AsyncClient, Client, RaftflowError, run_sync  # noqa: E402
 
 CLIENTS = (1, 16, 64, 256)
@@ -243,14 +243,15 @@ async def _leader_proposals(cluster: launcher.ClusterFile, inflight: int, second
     """Commands submitted inside the leader's own process, `inflight` outstanding,
     as PySyncObj's figures are taken (its commands are calls on a node object).
     Node 1 runs in this process; nodes 2 and 3 are processes of their own."""
-    from raftflow.cluster.config import load_config  # noqa: PLC0415
-    from raftflow.cluster.node import NodeError, RaftNode  # noqa: PLC0415
+    from raftflow.cluster.node.config import load_config  # noqa: PLC0415
+    from raftflow.cluster.node.errors import NodeError  # noqa: PLC0415
+    from raftflow.cluster.node.server import NodeServer  # noqa: PLC0415
     from raftflow.statemachine.commands import OpenSession, Put  # noqa: PLC0415
 
-    local = RaftNode(load_config(cluster.members[0].config))
+    process = NodeServer(load_config(cluster.members[0].config))
     for m in cluster.members[1:]:
         launcher.start_node(cluster, m)
-    await local.start()
+    local = await process.start()
     try:
         async with AsyncClient(cluster.endpoints, timeout=10.0, no_leader_timeout=10.0) as admin:
             while local.node.role.value != "leader":
@@ -309,7 +310,7 @@ async def _leader_proposals(cluster: launcher.ClusterFile, inflight: int, second
         # Bounded: RaftNode.stop() has been seen to wait forever here (cluster/ at
         # 7b8c49e); the figures are taken by then, and the caller kills nodes 2 and 3.
         try:
-            await asyncio.wait_for(local.stop(), NODE_STOP_TIMEOUT_S)
+            await asyncio.wait_for(process.stop(), NODE_STOP_TIMEOUT_S)
         except asyncio.TimeoutError:
             print(f"  (node 1 did not stop within {NODE_STOP_TIMEOUT_S} s; going on)", file=sys.stderr, flush=True)
     latencies.sort()

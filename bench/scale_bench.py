@@ -29,7 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _report import scale_markdown  # noqa: E402
-from raftflow.cluster import launcher  # noqa: E402
+from raftflow.cluster.local import launcher  # noqa: E402
 from raftflow.cluster.client import AsyncClient, Client, RaftflowError, run_sync  # noqa: E402
 
 CLIENTS = 256

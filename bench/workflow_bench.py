@@ -67,7 +67,7 @@ sys.path[:0] = [ROOT, BENCH]
 
 import _saga_activities as saga  # noqa: E402
 from _report import percentile  # noqa: E402
-from raftflow.cluster import launcher  # noqa: E402
+from raftflow.cluster.local import launcher  # noqa: E402
 from raftflow.cluster.client import AsyncClient, RaftflowError  # noqa: E402
 from cluster_bench import _grpc_rtt, fsync_floor  # noqa: E402
 
@@ -134,7 +134,7 @@ class RaftflowSaga:
         await self.client.workflows.register(saga.SAGA)
         with open(self.worker_log, "ab") as log:
             self.worker = subprocess.Popen(
-                [sys.executable, "-m", "raftflow.cluster.cli", "worker", "--activities", os.path.join(BENCH, "_saga_activities.py"),
+                [sys.executable, "-m", "raftflow", "worker", "--activities", os.path.join(BENCH, "_saga_activities.py"),
                  "--task-queue", saga.TASK_QUEUE, "--concurrency", str(self.worker_concurrency),
                  "--endpoints", ",".join(self.cluster.endpoints), "--timeout", "10"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,

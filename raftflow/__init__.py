@@ -16,8 +16,8 @@ The implementation lives in `cluster/` (client, worker, activities) and
 `statemachine/workflow/` (the engine and definitions); this package only names it.
 """
 
-from raftflow.cluster import activity
-from raftflow.cluster.activity import ActivityCancelled, ApplicationError
+from raftflow.cluster.worker import activity
+from raftflow.cluster.worker.activity import ActivityCancelled, ApplicationError
 from raftflow.cluster.client import (
     AlreadyExists,
     AsyncClient,
@@ -30,7 +30,7 @@ from raftflow.cluster.client import (
     RaftflowError,
     Unavailable,
 )
-from raftflow.cluster.worker import Worker
+from raftflow.cluster.worker.worker import Worker
 from raftflow import workflow
 
 __all__ = [

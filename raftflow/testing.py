@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from raftflow.cluster.activity import ActivityContext, ActivityInfo, ApplicationError, Registry, failure_of
+from raftflow.cluster.worker.activity import ActivityContext, ActivityInfo, ApplicationError, Registry, failure_of
 from raftflow.statemachine import Machine
 from raftflow.statemachine.commands import Command, OpenSession, Rejected, encode_command
 from raftflow.statemachine.workflow.definitions import ActivityStep, ParallelStep, WorkflowType, encode_definition, load_definition

@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from raftflow.cluster import launcher
-from raftflow.cluster.launcher import free_ports
+from raftflow.cluster.local import launcher
+from raftflow.cluster.local.launcher import free_ports
 from raftflow.cluster.client import Client, RaftflowError
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from raftflow.cluster import launcher
+from raftflow.cluster.local import launcher
 from raftflow.cluster.client import Client, RaftflowError
 from raftflow.proto import admin_pb2
 from procnet import live_statuses, wait_until
@@ -45,7 +45,7 @@ def raftflow(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     environment = {k: v for k, v in os.environ.items() if k != "RAFTFLOW_ENDPOINTS"}
     environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "raftflow.cluster.cli", *args], stdin=subprocess.DEVNULL, capture_output=True,
+        [sys.executable, "-m", "raftflow", *args], stdin=subprocess.DEVNULL, capture_output=True,
         text=True, timeout=CLI_TIMEOUT_S, cwd=ROOT, env=environment,
     )
 

@@ -180,7 +180,7 @@ def test_a_slow_disk_costs_no_leadership(make_cluster):
 def test_the_demo_runs_its_story_and_says_ok(tmp_path):
     """`make demo` runs this: a real cluster, a leader SIGKILLed mid-way, checks."""
     result = subprocess.run(
-        [sys.executable, "-m", "raftflow.cluster.cli", "demo", "kv", "--writes", "40", "--dir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "raftflow", "demo", "kv", "--writes", "40", "--dir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -182,7 +182,7 @@ def test_a_full_proposal_queue_answers_resource_exhausted(tmp_path):
 def test_a_read_still_waiting_when_its_stream_closes_is_cancelled():
     # A client that goes away (or whose stream breaks) gets no answer: the read it
     # left must not hold a ReadIndex slot on the leader until the round resolves.
-    from raftflow.cluster.services import ClientService
+    from raftflow.cluster.node.services import ClientService
 
     async def scenario():
         loop = asyncio.get_running_loop()

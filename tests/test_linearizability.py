@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raftflow.cluster.check_command import EXIT_UNDECIDED, add_check_command
-from raftflow.cluster.commands import run
+from raftflow.cluster.cli.check_command import EXIT_UNDECIDED, add_check_command
+from raftflow.cluster.cli.common import run
 from raftflow.raft.sim.simulation import SimOptions
 from raftflow.raft.sim.simulation import run as simulate
-from raftflow.statemachine.history_gen import random_history
-from raftflow.statemachine.linearizability import (
+from raftflow.cluster.verify.history_gen import random_history
+from raftflow.cluster.verify.linearizability import (
     HistoryError,
     Kind,
     Operation,

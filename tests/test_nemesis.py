@@ -15,8 +15,9 @@ import os
 
 import pytest
 
-from raftflow.cluster import launcher, nemesis
-from raftflow.statemachine.linearizability import Verdict, check, format_timeline, parse_history
+from raftflow.cluster.local import launcher
+from raftflow.cluster.verify import nemesis
+from raftflow.cluster.verify.linearizability import Verdict, check, format_timeline, parse_history
 
 SECONDS = float(os.environ.get("RAFTFLOW_NEMESIS_S", "20"))
 SEED = os.environ.get("RAFTFLOW_NEMESIS_SEED")  # replays one run: the seed a failure printed

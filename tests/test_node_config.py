@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from raftflow.cluster.config import ConfigError, NodeConfig, load_config, parse_address
+from raftflow.cluster.node.config import ConfigError, NodeConfig, load_config
+from raftflow.cluster.protocol.wire import parse_address
 
 PEERS = {"1": "10.0.0.1:7001", "2": "10.0.0.2:7001", "3": "10.0.0.3:7001"}
 
@@ -64,7 +65,7 @@ def test_ipv6_addresses_in_brackets_parse():
 def test_node_run_with_a_bad_config_prints_one_line_and_exits_2(tmp_path):
     path = write(tmp_path, 'id = 1\ndata_dir = "/d"\n[peers]\n1 = "h:0"\n')
     result = subprocess.run(
-        [sys.executable, "-m", "raftflow.cluster.cli", "node", "run", "--config", path],
+        [sys.executable, "-m", "raftflow", "node", "run", "--config", path],
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 2

@@ -9,13 +9,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from raftflow.cluster.config import NodeConfig
-from raftflow.cluster.node import INLINE_BACKOFF_S, INLINE_LEADER_ENTRIES, INLINE_PERSIST_ENTRIES, INLINE_SYNC_MAX_S, RaftNode
+from raftflow.cluster.node.config import NodeConfig
+from raftflow.cluster.node.raftnode import INLINE_BACKOFF_S, INLINE_LEADER_ENTRIES, INLINE_PERSIST_ENTRIES, INLINE_SYNC_MAX_S, RaftNode
+from raftflow.cluster.node.transport import Transport
+from raftflow.statemachine.machine import Machine
 from raftflow.raft.types import Entry, Ready, Role, Snapshot
 
 
 def _node(tmp_path, role: Role, **settings) -> RaftNode:
-    node = RaftNode(NodeConfig(id=1, peers={1: "127.0.0.1:1"}, data_dir=str(tmp_path / "d"), seed=1, **settings))
+    config = NodeConfig(id=1, peers={1: "127.0.0.1:1"}, data_dir=str(tmp_path / "d"), seed=1, **settings)
+    # Only the persist policy is under test: the storage is never touched.
+    node = RaftNode(config, machine=Machine(), transport=Transport(config.cluster_id, 1, config.peers), storage=None)
     node.node = SimpleNamespace(role=role)
     return node
 
@@ -63,14 +67,13 @@ def test_the_slow_disk_fault_goes_to_the_disk_thread(tmp_path):
 def test_fsync_off_never_syncs(tmp_path, monkeypatch):
     """`fsync = false` (benchmarks only) must reach no fdatasync or fsync at all: the
     file-system seam it overrides was renamed once and the override went dead."""
-    from raftflow.cluster.node import _NoSyncFS
-    from raftflow.raft.disk import DiskStorage
+    from raftflow.cluster.node.server import open_storage
     from raftflow.raft.types import HardState
 
     def refuse(fd):
         raise AssertionError("a sync with fsync off")
 
-    storage = DiskStorage(str(tmp_path / "d"), cluster_id="c", node_id=1, create=True, fs=_NoSyncFS())
+    storage = open_storage(NodeConfig(id=1, peers={1: "127.0.0.1:1"}, data_dir=str(tmp_path / "d"), fsync=False))
     monkeypatch.setattr("os.fdatasync", refuse)
     monkeypatch.setattr("os.fsync", refuse)
     storage.persist(None, [Entry(index=1, term=1, data=b"v")], HardState(term=1, vote=1, commit=0))

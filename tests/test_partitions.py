@@ -148,11 +148,11 @@ def test_the_cap_demo_tells_its_story_and_says_ok(tmp_path):
     import subprocess
     import sys
 
-    from raftflow.cluster import launcher
+    from raftflow.cluster.local import launcher
 
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "raftflow.cluster.cli", "demo", "cap", "--dir", str(tmp_path / "cap")],
+            [sys.executable, "-m", "raftflow", "demo", "cap", "--dir", str(tmp_path / "cap")],
             capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
         )
     finally:  # a demo killed by the timeout leaves its nodes (their own sessions) behind
@@ -179,15 +179,15 @@ def test_workflows_on_the_minority_fail_clearly_and_none_is_lost_after_heal(five
     import subprocess
     import sys
 
-    from raftflow.cluster import launcher
-    from raftflow.cluster.saga_demo import EXAMPLE, expected_status, orders
+    from raftflow.cluster.local import launcher
+    from raftflow.cluster.demos.saga_demo import EXAMPLE, expected_status, orders
     from raftflow.statemachine.workflow.definitions import load_definition
 
     pc = five
     leader = pc.wait_leader()
     pc.client.workflows.register(load_definition(os.path.join(EXAMPLE, "order_saga.yaml")))
     worker = subprocess.Popen(
-        [sys.executable, "-m", "raftflow.cluster.cli", "worker", "--activities", os.path.join(EXAMPLE, "activities.py"),
+        [sys.executable, "-m", "raftflow", "worker", "--activities", os.path.join(EXAMPLE, "activities.py"),
          "--task-queue", "orders", "--endpoints", ",".join(pc.cluster.endpoints)],
         stdin=subprocess.DEVNULL, stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT,
         env={**os.environ, "RAFTFLOW_LEDGER": str(tmp_path / "ledger")}, start_new_session=True,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raftflow.cluster.cli import main
+from raftflow.cluster.cli.main import main
 from raftflow.raft.sim import Action, Fault, SimOptions, run
 
 SEEDS = int(os.environ.get("RAFTFLOW_SIM_SEEDS", "200"))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from raftflow.cluster import launcher
+from raftflow.cluster.local import launcher
 from raftflow.cluster.client import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from procnet import ProcCluster, wait_until
 from test_cli_cluster import one_line_error, raftflow, succeeded
@@ -37,7 +37,7 @@ def world(tmp_path_factory):
         endpoints = ",".join(pc.cluster.endpoints)
         log = open(directory / "worker.log", "wb")  # noqa: SIM115 (closed below)
         worker = subprocess.Popen(
-            [sys.executable, "-m", "raftflow.cluster.cli", "worker", "--activities", str(ACTIVITIES), "--task-queue", "orders",
+            [sys.executable, "-m", "raftflow", "worker", "--activities", str(ACTIVITIES), "--task-queue", "orders",
              "--endpoints", endpoints],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
             env={**os.environ, "RAFTFLOW_LEDGER": str(directory / "ledger")},
@@ -173,7 +173,7 @@ def test_the_saga_demo_survives_a_leader_crash_and_says_ok(tmp_path):
     """`make demo` runs this story: sagas through a SIGKILLed leader; outcomes, effects
     once per idempotency key, equal state on every node."""
     result = subprocess.run(
-        [sys.executable, "-m", "raftflow.cluster.cli", "demo", "--workflows", "21", "--dir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "raftflow", "demo", "--workflows", "21", "--dir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL, cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -189,7 +189,7 @@ TEST_ACTIVITIES = ROOT / "tests" / "workflow_activities.py"
 def start_worker(world, queue: str, log_path: Path) -> subprocess.Popen:
     log = open(log_path, "ab")  # noqa: SIM115 (the child holds it; closed when the test's tmp dir goes)
     return subprocess.Popen(
-        [sys.executable, "-m", "raftflow.cluster.cli", "worker", "--activities", str(TEST_ACTIVITIES), "--task-queue", queue,
+        [sys.executable, "-m", "raftflow", "worker", "--activities", str(TEST_ACTIVITIES), "--task-queue", queue,
          "--endpoints", world.endpoints_text, "--verbose"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
     )

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from raftflow.cluster.errors import NodeError
-from raftflow.cluster.worker import Worker, _Heartbeats
-from raftflow.cluster.workflow_client import Task
-from raftflow.cluster.workflows import RETRY_S, WorkflowDriver
+from raftflow.cluster.node.errors import NodeError
+from raftflow.cluster.worker.worker import Worker, _Heartbeats
+from raftflow.cluster.client.workflows import Task
+from raftflow.cluster.node.workflow_driver import RETRY_S, WorkflowDriver
 from raftflow.raft.types import Role
 from raftflow import activity
 from raftflow.statemachine.workflow.records import ActivityTask
@@ -171,7 +171,7 @@ def test_retry_pause_is_short():
 async def test_closing_a_stream_before_its_reader_ran_fails_its_commands_at_once():
     """A stream opened for a command and closed at once (another call on the same
     node found it gone) must not leave the command waiting out its timeout."""
-    from raftflow.cluster.client import _Stream
+    from raftflow.cluster.client.client import _Stream
 
     class Call:
         def __aiter__(self):
@@ -198,8 +198,8 @@ async def test_closing_a_stream_before_its_reader_ran_fails_its_commands_at_once
 
 
 async def test_a_delayed_snapshot_leaves_as_one_transfer_and_a_cut_drops_delayed_messages():
-    from raftflow.cluster.faults import PeerFault
-    from raftflow.cluster.transport import Transport
+    from raftflow.cluster.protocol.faults import PeerFault
+    from raftflow.cluster.node.transport import Transport
     from raftflow.raft.types import Heartbeat, InstallSnapshot, Snapshot
 
     transport = Transport("c", 1, {1: "127.0.0.1:1", 2: "127.0.0.1:2"})
@@ -225,14 +225,14 @@ async def test_a_node_stops_promptly_while_it_applies_a_stream_of_commands(tmp_p
     """stop() must not wait on the workflow leader loop: on Python 3.11 a cancel that
     lands as asyncio.wait_for's awaitable completes is swallowed, and that loop's wake
     is set by every applied batch (the saga and cluster benches hung in stop())."""
-    from raftflow.cluster.config import NodeConfig
-    from raftflow.cluster.launcher import free_ports
-    from raftflow.cluster.node import RaftNode
+    from raftflow.cluster.node.config import NodeConfig
+    from raftflow.cluster.local.launcher import free_ports
+    from raftflow.cluster.node.server import NodeServer
     from raftflow.statemachine.commands import OpenSession, Put
 
     (port,) = free_ports(1)
-    node = RaftNode(NodeConfig(id=1, peers={1: f"127.0.0.1:{port}"}, data_dir=str(tmp_path / "d"), seed=1))
-    await node.start()
+    process = NodeServer(NodeConfig(id=1, peers={1: f"127.0.0.1:{port}"}, data_dir=str(tmp_path / "d"), seed=1))
+    node = await process.start()
     try:
         await settle(lambda: node.node.role is Role.LEADER, "the single node to lead", timeout=10)
         _, opened = await node.submit(None, 0, 0, 0, OpenSession())
@@ -240,7 +240,7 @@ async def test_a_node_stops_promptly_while_it_applies_a_stream_of_commands(tmp_p
         await settle(lambda: node.machine.applied_index > 100, "applies to begin", timeout=10)
     finally:
         started = time.monotonic()
-        await asyncio.wait_for(node.stop(), 10)
+        await asyncio.wait_for(process.stop(), 10)
     assert time.monotonic() - started < 5
     await asyncio.gather(*pending, return_exceptions=True)
     critical = [r.getMessage() for r in caplog.records if r.levelname == "CRITICAL"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from raftflow.cluster.activity import ActivityCancelled, ActivityContext, ActivityInfo, Registry, failure_of
+from raftflow.cluster.worker.activity import ActivityCancelled, ActivityContext, ActivityInfo, Registry, failure_of
 from raftflow import ApplicationError, activity, workflow
 from raftflow.testing import WorkflowEnvironment, WorkflowTestError
 

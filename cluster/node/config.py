@@ -22,6 +22,7 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass
 
+from raftflow.cluster.protocol.wire import parse_address
 from raftflow.raft.config import Config, ConfigError
 from raftflow.statemachine.workflow.ops import WorkflowLimits
 
@@ -140,22 +141,6 @@ def _toml_value(value: object) -> str:
     return repr(value)
 
 
-def parse_address(text: str, *, what: str = "address") -> tuple[str, int]:
-    """'host:port' -> (host, port); IPv6 hosts in brackets: '[::1]:7001'."""
-    if not isinstance(text, str) or ":" not in text:
-        raise ConfigError(f"{what}={text!r} is not host:port")
-    host, _, port_text = text.rpartition(":")
-    if not host:
-        raise ConfigError(f"{what}={text!r} has no host")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ConfigError(f"{what}={text!r}: port {port_text!r} is not a number") from None
-    if not 0 < port < 65536:
-        raise ConfigError(f"{what}={text!r}: port {port} is outside 1-65535")
-    return host, port
-
-
 _FIELDS = {f.name: f for f in dataclasses.fields(NodeConfig)}
 _TYPES = {"int": int, "str": str, "bool": bool, "float": (int, float), "int | None": int}
 
@@ -194,4 +179,4 @@ def load_config(path: str | None, overrides: dict[str, object] | None = None) ->
     return NodeConfig(**values)  # type: ignore[arg-type]
 
 
-__all__ = ["ConfigError", "NodeConfig", "load_config", "parse_address"]
+__all__ = ["ConfigError", "NodeConfig", "load_config"]

@@ -14,30 +14,9 @@ import signal
 import tempfile
 import time
 
-from raftflow.cluster import launcher
+from raftflow.cluster.local import launcher
 from raftflow.cluster.client import AsyncClient, Client, RaftflowError, run_sync
-
-
-class _Timeline:
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-
-    def say(self, text: str) -> None:
-        print(f"{time.monotonic() - self.started:7.3f}s  {text}", flush=True)
-
-
-def start_cluster(t: _Timeline, cluster: launcher.ClusterFile, client: Client) -> int:
-    """Start every node, say so, wait for the first leader; its id."""
-    for m in cluster.members:
-        launcher.start_node(cluster, m)
-    t.say(f"started 3 nodes in {cluster.dir}: " + ", ".join(f"node {m.id} at {m.address}" for m in cluster.members))
-    leader = _leader(cluster, client)
-    t.say(f"node {leader} was elected leader")
-    return leader
-
-
-def _leader(cluster: launcher.ClusterFile, client: Client, exclude: frozenset[int] = frozenset()) -> int:
-    return launcher.wait_for_leader(cluster, lambda e: client.cluster_status(timeout=0.5), timeout=20, exclude=exclude)
+from raftflow.cluster.demos.narration import Narrator, leader_of, start_cluster
 
 
 async def _write(endpoints: list[str], keys: list[str], acked: list[str]) -> float:
@@ -55,7 +34,7 @@ async def _write(endpoints: list[str], keys: list[str], acked: list[str]) -> flo
 def run_demo(directory: str | None = None, writes: int = 300) -> int:
     keep = directory is not None
     directory = directory or tempfile.mkdtemp(prefix="raftflow-demo-")
-    t = _Timeline()
+    t = Narrator()
     cluster = launcher.create(directory, 3, 0, ports=launcher.free_ports(3))
     problems: list[str] = []
     try:
@@ -72,14 +51,14 @@ def run_demo(directory: str | None = None, writes: int = 300) -> int:
             os.kill(victim.pid, signal.SIGKILL)
             t.say(f"SIGKILL node {leader} (the leader), writes continue")
             stall = run_sync(_write(cluster.endpoints, keys[writes // 2 :], acked))
-            new_leader = _leader(cluster, client, exclude=frozenset({leader}))
+            new_leader = leader_of(cluster, client, exclude=frozenset({leader}))
             t.say(f"node {new_leader} leads now; the write in flight at the kill waited {stall * 1000:.0f} ms "
                   f"(election included); all {len(acked)} writes acknowledged")
 
             launcher.stop_node(cluster, victim, kill=True)
             launcher.start_node(cluster, victim)
             t.say(f"restarted node {leader} with its data; it catches up from the leader")
-            hashes = converged_hashes(cluster, client)
+            hashes = launcher.converged_hashes(cluster, client)
             t.say("every node applied index " + str(hashes[0]) + "; state hashes: "
                   + ", ".join(f"node {i} {h[:12]}" for i, h in sorted(hashes[1].items())))
             if len(set(hashes[1].values())) != 1:
@@ -107,22 +86,3 @@ def run_demo(directory: str | None = None, writes: int = 300) -> int:
         return 1
     print("verdict: OK: a leader crash lost no acknowledged write and applied none twice; all nodes agree")
     return 0
-
-
-def converged_hashes(
-    cluster: launcher.ClusterFile, client: Client, timeout: float = 20.0
-) -> tuple[int, dict[int, str]]:
-    """Wait until every node has applied the same index (its commit index), then
-    (that index, each node's state hash); the caller judges whether they agree."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            statuses = [client.status(m.address, timeout=0.5) for m in cluster.members]
-            if len({(s.applied_index, s.commit_index) for s in statuses}) == 1:
-                hashes = {m.id: client.state_hash(m.address) for m in cluster.members}
-                if len({h.applied_index for h in hashes.values()}) == 1:
-                    return statuses[0].applied_index, {i: h.hash for i, h in hashes.items()}
-        except RaftflowError:
-            pass  # a node still starting or electing: ask again
-        time.sleep(0.02)  # polling other processes
-    raise launcher.LauncherError(f"the nodes did not converge within {timeout:.0f} s")

@@ -23,7 +23,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from raftflow.cluster.config import ConfigError, NodeConfig, load_config
+from raftflow.cluster.client import Client, RaftflowError
+from raftflow.cluster.node.config import ConfigError, NodeConfig, load_config
 
 CLUSTER_FILE = "cluster.json"
 DEFAULT_DIR = ".raftflow"
@@ -101,7 +102,7 @@ def process_alive(pid: int) -> bool:
             cmdline = f.read()
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    return state != "Z" and b"cluster.cli" in cmdline and b"node" in cmdline
+    return state != "Z" and b"\0-m\0raftflow\0node\0run\0" in cmdline
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
@@ -168,9 +169,9 @@ def start_node(cluster: ClusterFile, member: Member) -> None:
     load_config(member.config)  # a broken config fails here, with its reason, not in the log
     with open(member.log, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "raftflow.cluster.cli", "node", "run", "--config", member.config],
+            [sys.executable, "-m", "raftflow", "node", "run", "--config", member.config],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            cwd=cluster.dir,
         )
     member.pid = proc.pid
     cluster.save()
@@ -263,3 +264,22 @@ def wait_for_leader(
             reason = f"; not answering: {', '.join(down)}" if down else ""
             raise LauncherError(f"no leader after {timeout:.0f}s: {text.removeprefix('waiting for ')}{reason}")
         time.sleep(0.05)  # polling other processes' state over RPC
+
+
+def converged_hashes(
+    cluster: ClusterFile, client: Client, timeout: float = 20.0
+) -> tuple[int, dict[int, str]]:
+    """Wait until every node has applied the same index (its commit index), then
+    (that index, each node's state hash); the caller judges whether they agree."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            statuses = [client.status(m.address, timeout=0.5) for m in cluster.members]
+            if len({(s.applied_index, s.commit_index) for s in statuses}) == 1:
+                hashes = {m.id: client.state_hash(m.address) for m in cluster.members}
+                if len({h.applied_index for h in hashes.values()}) == 1:
+                    return statuses[0].applied_index, {i: h.hash for i, h in hashes.items()}
+        except RaftflowError:
+            pass  # a node still starting or electing: ask again
+        time.sleep(0.02)  # polling other processes
+    raise LauncherError(f"the nodes did not converge within {timeout:.0f} s")

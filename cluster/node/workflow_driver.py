@@ -33,15 +33,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
-from raftflow.cluster.errors import NodeError
+from raftflow.cluster.node.errors import NodeError
+from raftflow.cluster.node.raftnode import RaftNode, wall_ms
 from raftflow.raft.types import Role
 from raftflow.statemachine.workflow.records import CLOSED, ActivityTask, WorkflowDescription
 from raftflow.statemachine.workflow.ops import ActivityTaskStarted, RearmTimeouts, Tick
-
-if TYPE_CHECKING:
-    from raftflow.cluster.node import RaftNode
 
 log = logging.getLogger("raftflow.workflows")
 
@@ -50,13 +47,9 @@ RETRY_S = 0.05  # after a leader op could not be proposed
 IDLE_CHECK_S = 1.0  # with no deadline armed, look again this often (a leader change may add some)
 
 
-def wall_ms() -> int:
-    """The leader's clock, as it stamps entries (ms since the epoch)."""
-    return int(time.time() * 1000)
-
-
 class WorkflowDriver:
-    """Owned by a RaftNode; `on_applied` and `on_role` are its hooks from the driver."""
+    """One of a RaftNode's hooks (NodeHooks): started and stopped with it, told of
+    role changes and applied batches by its driver."""
 
     def __init__(self, node: RaftNode, *, rearm_grace_ms: int) -> None:
         self.node = node

@@ -10,9 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
+from raftflow.cluster.cli.check_command import add_check_command
+from raftflow.cluster.cli.cluster_commands import add_cluster_commands, add_kv_commands, add_node_commands
+from raftflow.cluster.cli.common import run
+from raftflow.cluster.cli.demo_command import add_demo_command
+from raftflow.cluster.cli.partition_commands import add_partition_commands
+from raftflow.cluster.cli.workflow_commands import add_worker_command, add_workflow_commands
 from raftflow.raft.config import MUTATIONS
 
 
@@ -97,9 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--quiet", action="store_true", help="print only the verdict")
     sim.add_argument("--history", metavar="FILE", help="write the client history as JSON lines")
     sim.set_defaults(func=_cmd_sim)
-    from raftflow.cluster.commands import add_commands  # noqa: PLC0415
-
-    add_commands(sub)
+    add_node_commands(sub)
+    add_cluster_commands(sub)
+    add_kv_commands(sub)
+    add_partition_commands(sub)
+    add_check_command(sub)
+    add_workflow_commands(sub)
+    add_worker_command(sub)
+    add_demo_command(sub)
     return parser
 
 
@@ -166,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sim":
             return args.func(args)
-        from raftflow.cluster.commands import run  # noqa: PLC0415
-
         return run(args)
     except KeyboardInterrupt:
         return 130
@@ -175,5 +183,3 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())

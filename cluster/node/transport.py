@@ -20,34 +20,14 @@ from collections.abc import Callable
 
 import grpc
 
-from raftflow.cluster.faults import FaultFilter
+from raftflow.cluster.protocol.faults import FaultFilter
+from raftflow.cluster.protocol.wire import CHANNEL_OPTIONS
 from raftflow.proto import peer_pb2, peer_pb2_grpc
 from raftflow.raft.codec import DecodeError, decode_message, encode_message
 from raftflow.raft.types import InstallSnapshot, Message
 
 log = logging.getLogger("raftflow.transport")
 
-# Channel settings: reconnect quickly after a peer restarts (gRPC's default backoff
-# grows to two minutes), and allow messages as large as a snapshot chunk batch.
-MAX_MESSAGE_BYTES = 64 << 20
-CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 500),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
-# The server accepts the clients' keepalive pings (every 10 s, idle or not); with
-# gRPC's default policy (one per 5 min without data) it answers an idle client's
-# pings with GOAWAY "too_many_pings" and drops the connection.
-SERVER_OPTIONS = CHANNEL_OPTIONS + [
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-    ("grpc.http2.max_ping_strikes", 0),
-]
 BATCH_BYTES_MAX = 4 << 20  # one RaftBatch stays under this (at least one message)
 PENDING_BYTES_MAX = 32 << 20  # per peer; beyond it, messages are dropped (Raft resends)
 RECONNECT_DELAY_S = 0.05

@@ -32,23 +32,21 @@ import itertools
 import logging
 import os
 import random
-import signal
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 
-from raftflow.cluster.config import NodeConfig
-from raftflow.cluster.errors import NodeError
-from raftflow.cluster.transport import SERVER_OPTIONS, PeerService, Transport
-from raftflow.cluster.workflows import WorkflowDriver, wall_ms
-from raftflow.proto import admin_pb2_grpc, client_pb2_grpc, peer_pb2_grpc, workflow_pb2_grpc
+from raftflow.cluster.node.config import NodeConfig
+from raftflow.cluster.node.errors import NodeError
+from raftflow.cluster.node.transport import Transport
 from raftflow.raft.disk import DiskStorage, StorageFailed
-from raftflow.raft.fs import OsFS
 from raftflow.raft.node import Node
 from raftflow.raft.types import NONE, AppendEntries, EntryKind, Heartbeat, InstallSnapshot, LeaseExpired, Message, NotLeader, ProposalDropped, RaftError, Ready, Role
-from raftflow.statemachine import Machine
+from raftflow.statemachine.machine import Machine
 from raftflow.statemachine.commands import Command, Op, encode_command, validate_op
 
 log = logging.getLogger("raftflow.node")
@@ -70,27 +68,6 @@ INLINE_SYNC_MAX_S = 0.002
 INLINE_BACKOFF_S = 10.0
 
 
-class _NoSyncFS(OsFS):
-    """For benchmarks only (`fsync = false`): writes reach the page cache, never
-    the disk, so a machine crash may lose acknowledged writes."""
-
-    def open_write(self, path: str):
-        return _NoSyncFile(super().open_write(path))
-
-    def sync_dir(self, path: str) -> None:
-        pass
-
-
-class _NoSyncFile:
-    def __init__(self, file) -> None:
-        self._file = file
-        self.write_at, self.allocate = file.write_at, file.allocate
-        self.truncate, self.close = file.truncate, file.close
-
-    def sync(self) -> None:
-        pass
-
-
 @dataclass(slots=True)
 class _Proposal:
     data: bytes
@@ -98,23 +75,44 @@ class _Proposal:
     command: Command  # what `data` encodes: applied as is when this entry commits here
 
 
-class RaftNode:
-    """One member of the cluster, running in this process's event loop."""
+def wall_ms() -> int:
+    """The leader's clock for the entries it proposes (statemachine: "now")."""
+    return int(time.time() * 1000)
 
-    def __init__(self, config: NodeConfig) -> None:
+
+class NodeHooks(Protocol):
+    """What runs beside the node and follows it: started with it, stopped before it
+    stops, told when the role changes and when entries (or a snapshot) applied."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def on_role(self, role: Role) -> None: ...
+
+    def on_applied(self, snapshot: bool = False) -> None: ...
+
+
+class RaftNode:
+    """One member of the cluster, running in this process's event loop. It is given
+    its parts: the state machine, the transport to its peers and its open log
+    storage (the node process builds them: cluster/node/server.py), and owns them
+    from then on (stop() closes the transport and the storage)."""
+
+    def __init__(
+        self, config: NodeConfig, *, machine: Machine, transport: Transport, storage: DiskStorage,
+        hooks: Iterable[NodeHooks] = (),
+    ) -> None:
         self.config = config
         self.id = config.id
         self.tick_s = config.tick_ms / 1000
-        self.machine = Machine(
-            session_ttl_ms=int(config.session_ttl_s * 1000), max_sessions=config.max_sessions,
-            workflow_limits=config.workflow_limits(),
-        )
-        self.transport = Transport(config.cluster_id, config.id, config.peers)
+        self.machine = machine
+        self.transport = transport
+        self.storage = storage
+        self.hooks: list[NodeHooks] = list(hooks)  # more may be added before start()
         self._disk = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"disk-{config.id}")
         self._storage_lock = threading.Lock()  # the disk thread writes, the loop reads back
-        self.storage: DiskStorage | None = None
         self.node: Node | None = None
-        self.server: grpc.aio.Server | None = None
         self._wake = asyncio.Event()
         self._driver_waiting = False  # on the disk thread or in a yield: inputs send early messages
         self._inline_from = 0.0  # time.monotonic() from which small Readys may sync on the loop again
@@ -131,21 +129,15 @@ class RaftNode:
         self._leader_unknown_since: float = time.monotonic()
         self._last_leader_contact: float | None = None
         self._tasks: list[asyncio.Task] = []
-        self.workflows = WorkflowDriver(self, rearm_grace_ms=config.rearm_grace_ms)
         self.stopped = asyncio.Event()
         self.failure: BaseException | None = None
 
     # --- start and stop -----------------------------------------------------------
 
     async def start(self) -> None:
+        """Load the log, start the driver and the ticks, then the transport and the
+        hooks. The caller serves the node's gRPC services (PeerService delivers here)."""
         cfg = self.config
-        create = not os.path.exists(os.path.join(cfg.data_dir, "raftflow.meta"))
-        fs = OsFS() if cfg.fsync else _NoSyncFS()
-        loop = asyncio.get_running_loop()
-        self.storage = await loop.run_in_executor(
-            self._disk,
-            lambda: DiskStorage(cfg.data_dir, cluster_id=cfg.cluster_id, node_id=cfg.id, create=create, fs=fs),
-        )
         durable = self.storage.load()
         if durable.snapshot is not None:
             self.machine.restore(durable.snapshot.data)
@@ -160,25 +152,13 @@ class RaftNode:
             self.node.log.last_index(), durable.hard_state.commit, "fsync on" if cfg.fsync else "FSYNC OFF",
             type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
-        self.server = grpc.aio.server(options=SERVER_OPTIONS)
-        from raftflow.cluster.services import AdminService, ClientService, WorkflowService  # noqa: PLC0415 (they import this module)
-
-        peer_pb2_grpc.add_PeerServicer_to_server(
-            PeerService(cfg.cluster_id, cfg.id, cfg.peers, self.deliver, self.transport.last_heard, self.transport.faults),
-            self.server
-        )
-        client_pb2_grpc.add_ClientServicer_to_server(ClientService(self), self.server)
-        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(self), self.server)
-        workflow_pb2_grpc.add_WorkflowsServicer_to_server(WorkflowService(self), self.server)
-        if self.server.add_insecure_port(cfg.listen_address) == 0:
-            raise OSError(f"cannot listen on {cfg.listen_address}: the address is in use or not local")
-        await self.server.start()
         self.transport.start()
         self._tasks = [
             asyncio.create_task(self._drive(), name="driver"),
             asyncio.create_task(self._tick(), name="ticker"),
         ]
-        self.workflows.start()
+        for hook in self.hooks:
+            hook.start()
         self._wake.set()
 
     async def stop(self) -> None:
@@ -192,17 +172,14 @@ class RaftNode:
         ticker = self._tasks[1] if len(self._tasks) > 1 else None
         if ticker is not None:
             ticker.cancel()
-        await self.workflows.stop()
+        for hook in self.hooks:
+            await hook.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             self._fail_everything(NodeError(grpc.StatusCode.UNAVAILABLE, f"node {self.id} is stopping"))
-            if self.server is not None:
-                await self.server.stop(0.2)
             await self.transport.close()
-            if self.storage is not None:
-                storage = self.storage
-                await asyncio.get_running_loop().run_in_executor(self._disk, storage.close)
+            await asyncio.get_running_loop().run_in_executor(self._disk, self.storage.close)
         except Exception as exc:  # noqa: BLE001 (a failed close must not leave the process hanging)
             log.error("node %d: error while stopping: %s", self.id, exc)
         finally:
@@ -212,12 +189,10 @@ class RaftNode:
             self.stopped.set()
 
     def _read_entries(self, lo: int, hi: int):
-        assert self.storage is not None
         with self._storage_lock:
             return self.storage.entries(lo, hi)
 
     def _persist(self, rd: Ready) -> None:
-        assert self.storage is not None
         started = time.perf_counter()
         if self.config.slow_disk_ms and rd.entries:
             time.sleep(self.config.slow_disk_ms / 1000)  # fault injection: slow log writes (disk thread only)
@@ -244,7 +219,6 @@ class RaftNode:
         )
 
     def _compact(self, snapshot) -> None:
-        assert self.storage is not None
         with self._storage_lock:
             self.storage.compact(snapshot)
 
@@ -350,6 +324,10 @@ class RaftNode:
         what = "no quorum" if reachable < quorum else "no leader yet"
         return f"{what}: {reachable} of {total} nodes reachable from node {self.id} (leader unknown since {since:.1f}s)"
 
+    def pending_proposals(self) -> int:
+        """Commands queued here or in the log, not yet applied."""
+        return len(self._queued) + len(self._waiting)
+
     def submit(self, timestamp_ms: int | None, session_id: int, seq: int, ack_floor: int, op: Op) -> asyncio.Future:
         """Queue a command for the log; the future gets (index, result) once it is
         applied. It fails with NodeError if it cannot be proposed here. A command
@@ -360,7 +338,7 @@ class RaftNode:
             raise NodeError(grpc.StatusCode.UNAVAILABLE, f"node {self.id} is stopping")
         if node.role is not Role.LEADER:
             raise self.leader_error()
-        pending = len(self._queued) + len(self._waiting)
+        pending = self.pending_proposals()
         if pending >= self.config.max_pending_proposals:
             raise NodeError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -527,7 +505,8 @@ class RaftNode:
         node.advance(rd)
         self._wake_applied_waiters()
         if rd.committed or rd.snapshot is not None:
-            self.workflows.on_applied(snapshot=rd.snapshot is not None)
+            for hook in self.hooks:
+                hook.on_applied(snapshot=rd.snapshot is not None)
 
     async def _apply(self, rd: Ready) -> None:
         """Apply the committed entries in order, answering the proposals waiting on
@@ -600,7 +579,8 @@ class RaftNode:
         else:
             self._last_leader_contact = now
         log.info("node %d is %s in term %d; leader %s", self.id, soft.role.value, self.node.term, soft.leader or "unknown")
-        self.workflows.on_role(soft.role)
+        for hook in self.hooks:
+            hook.on_role(soft.role)
         if soft.role is not Role.LEADER:
             error = self.leader_error()
             queued, self._queued = self._queued, []
@@ -691,20 +671,3 @@ class RaftNode:
 def _fail(future: asyncio.Future, error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
-
-
-async def serve(config: NodeConfig) -> int:
-    """Run a node until SIGTERM/SIGINT (graceful stop) or a storage failure."""
-    node = RaftNode(config)
-    await node.start()
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"raftflow node {config.id} serving on {config.listen_address} (pid {os.getpid()})", flush=True)
-    waiter = asyncio.create_task(stop.wait())
-    stopped = asyncio.create_task(node.stopped.wait())
-    await asyncio.wait([waiter, stopped], return_when=asyncio.FIRST_COMPLETED)
-    await node.stop()
-    waiter.cancel()
-    return 1 if node.failure is not None else 0

@@ -14,8 +14,8 @@ import argparse
 import json
 import sys
 
-from raftflow.cluster.commands import EXIT_FAILURE, EXIT_USAGE, CommandFailed
-from raftflow.statemachine.linearizability import (
+from raftflow.cluster.cli.common import EXIT_FAILURE, EXIT_USAGE, CommandFailed
+from raftflow.cluster.verify.linearizability import (
     MAX_STATES_PER_KEY,
     SHRINK_SECONDS,
     CheckResult,

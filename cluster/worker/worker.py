@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 from types import ModuleType
 
-from raftflow.cluster.activity import ActivityContext, ActivityInfo, Registry, failure_of
+from raftflow.cluster.worker.activity import ActivityContext, ActivityInfo, Registry, failure_of
 from raftflow.cluster.client import (
     AsyncClient,
     FailedPrecondition,
@@ -41,7 +41,7 @@ from raftflow.cluster.client import (
     RaftflowError,
     Unavailable,
 )
-from raftflow.cluster.workflow_client import LONG_POLL_S, MAX_POLL_TASKS, MAX_WAIT_MS, Task
+from raftflow.cluster.client.workflows import LONG_POLL_S, MAX_POLL_TASKS, MAX_WAIT_MS, Task
 from raftflow.statemachine.workflow.ops import MAX_REASON_CHARS, check_plain_data
 from raftflow.statemachine.workflow.retry import MAX_NAME_CHARS
 

@@ -18,11 +18,13 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 
-from raftflow.cluster.client import AsyncClient, InvalidArgument, OutcomeUnknown, Unavailable, run_sync
-from raftflow.cluster.workflow_proto import MAX_POLL_TASKS, MAX_WAIT_MS, pack_payload, unpack_payload
-from raftflow.proto import workflow_pb2, workflow_pb2_grpc
+from raftflow.cluster.client.errors import InvalidArgument, OutcomeUnknown, Unavailable
+from raftflow.cluster.client.sync import run_sync
+from raftflow.cluster.protocol.workflow_proto import MAX_POLL_TASKS, MAX_WAIT_MS, pack_payload, unpack_payload
+from raftflow.proto import client_pb2, workflow_pb2, workflow_pb2_grpc
 from raftflow.statemachine.workflow.definitions import WorkflowType, to_dict
 
 LONG_POLL_S = 20.0  # one WaitWorkflow / PollActivityTasks call; a longer wait is several
@@ -74,8 +76,18 @@ def description(reply: workflow_pb2.DescribeReply) -> dict:
     return _unpack(reply.details)
 
 
+class LeaderCaller(Protocol):
+    """What the workflow calls need of an AsyncClient."""
+
+    timeout: float
+
+    async def execute(self, build) -> client_pb2.CommandReply: ...
+
+    async def call_leader(self, stub, method: str, request, deadline: float): ...
+
+
 class AsyncWorkflows:
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: LeaderCaller) -> None:
         self._client = client
 
     # --- commands (exactly once) -------------------------------------------------------
@@ -170,12 +182,8 @@ class AsyncWorkflows:
     # --- reads (leader, linearizable) ---------------------------------------------------
 
     async def _read(self, method: str, request, deadline: float | None = None):
-        client = self._client
-        deadline = deadline or time.monotonic() + client.timeout
-        return await client._unary(
-            lambda stub: getattr(stub, method)(request, timeout=client._remaining(deadline)), deadline,
-            stub=workflow_pb2_grpc.WorkflowsStub,
-        )
+        deadline = deadline or time.monotonic() + self._client.timeout
+        return await self._client.call_leader(workflow_pb2_grpc.WorkflowsStub, method, request, deadline)
 
     async def describe(self, workflow_id: str) -> dict:
         return description(await self._read("Describe", workflow_pb2.DescribeRequest(workflow_id=workflow_id)))

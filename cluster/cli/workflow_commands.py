@@ -25,7 +25,7 @@ import signal
 import sys
 
 from raftflow.cluster.client import AsyncClient, RaftflowError
-from raftflow.cluster.commands import EXIT_FAILURE, EXIT_USAGE, CommandFailed, _add_common, _client, _endpoints
+from raftflow.cluster.cli.common import EXIT_FAILURE, EXIT_USAGE, CommandFailed, add_common, client_for, endpoints
 from raftflow.statemachine.workflow.definitions import load_definition
 from raftflow.statemachine.workflow.records import Status
 from raftflow.statemachine.workflow.retry import DefinitionError
@@ -39,7 +39,7 @@ def add_workflow_commands(sub) -> None:
 
     register = wf.add_parser("register", help="register the workflow type defined in FILE (.yaml, .yml or .json)")
     register.add_argument("file")
-    _add_common(register, output=True)
+    add_common(register, output=True)
     register.set_defaults(func=_cmd_register)
 
     start = wf.add_parser("start", help="start a workflow of type TYPE")
@@ -51,7 +51,7 @@ def add_workflow_commands(sub) -> None:
     start.add_argument(
         "--return-running", action="store_true", help="if a workflow with this id is running, attach to it instead of failing"
     )
-    _add_common(start, output=True)
+    add_common(start, output=True)
     start.set_defaults(func=_cmd_start)
 
     for name, what, func in (
@@ -61,31 +61,31 @@ def add_workflow_commands(sub) -> None:
     ):
         cmd = wf.add_parser(name, help=what, description=what)
         cmd.add_argument("workflow_id", metavar="ID")
-        _add_common(cmd, output=True)
+        add_common(cmd, output=True)
         cmd.set_defaults(func=func)
 
     listing = wf.add_parser("list", help="workflows, newest first")
     listing.add_argument("--status", choices=STATUSES, help="only workflows with this status")
     listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
-    _add_common(listing, output=True)
+    add_common(listing, output=True)
     listing.set_defaults(func=_cmd_list)
 
     sig = wf.add_parser("signal", help="send signal NAME to workflow ID")
     sig.add_argument("workflow_id", metavar="ID")
     sig.add_argument("name", metavar="NAME")
     sig.add_argument("--input", help="the signal's payload as JSON")
-    _add_common(sig, output=True)
+    add_common(sig, output=True)
     sig.set_defaults(func=_cmd_signal)
 
     cancel = wf.add_parser("cancel", help="cancel workflow ID: the completed steps' compensations run")
     cancel.add_argument("workflow_id", metavar="ID")
-    _add_common(cancel, output=True)
+    add_common(cancel, output=True)
     cancel.set_defaults(func=_cmd_cancel)
 
     terminate = wf.add_parser("terminate", help="stop workflow ID at once, without compensations")
     terminate.add_argument("workflow_id", metavar="ID")
     terminate.add_argument("--reason", default="", help="recorded in the history")
-    _add_common(terminate, output=True)
+    add_common(terminate, output=True)
     terminate.set_defaults(func=_cmd_terminate)
 
 
@@ -102,7 +102,7 @@ def add_worker_command(sub) -> None:
     worker.add_argument("--pollers", type=int, default=2, help="long polls in flight at once (default 2)")
     worker.add_argument("--identity", help="name in the leader's log (default host:pid)")
     worker.add_argument("--verbose", action="store_true", help="log every task taken and every report")
-    _add_common(worker)
+    add_common(worker)
     worker.set_defaults(func=_cmd_worker)
 
 
@@ -138,7 +138,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
         workflow_type = load_definition(args.file)
     except (DefinitionError, OSError) as exc:
         raise CommandFailed(" ".join(str(exc).split()), EXIT_USAGE) from None  # YAML's messages span lines
-    with _client(args) as client:
+    with client_for(args) as client:
         name, version = client.workflows.register(workflow_type)
     _emit(args, {"type_name": name, "version": version}, f"registered {name} version {version}")
     return 0
@@ -150,7 +150,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         raise CommandFailed("--id is empty; leave it out to get a generated id", EXIT_USAGE)
     if args.version < 0:
         raise CommandFailed(f"--version {args.version} must not be negative", EXIT_USAGE)
-    with _client(args) as client:
+    with client_for(args) as client:
         run = client.workflows.start(
             args.type, workflow_id=args.workflow_id, input=payload, version=args.version,
             return_running=args.return_running,
@@ -178,7 +178,7 @@ def _outcome_text(d: dict) -> str:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         d = client.workflows.describe(args.workflow_id)
     _emit(args, d, _describe_text(d))
     return 0
@@ -228,7 +228,7 @@ def _error_text(error: dict) -> str:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         events = client.workflows.history(args.workflow_id)
     if args.output == "json":
         print(_show_json(events))
@@ -251,7 +251,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= 10_000:
         raise CommandFailed(f"--limit {args.limit} must be from 1 to 10000", EXIT_USAGE)
-    with _client(args) as client:
+    with client_for(args) as client:
         rows = client.workflows.list(status=args.status, limit=args.limit)
     if args.output == "json":
         print(_show_json(rows))
@@ -265,14 +265,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_signal(args: argparse.Namespace) -> int:
     payload = _json_arg(args.input, "--input")
-    with _client(args) as client:
+    with client_for(args) as client:
         client.workflows.signal(args.workflow_id, args.name, payload)
     _emit(args, {"workflow_id": args.workflow_id, "signal": args.name}, f"signaled {args.workflow_id}: {args.name}")
     return 0
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         status = client.workflows.cancel(args.workflow_id)
     _emit(args, {"workflow_id": args.workflow_id, "status": status},
           f"canceled {args.workflow_id}: {status} (compensations of completed steps run)")
@@ -280,7 +280,7 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_terminate(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         status = client.workflows.terminate(args.workflow_id, args.reason)
     _emit(args, {"workflow_id": args.workflow_id, "status": status}, f"terminated {args.workflow_id}")
     return 0
@@ -311,15 +311,15 @@ def import_activities(spec: str):
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from raftflow.cluster.worker import Worker  # noqa: PLC0415
+    from raftflow.cluster.worker.worker import Worker  # noqa: PLC0415
 
     modules = [import_activities(spec) for spec in args.activities]
-    endpoints = _endpoints(args)
+    addresses = endpoints(args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     logging.getLogger("grpc").setLevel(logging.WARNING)  # its debug lines are about gRPC, not tasks
 
     async def main() -> int:
-        async with AsyncClient(endpoints, timeout=args.timeout) as client:
+        async with AsyncClient(addresses, timeout=args.timeout) as client:
             try:
                 worker = Worker(
                     client, task_queue=args.task_queue, activities=modules, concurrency=args.concurrency,

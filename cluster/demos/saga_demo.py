@@ -27,11 +27,11 @@ import tempfile
 import time
 from collections import Counter
 
-from raftflow.cluster import launcher
+from raftflow.cluster.local import launcher
 from raftflow.cluster.client import AsyncClient, Client, RaftflowError, run_sync
-from raftflow.cluster.demo import _leader, _Timeline, converged_hashes, start_cluster
+from raftflow.cluster.demos.narration import Narrator, leader_of, start_cluster
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 EXAMPLE = os.path.join(ROOT, "examples", "order_saga")
 UNSHIPPABLE_EVERY = 7  # order ids divisible by this have address "nowhere": compensated
 EFFECTS = {"completed": {"reserve", "charge", "ship"}, "compensated": {"reserve", "charge", "refund", "release"}}
@@ -52,7 +52,7 @@ def expected_status(order: dict) -> str:
 def start_worker(directory: str, endpoints: list[str], ledger: str) -> subprocess.Popen:
     log = open(os.path.join(directory, "worker.log"), "ab")  # noqa: SIM115 (the child keeps it)
     return subprocess.Popen(
-        [sys.executable, "-m", "raftflow.cluster.cli", "worker", "--activities", os.path.join(EXAMPLE, "activities.py"),
+        [sys.executable, "-m", "raftflow", "worker", "--activities", os.path.join(EXAMPLE, "activities.py"),
          "--task-queue", "orders", "--concurrency", os.environ.get("RAFTFLOW_DEMO_CONCURRENCY", "16"), "--endpoints", ",".join(endpoints), "--timeout", "10", *(["--verbose"] if os.environ.get("RAFTFLOW_DEMO_VERBOSE") else [])],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
         env={**os.environ, "RAFTFLOW_LEDGER": ledger},
@@ -128,7 +128,7 @@ def run_saga_demo(directory: str | None = None, count: int = 40) -> int:
     keep = directory is not None
     directory = os.path.abspath(directory or tempfile.mkdtemp(prefix="raftflow-saga-"))
     ledger = os.path.join(directory, "ledger")
-    t = _Timeline()
+    t = Narrator()
     cluster = launcher.create(directory, 3, 0, ports=launcher.free_ports(3), rearm_grace_ms=2000)
     problems: list[str] = []
     worker = None
@@ -154,7 +154,7 @@ def run_saga_demo(directory: str | None = None, count: int = 40) -> int:
             os.kill(victim.pid, signal.SIGKILL)
             t.say(f"SIGKILL node {leader} (the leader) with {count - _closed_count_safe(client)} sagas still open")
             outcomes = run_sync(_wait_all(cluster.endpoints, batch, timeout=60))
-            new_leader = _leader(cluster, client, exclude=frozenset({leader}))
+            new_leader = leader_of(cluster, client, exclude=frozenset({leader}))
             statuses = Counter(o["status"] for o in outcomes.values())
             t.say(f"node {new_leader} leads now; all {len(outcomes)} sagas closed in {time.monotonic() - started:.1f}s: "
                   + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
@@ -162,7 +162,7 @@ def run_saga_demo(directory: str | None = None, count: int = 40) -> int:
             launcher.stop_node(cluster, victim, kill=True)
             launcher.start_node(cluster, victim)
             t.say(f"restarted node {leader} with its data; it catches up from the leader")
-            applied, hashes = converged_hashes(cluster, client)
+            applied, hashes = launcher.converged_hashes(cluster, client)
             t.say(f"every node applied index {applied}; state hashes: "
                   + ", ".join(f"node {i} {h[:12]}" for i, h in sorted(hashes.items())))
             if len(set(hashes.values())) != 1:

@@ -16,10 +16,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from raftflow.cluster import launcher
+from raftflow.cluster.local import launcher
 from raftflow.cluster.client import Client, RaftflowError, Unavailable
-from raftflow.cluster.demo import _leader, converged_hashes
-from raftflow.cluster.partition_commands import cut_plan, fault_protos
+from raftflow.cluster.demos.narration import leader_of
+from raftflow.cluster.local.partitions import cut_plan, fault_protos
 
 REFUSE_WITHIN_S = 5.0
 
@@ -75,7 +75,7 @@ def run_cap_demo(directory: str | None = None, plot: str | None = None) -> int:
         for m in cluster.members:
             launcher.start_node(cluster, m)
         with Client(cluster.endpoints, timeout=10.0, no_leader_timeout=5.0) as client:
-            leader = _leader(cluster, client)
+            leader = leader_of(cluster, client)
             t.add("start 5 nodes", "all", f"node {leader} leads", "ok")
             client.put("color", b"blue")
             t.add("put color=blue", f"{leader}", "ok (on a majority)", "ok")
@@ -163,7 +163,7 @@ def _split_story(t: Timeline, cluster: launcher.ClusterFile, client: Client, lea
         figures["minority converges after heal in"] = time.monotonic() - healed_at
         t.add("get color (stale)", f"{minority[1]}", f"green: caught up {figures['minority converges after heal in'] * 1000:.0f} ms after heal", "ok")
     try:
-        applied, hashes = converged_hashes(cluster, client)
+        applied, hashes = launcher.converged_hashes(cluster, client)
     except launcher.LauncherError as exc:
         t.add("state hashes", "all", str(exc), "refused")
         problems.append(str(exc))

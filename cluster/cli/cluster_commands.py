@@ -1,9 +1,4 @@
-"""`raftflow node|cluster|kv ...`: the subcommands that run and talk to a cluster.
-
-Endpoints come from `--endpoints host:port,...`, else RAFTFLOW_ENDPOINTS, else the
-cluster file in `--dir` (default ./.raftflow). Results go to stdout (`-o json` for
-machine-readable output); a failure is one line on stderr and a non-zero exit.
-"""
+"""`raftflow node|cluster|kv ...`: the subcommands that run and talk to a cluster."""
 
 from __future__ import annotations
 
@@ -15,82 +10,22 @@ import os
 import signal
 import sys
 
-from raftflow.cluster import launcher
-from raftflow.cluster.client import Client, InvalidArgument, RaftflowError, parse_endpoints
-from raftflow.cluster.config import ConfigError, load_config
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-
-class CommandFailed(Exception):
-    """One line for stderr; the exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _add_common(parser: argparse.ArgumentParser, *, output: bool = False) -> None:
-    parser.add_argument("--dir", default=launcher.DEFAULT_DIR, help="cluster folder (default ./.raftflow)")
-    parser.add_argument(
-        "--endpoints", help="host:port,... of the nodes (default: RAFTFLOW_ENDPOINTS, else the cluster file in --dir)"
-    )
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds a command may take, retries included")
-    if output:
-        parser.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
-
-
-def add_commands(sub) -> None:
-    from raftflow.cluster.check_command import add_check_command  # noqa: PLC0415
-    from raftflow.cluster.partition_commands import add_partition_commands  # noqa: PLC0415
-    from raftflow.cluster.workflow_commands import add_worker_command, add_workflow_commands  # noqa: PLC0415
-
-    _add_node_commands(sub)
-    _add_cluster_commands(sub)
-    _add_kv_commands(sub)
-    add_partition_commands(sub)
-    add_check_command(sub)
-    add_workflow_commands(sub)
-    add_worker_command(sub)
-    demo = sub.add_parser(
-        "demo", help="a narrated run on a real 3-node cluster (saga: the order saga; kv: writes)",
-        description="saga (default): 3 nodes and a worker on 127.0.0.1, a batch of order sagas (some compensated, "
-        "some retried), the leader SIGKILLed mid-way and restarted; checks every saga's outcome, that each effect "
-        "happened once per idempotency key, and that all nodes agree. kv: writes through the client with the "
-        "leader SIGKILLed mid-way; checks every acknowledged write is there exactly once on every node.",
-    )
-    demo.add_argument("which", nargs="?", choices=("saga", "kv", "cap"), default="saga",
-                      help="which demo (default saga; cap: a 2|3 split on 5 nodes, the CAP trade-off)")
-    demo.add_argument("--plot", metavar="FILE.png", help="cap: draw the timeline (needs matplotlib)")
-    demo.add_argument("--dir", help="keep the cluster's files here (default: a temporary folder, removed)")
-    demo.add_argument("--writes", type=int, default=300, help="kv: writes in all (default 300)")
-    demo.add_argument("--workflows", type=int, default=40, help="saga: order sagas in the batch (default 40)")
-    demo.set_defaults(func=_cmd_demo)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    if args.which == "cap":
-        from raftflow.cluster.cap_demo import run_cap_demo  # noqa: PLC0415
-
-        return run_cap_demo(args.dir, args.plot)
-    if args.which == "saga":
-        from raftflow.cluster.saga_demo import run_saga_demo  # noqa: PLC0415
-
-        if not 7 <= args.workflows <= 5000:
-            raise CommandFailed(f"--workflows {args.workflows}: from 7 to 5000", EXIT_USAGE)
-        return run_saga_demo(args.dir, args.workflows)
-    from raftflow.cluster.demo import run_demo  # noqa: PLC0415
-
-    if args.writes < 2:
-        raise CommandFailed(f"--writes {args.writes}: at least 2", EXIT_USAGE)
-    return run_demo(args.dir, args.writes)
-
+from raftflow.cluster.cli.common import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    CommandFailed,
+    add_common,
+    client_for,
+    faults_text,
+)
+from raftflow.cluster.client import Client
+from raftflow.cluster.local import launcher
+from raftflow.cluster.node.config import ConfigError, load_config
 
 # --- node ---------------------------------------------------------------------------
 
 
-def _add_node_commands(sub) -> None:
+def add_node_commands(sub) -> None:
     node = sub.add_parser("node", help="run one node, or stop/kill/start a node of a local cluster")
     node_sub = node.add_subparsers(dest="node_command", metavar="COMMAND", required=True, parser_class=type(node))
     run = node_sub.add_parser(
@@ -136,7 +71,7 @@ def _parse_peers(text: str) -> dict[str, str]:
 
 
 def _cmd_node_run(args: argparse.Namespace) -> int:
-    from raftflow.cluster.node import serve  # noqa: PLC0415 (grpc server imports only when needed)
+    from raftflow.cluster.node.server import serve  # noqa: PLC0415 (grpc server imports only when needed)
 
     overrides = {
         "id": args.id, "listen": args.listen, "data_dir": args.data_dir, "cluster_id": args.cluster_id,
@@ -197,7 +132,7 @@ def _cmd_node_signal(args: argparse.Namespace) -> int:
 # --- cluster ------------------------------------------------------------------------
 
 
-def _add_cluster_commands(sub) -> None:
+def add_cluster_commands(sub) -> None:
     cluster = sub.add_parser("cluster", help="start, inspect and stop a local cluster")
     cluster_sub = cluster.add_subparsers(dest="cluster_command", metavar="COMMAND", required=True, parser_class=type(cluster))
     up = cluster_sub.add_parser(
@@ -216,7 +151,7 @@ def _add_cluster_commands(sub) -> None:
     up.set_defaults(func=_cmd_cluster_up)
 
     status = cluster_sub.add_parser("status", help="per node: address, up/down, role, term, leader, log indexes")
-    _add_common(status, output=True)
+    add_common(status, output=True)
     status.set_defaults(func=_cmd_cluster_status)
 
     down = cluster_sub.add_parser("down", help="stop every node of the local cluster (SIGTERM)")
@@ -225,22 +160,8 @@ def _add_cluster_commands(sub) -> None:
 
     transfer = cluster_sub.add_parser("transfer-leader", help="hand leadership to node ID")
     transfer.add_argument("id", type=int, help="the node to lead")
-    _add_common(transfer)
+    add_common(transfer)
     transfer.set_defaults(func=_cmd_transfer)
-
-
-def _endpoints(args: argparse.Namespace) -> list[str]:
-    text = args.endpoints or os.environ.get("RAFTFLOW_ENDPOINTS")
-    if text:
-        try:
-            return parse_endpoints(text)
-        except InvalidArgument as exc:
-            raise CommandFailed(str(exc), EXIT_USAGE) from None
-    return launcher.ClusterFile.load(args.dir).endpoints
-
-
-def _client(args: argparse.Namespace) -> Client:
-    return Client(_endpoints(args), timeout=args.timeout)
 
 
 def _cmd_cluster_up(args: argparse.Namespace) -> int:
@@ -291,14 +212,6 @@ def _status_rows(client: Client, cluster: launcher.ClusterFile | None) -> list[d
     return rows
 
 
-def faults_text(faults) -> str:
-    """A node's PeerFaults (admin_pb2) as `raftflow cluster status` and `partition show`
-    print them: 'cut from 3,4,5; +100ms both ways with 1'."""
-    from raftflow.cluster.faults import PeerFault, describe_faults  # noqa: PLC0415
-
-    return describe_faults([PeerFault(f.peer_id, f.drop_out, f.drop_in, f.delay_out_ms, f.delay_in_ms) for f in faults])
-
-
 def _member_id(cluster: launcher.ClusterFile | None, endpoint: str) -> int | None:
     if cluster is None:
         return None
@@ -327,7 +240,7 @@ def _cmd_cluster_status(args: argparse.Namespace) -> int:
     cluster = None
     if not (args.endpoints or os.environ.get("RAFTFLOW_ENDPOINTS")):
         cluster = launcher.ClusterFile.load(args.dir)
-    with _client(args) as client:
+    with client_for(args) as client:
         rows = _status_rows(client, cluster)
     _print_status(rows, args.output)
     if not any(r["up"] for r in rows):
@@ -346,7 +259,7 @@ def _cmd_cluster_down(args: argparse.Namespace) -> int:
 
 
 def _cmd_transfer(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         reply = client.transfer_leader(args.id)
     print(f"node {reply.leader_id} leads in term {reply.term}")
     return 0
@@ -355,13 +268,13 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
 # --- kv -----------------------------------------------------------------------------
 
 
-def _add_kv_commands(sub) -> None:
+def add_kv_commands(sub) -> None:
     kv = sub.add_parser("kv", help="put, get, delete and compare-and-swap keys")
     kv_sub = kv.add_subparsers(dest="kv_command", metavar="COMMAND", required=True, parser_class=type(kv))
     put = kv_sub.add_parser("put", help="set KEY to VALUE")
     put.add_argument("key")
     put.add_argument("value")
-    _add_common(put, output=True)
+    add_common(put, output=True)
     put.set_defaults(func=_cmd_kv_put)
     get = kv_sub.add_parser("get", help="read KEY")
     get.add_argument("key")
@@ -370,17 +283,17 @@ def _add_kv_commands(sub) -> None:
         help="linearizable (ReadIndex, default), lease (leader lease), stale (any node's applied state)",
     )
     get.add_argument("--node", type=int, help="stale reads: ask this node (by id, from the cluster file)")
-    _add_common(get, output=True)
+    add_common(get, output=True)
     get.set_defaults(func=_cmd_kv_get)
     delete = kv_sub.add_parser("delete", help="delete KEY")
     delete.add_argument("key")
-    _add_common(delete, output=True)
+    add_common(delete, output=True)
     delete.set_defaults(func=_cmd_kv_delete)
     cas = kv_sub.add_parser("cas", help="set KEY to NEW if its value is EXPECTED")
     cas.add_argument("key")
     cas.add_argument("expected", help="the value KEY must hold now")
     cas.add_argument("new")
-    _add_common(cas, output=True)
+    add_common(cas, output=True)
     cas.set_defaults(func=_cmd_kv_cas)
 
 
@@ -400,21 +313,21 @@ def _print_write(args: argparse.Namespace, result, text: str) -> None:
 
 
 def _cmd_kv_put(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         result = client.put(args.key, args.value.encode())
     _print_write(args, result, f"OK (revision {result.revision})")
     return 0
 
 
 def _cmd_kv_delete(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         result = client.delete(args.key)
     _print_write(args, result, f"deleted {args.key}" if result.succeeded else f"{args.key} did not exist")
     return 0 if result.succeeded else EXIT_FAILURE
 
 
 def _cmd_kv_cas(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         result = client.cas(args.key, args.new.encode(), expected_value=args.expected.encode())
     if result.succeeded:
         _print_write(args, result, f"OK (revision {result.revision})")
@@ -430,7 +343,7 @@ def _cmd_kv_get(args: argparse.Namespace) -> int:
         if args.consistency != "stale":
             raise CommandFailed("--node works with --consistency stale; other reads go to the leader", EXIT_USAGE)
         endpoint = launcher.ClusterFile.load(args.dir).member(args.node).address
-    with _client(args) as client:
+    with client_for(args) as client:
         result = client.get(args.key, consistency=args.consistency, endpoint=endpoint)
     if args.output == "json":
         print(json.dumps({
@@ -448,16 +361,3 @@ def _cmd_kv_get(args: argparse.Namespace) -> int:
     return 0 if result.kv is not None else EXIT_FAILURE
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run a subcommand; expected failures become one line on stderr."""
-    try:
-        return args.func(args)
-    except CommandFailed as exc:
-        print(f"raftflow: {exc}", file=sys.stderr)
-        return exc.code
-    except InvalidArgument as exc:
-        print(f"raftflow: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (RaftflowError, launcher.LauncherError, ConfigError) as exc:
-        print(f"raftflow: {exc}", file=sys.stderr)
-        return EXIT_FAILURE

@@ -20,10 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from raftflow.cluster.commands import EXIT_USAGE, CommandFailed, _add_common, _client, faults_text
+from raftflow.cluster.cli.common import EXIT_USAGE, CommandFailed, add_common, client_for, faults_text
 from raftflow.cluster.client import Client, RaftflowError
-from raftflow.cluster.faults import MAX_DELAY_MS
-from raftflow.proto import admin_pb2
+from raftflow.cluster.protocol.faults import MAX_DELAY_MS
+from raftflow.cluster.local.partitions import Plan, cut_plan, fault_protos, plan_of
 
 
 def add_partition_commands(sub) -> None:
@@ -44,14 +44,11 @@ def add_partition_commands(sub) -> None:
     heal = ps.add_parser("heal", help="remove every fault: all messages flow again")
     show = ps.add_parser("show", help="the faults each node injects now")
     for cmd in (isolate, split, oneway, delay, heal, show):
-        _add_common(cmd, output=True)
+        add_common(cmd, output=True)
         cmd.set_defaults(func=_cmd_partition)
 
 
 # --- planning: node id -> {peer id -> fault fields} -------------------------------------
-
-Plan = dict[int, dict[int, dict[str, int | bool]]]
-
 
 def parse_sides(text: str, members: list[int]) -> list[set[int]]:
     sides = []
@@ -76,29 +73,6 @@ def parse_sides(text: str, members: list[int]) -> list[set[int]]:
     if missing:
         raise CommandFailed(f"sides {text!r}: node(s) {missing} are on no side; every member must be on one", EXIT_USAGE)
     return sides
-
-
-def fault_protos(peers: dict[int, dict[str, int | bool]]) -> list[admin_pb2.PeerFault]:
-    """One node's part of a plan, as the SetFaults request carries it."""
-    return [admin_pb2.PeerFault(peer_id=peer, **fields) for peer, fields in sorted(peers.items())]
-
-
-def plan_of(faults) -> dict[int, dict[str, int | bool]]:
-    """A node's faults (admin_pb2.PeerFault, from its status) as its part of a plan."""
-    return {
-        f.peer_id: {"drop_out": f.drop_out, "drop_in": f.drop_in, "delay_out_ms": f.delay_out_ms,
-                    "delay_in_ms": f.delay_in_ms}
-        for f in faults
-    }
-
-
-def cut_plan(members: list[int], sides: list[set[int]]) -> Plan:
-    """Each node cut, both ways, from every node not on its side."""
-    side_of = {node: i for i, side in enumerate(sides) for node in side}
-    return {
-        node: {peer: {"drop_out": True, "drop_in": True} for peer in members if side_of[peer] != side_of[node]}
-        for node in members
-    }
 
 
 def _check_member(node: int, members: list[int], what: str) -> None:
@@ -169,7 +143,7 @@ def _members(client: Client) -> tuple[list[int], dict[int, str], Plan, list[str]
 def _cmd_partition(args: argparse.Namespace) -> int:
     if args.partition_command == "delay" and not 0 <= args.ms <= MAX_DELAY_MS:
         raise CommandFailed(f"delay {args.ms} ms: from 0 to {MAX_DELAY_MS}", EXIT_USAGE)
-    with _client(args) as client:
+    with client_for(args) as client:
         members, addresses, current, down = _members(client)
         if args.partition_command == "show":
             return _show(args, members, addresses, current, down)

@@ -17,10 +17,9 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from raftflow.cluster import launcher
+from raftflow.cluster.local import launcher
 from raftflow.cluster.client import AsyncClient, Busy, Client, InvalidArgument, RaftflowError, Unavailable, run_sync
-from raftflow.cluster.demo import converged_hashes
-from raftflow.cluster.partition_commands import cut_plan, fault_protos
+from raftflow.cluster.local.partitions import cut_plan, fault_protos
 
 KEYS = ("x", "y", "z")
 VALUES_PER_CLIENT = 1_000_000
@@ -154,7 +153,7 @@ def run(cluster: launcher.ClusterFile, *, seed: int, duration_s: float, clients:
     result = NemesisResult(seed, history, faults)
     with Client(cluster.endpoints, timeout=5.0, no_leader_timeout=5.0) as admin:
         _heal_everything(cluster, admin)
-        result.hashes = converged_hashes(cluster, admin, timeout=30.0)[1]
+        result.hashes = launcher.converged_hashes(cluster, admin, timeout=30.0)[1]
         for key in KEYS:
             invoke = time.monotonic() - started
             read = admin.get(key, consistency="linearizable")

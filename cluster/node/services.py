@@ -11,10 +11,12 @@ import time
 import grpc
 import msgpack
 
-from raftflow.cluster.client import LEADER_METADATA, MAYBE_APPLIED_METADATA, NODE_METADATA, status_code
-from raftflow.cluster.faults import PeerFault, describe_faults
-from raftflow.cluster.node import VERSION, NodeError, RaftNode
-from raftflow.cluster.workflow_proto import (
+from raftflow.cluster.protocol.wire import LEADER_METADATA, MAYBE_APPLIED_METADATA, NODE_METADATA, status_code
+from raftflow.cluster.protocol.faults import PeerFault, describe_faults
+from raftflow.cluster.node.errors import NodeError
+from raftflow.cluster.node.raftnode import VERSION, RaftNode
+from raftflow.cluster.node.workflow_driver import WorkflowDriver
+from raftflow.cluster.protocol.workflow_proto import (
     DEFAULT_LIST_LIMIT,
     MAX_LIST_LIMIT,
     MAX_POLL_TASKS,
@@ -282,7 +284,7 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
             term=st.term, leader_id=st.leader, leader_address=rn.config.peers.get(st.leader, ""),
             last_index=st.last_index, commit_index=st.commit, applied_index=rn.machine.applied_index,
             snapshot_index=st.snapshot_index, leader_unknown_s=rn.leader_unknown_s(), pid=os.getpid(),
-            pending_proposals=len(rn._queued) + len(rn._waiting), version=VERSION,
+            pending_proposals=rn.pending_proposals(), version=VERSION,
             faults=[_fault_to_proto(f) for f in rn.transport.faults.faults()],
         )
         for peer_id, address in sorted(rn.config.peers.items()):
@@ -342,6 +344,9 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
 
 
 class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
+    def __init__(self, node: RaftNode, driver: WorkflowDriver) -> None:
+        super().__init__(node)
+        self.driver = driver
     """Reads of the engine and the long polls; all served by the leader after a
     ReadIndex round (proto/workflow.proto)."""
 
@@ -415,7 +420,7 @@ class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
         if request.wait_ms > MAX_WAIT_MS:
             await self._invalid(context, f"wait_ms={request.wait_ms} is above {MAX_WAIT_MS}")
         try:
-            tasks = await self.node.workflows.poll(
+            tasks = await self.driver.poll(
                 request.task_queue, request.max_tasks, request.wait_ms / 1000, request.identity
             )
         except NodeError as error:
@@ -427,7 +432,7 @@ class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
             await self._invalid(context, f"wait_ms={request.wait_ms} is above {MAX_WAIT_MS}")
         await self._described(context, request.workflow_id)
         try:
-            described = await self.node.workflows.wait_closed(request.workflow_id, request.run_id, request.wait_ms / 1000)
+            described = await self.driver.wait_closed(request.workflow_id, request.run_id, request.wait_ms / 1000)
         except NodeError as error:
             await self._abort(context, error)
         if described is None:

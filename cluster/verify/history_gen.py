@@ -10,7 +10,7 @@ import random
 
 from raftflow.statemachine.commands import Cas, Delete, Put
 from raftflow.statemachine.kv import KvStore
-from raftflow.statemachine.linearizability import Kind, Operation, Outcome
+from raftflow.cluster.verify.linearizability import Kind, Operation, Outcome
 
 
 def random_history(

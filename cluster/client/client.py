@@ -27,72 +27,28 @@ from dataclasses import dataclass
 
 import grpc
 
-from raftflow.cluster.config import ConfigError, parse_address
-from raftflow.cluster.transport import CHANNEL_OPTIONS
+from raftflow.cluster.protocol.wire import (
+    CHANNEL_OPTIONS,
+    LEADER_METADATA,
+    NODE_METADATA,
+    parse_address,
+    status_code,
+)
+from raftflow.cluster.client.errors import (
+    Busy,
+    InvalidArgument,
+    OutcomeUnknown,
+    RaftflowError,
+    REJECTION_ERRORS,
+    Unavailable,
+    rejection,
+)
+from raftflow.cluster.client.sync import run_sync
+from raftflow.cluster.client.workflows import AsyncWorkflows, Workflows
+from raftflow.raft.config import ConfigError
 from raftflow.proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc
 
-# Trailing metadata on the errors a node reports itself (the node's services set
-# them, this client reads them): which node answered (so not the network), where the
-# leader is ("ID ADDRESS"), and that the command is in the log and may still apply.
-NODE_METADATA = "raftflow-node"
-LEADER_METADATA = "raftflow-leader"
-MAYBE_APPLIED_METADATA = "raftflow-maybe-applied"
 CONSISTENCY_LEVELS = {"linearizable": client_pb2.LINEARIZABLE, "lease": client_pb2.LEASE, "stale": client_pb2.STALE}
-
-
-class RaftflowError(Exception):
-    """Base of every client failure; str() is one line naming the cause."""
-
-
-class Unavailable(RaftflowError):
-    """No node reachable, no quorum, or no leader within the grace period."""
-
-
-class InvalidArgument(RaftflowError):
-    """The request is malformed; nothing was changed."""
-
-
-class Busy(RaftflowError):
-    """The leader refused the command for lack of room until the deadline."""
-
-
-class OutcomeUnknown(RaftflowError):
-    """The deadline passed while the command may or may not have been applied."""
-
-
-class NotFound(RaftflowError):
-    """No such workflow, run or workflow type."""
-
-
-class AlreadyExists(RaftflowError):
-    """A workflow with this id is running (start it with return_running to get it)."""
-
-
-class FailedPrecondition(RaftflowError):
-    """The command does not apply to the state it met: a stale task token (the
-    attempt timed out, was retried or the workflow closed), a closed workflow."""
-
-
-class Rejected(RaftflowError):
-    """The workflow engine refused the command (it changed nothing); `code` says how."""
-
-    def __init__(self, message: str, code: grpc.StatusCode) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-_REJECTION_ERRORS = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: Busy,
-}
-
-
-def rejection(code: grpc.StatusCode, message: str) -> RaftflowError:
-    """The exception for a command the engine refused (applied, changed nothing)."""
-    return _REJECTION_ERRORS.get(code, RaftflowError)(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,11 +263,9 @@ class AsyncClient:
         return self
 
     @property
-    def workflows(self):
-        """Workflow commands, reads and long polls (cluster/workflow_client.py)."""
+    def workflows(self) -> AsyncWorkflows:
+        """Workflow commands, reads and long polls (cluster/client/workflows.py)."""
         if self._workflows is None:
-            from raftflow.cluster.workflow_client import AsyncWorkflows  # noqa: PLC0415 (it imports this module)
-
             self._workflows = AsyncWorkflows(self)
         return self._workflows
 
@@ -383,6 +337,13 @@ class AsyncClient:
     def _remaining(self, deadline: float) -> float:
         return max(0.001, deadline - time.monotonic())
 
+    async def call_leader(self, stub, method: str, request, deadline: float):
+        """One unary RPC `stub(channel).method(request)` on the leader, following
+        hints and retrying until the deadline or the no-leader grace ends."""
+        return await self._unary(
+            lambda s: getattr(s, method)(request, timeout=self._remaining(deadline)), deadline, stub=stub
+        )
+
     async def _unary(self, call, deadline: float, *, stub=client_pb2_grpc.ClientStub):
         """Run `call(stub)` against the leader, following hints and retrying until
         the deadline or the no-leader grace ends."""
@@ -413,7 +374,7 @@ class AsyncClient:
             tracker.no_leader(message)
         elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             tracker.busy(message)
-        elif code in _REJECTION_ERRORS:
+        elif code in REJECTION_ERRORS:
             raise rejection(code, message) from None
         else:
             raise RaftflowError(f"{code.name}: {message}") from None
@@ -605,12 +566,6 @@ class AsyncClient:
         )
 
 
-_STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
-
-
-def status_code(number: int) -> grpc.StatusCode:
-    """The gRPC status a CommandReply.code carries."""
-    return _STATUS_BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
 
 
 def _one_node_error(endpoint: str, exc: grpc.aio.AioRpcError) -> RaftflowError:
@@ -687,22 +642,6 @@ class _Tracker:
         await self.client._backoff(self.attempts, self.deadline)
 
 
-_shared_loop: asyncio.AbstractEventLoop | None = None
-
-
-def run_sync(coro):
-    """Run `coro` to completion on this process's one private event loop.
-
-    gRPC's asyncio support binds to an event loop and misbehaves once that loop is
-    closed ("Event loop is closed" from its poller), so every blocking `Client` in
-    a process shares one loop that is never closed. Not for use from inside a
-    running event loop, nor from two threads at once."""
-    global _shared_loop
-    if _shared_loop is None:
-        _shared_loop = asyncio.new_event_loop()
-    return _shared_loop.run_until_complete(coro)
-
-
 class Client:
     """The blocking twin of `AsyncClient`, for scripts and the CLI. Use it from
     one thread at a time."""
@@ -730,9 +669,7 @@ class Client:
             self._run(self._client.close())
 
     @property
-    def workflows(self):
-        from raftflow.cluster.workflow_client import Workflows  # noqa: PLC0415 (it imports this module)
-
+    def workflows(self) -> Workflows:
         return Workflows(self._client.workflows)
 
     def put(self, key: str, value: bytes) -> WriteResult:

@@ -1,0 +1,5 @@
+import sys
+
+from raftflow.cluster.cli.main import main
+
+sys.exit(main())

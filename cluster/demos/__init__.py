@@ -1,0 +1,1 @@
+"""The narrated demos behind `raftflow demo`: saga, kv and cap."""

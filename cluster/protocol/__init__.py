@@ -1,0 +1,1 @@
+"""What a node and its callers agree on beyond the .proto files."""
