@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from raftflow.cluster.worker.activity import ActivityContext, ActivityInfo, ApplicationError, Registry, failure_of
 from raftflow.statemachine import Machine
-from raftflow.statemachine.commands import Command, OpenSession, Rejected, encode_command
+from raftflow.statemachine.commands import Command, OpenSession, Rejected, RejectReason, encode_command
 from raftflow.statemachine.workflow.definitions import ActivityStep, ParallelStep, WorkflowType, encode_definition, load_definition
 from raftflow.statemachine.workflow.records import CLOSED, ActivityTask, Status, WorkflowRejected, WorkflowRejectReason
 from raftflow.statemachine.workflow.events import Event, EventType
@@ -102,7 +102,7 @@ class _Injection:
 @dataclass(slots=True)
 class _Session:
     session_id: int
-    seqs: Iterable[int] = field(default_factory=lambda: itertools.count(1))
+    seqs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
 
 class WorkflowEnvironment:
@@ -116,6 +116,7 @@ class WorkflowEnvironment:
     ) -> None:
         self.registry = Registry(activities)
         self.machine = Machine(workflow_limits=limits)
+        self.limits = limits
         self.now_ms = start_ms
         self.activity_ms = activity_ms
         self._index = itertools.count(1)
@@ -123,8 +124,7 @@ class WorkflowEnvironment:
         self._injections: list[_Injection] = []
         self._hung: set[tuple[int, int]] = set()  # (task_id, attempt) that never report
         self._loop: asyncio.AbstractEventLoop | None = None
-        opened = self._apply(0, 0, OpenSession())
-        self._session = _Session(opened.session_id)
+        self._session = self._open_session()
 
     # --- set-up -----------------------------------------------------------------------
 
@@ -173,8 +173,19 @@ class WorkflowEnvironment:
         self._command(TerminateWorkflow(workflow_id, reason))
 
     def sleep(self, seconds: float) -> None:
-        """Let `seconds` of workflow time pass (timers and timeouts due fire)."""
-        self._advance_to(self.now_ms + round(seconds * 1000))
+        """Let `seconds` of workflow time pass as they would on a cluster whose workers
+        are up: ready tasks run, and each timer and timeout due fires at its own time,
+        in order (a timer that fires mid-sleep arms what follows it from then)."""
+        until_ms = self.now_ms + round(seconds * 1000)
+        for _ in range(MAX_STEPS):
+            if self.now_ms < until_ms and self.run_ready_tasks():
+                continue
+            due = self.machine.workflow.next_deadline_ms()
+            if due is None or due >= until_ms:
+                self._advance_to(until_ms)
+                return
+            self._advance_to(max(due, self.now_ms))
+        raise WorkflowTestError(f"sleep({seconds}) did not end within {MAX_STEPS} commands")
 
     # --- running ----------------------------------------------------------------------
 
@@ -188,7 +199,7 @@ class WorkflowEnvironment:
         for _ in range(MAX_STEPS):
             described = self.machine.workflow.describe(workflow_id)
             if described is None:
-                raise WorkflowTestError(f"no workflow {workflow_id!r}")
+                raise self._missing(workflow_id)
             if described.status in CLOSED:
                 return self.outcome(workflow_id)
             if self.run_ready_tasks():
@@ -216,7 +227,7 @@ class WorkflowEnvironment:
     def outcome(self, workflow_id: str) -> Outcome:
         d = self.machine.workflow.describe(workflow_id)
         if d is None:
-            raise WorkflowTestError(f"no workflow {workflow_id!r}")
+            raise self._missing(workflow_id)
         history = self.machine.workflow.history(workflow_id)
         return Outcome(d.workflow_id, d.run_id, d.status.value, d.result, d.reason, history)
 
@@ -272,14 +283,41 @@ class WorkflowEnvironment:
         self._command(Tick(), leader=True)
 
     def _command(self, op, *, leader: bool = False, allow_stale: bool = False):
-        if leader:
-            result = self._apply(0, 0, op)
-        else:
-            result = self._apply(self._session.session_id, next(self._session.seqs), op)
+        result = self._apply(0, 0, op) if leader else self._in_session(op)
         if isinstance(result, WorkflowRejected) and not (leader or allow_stale and _stale(result)):
             raise WorkflowTestError(f"{type(op).__name__} refused: {result.reason.value}: {result.message}")
         if isinstance(result, Rejected):
             raise WorkflowTestError(f"{type(op).__name__} refused: {result.reason.name}: {result.message}")
+        return result
+
+    def _missing(self, workflow_id: str) -> WorkflowTestError:
+        # Retention runs here as in a cluster: a long skip removes closed workflows.
+        return WorkflowTestError(
+            f"no workflow {workflow_id!r}: never started, or closed more than "
+            f"retention_ms={self.limits.retention_ms} of workflow time ago and removed "
+            "(keep the Outcome that run() returned, or raise WorkflowLimits.retention_ms)"
+        )
+
+    def _open_session(self) -> _Session:
+        opened = self._apply(0, 0, OpenSession())
+        return _Session(opened.session_id)
+
+    def _in_session(self, op):
+        """Applies `op` in the environment's session, opening a new one first if it
+        expired, as cluster/client.py does for a command not yet sent.
+
+        Skipped time is leader time, so a backoff or timer longer than session_ttl_ms
+        expires the session between two commands, as it would a real client's. The
+        fix is the real client's, not a longer TTL or a keep-alive: the machine keeps
+        the cluster's session rules (so expiry, dedup and session bounds behave as
+        there), and a SESSION_UNKNOWN refusal here is certain not to have applied the
+        command (in process, every reply arrives), which is when the client reopens.
+        The cluster case it cannot show, OutcomeUnknown after a lost reply, needs a
+        lost reply."""
+        result = self._apply(self._session.session_id, next(self._session.seqs), op)
+        if isinstance(result, Rejected) and result.reason is RejectReason.SESSION_UNKNOWN:
+            self._session = self._open_session()
+            result = self._apply(self._session.session_id, next(self._session.seqs), op)
         return result
 
     def _apply(self, session_id: int, seq: int, op):

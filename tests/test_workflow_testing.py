@@ -75,20 +75,26 @@ def test_retries_exhausted_unwind_the_saga_and_every_attempt_is_in_the_history(e
     assert outcome.activities()[-2:] == ["refund_card", "release_inventory"]
 
 
+def failing_until(attempt: int, calls: list[int]):
+    """Activity "flaky": its attempts before `attempt` fail; each appends its number to `calls`."""
+
+    @activity.defn
+    def flaky(_):
+        calls.append(activity.info().attempt)
+        if len(calls) < attempt:
+            raise RuntimeError("not yet")
+        return "done"
+
+    return flaky
+
+
 def test_time_skipping_makes_long_timers_and_backoffs_instant(ledger):
     slow = workflow.define("slow", version=1, steps=[
         workflow.step("flaky", activity="flaky", task_queue="q", start_to_close=3600,
                       retry=workflow.RetryPolicy(initial_interval=600, backoff_coefficient=2, maximum_attempts=4)),
     ])
     calls = []
-
-    @activity.defn
-    def flaky(_):
-        calls.append(activity.info().attempt)
-        if len(calls) < 4:
-            raise RuntimeError("not yet")
-        return "done"
-
+    flaky = failing_until(4, calls)
     started = time.monotonic()
     with WorkflowEnvironment(activities=[flaky]) as env:
         env.register(slow)
@@ -99,6 +105,103 @@ def test_time_skipping_makes_long_timers_and_backoffs_instant(ledger):
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     assert [round(g, -3) for g in gaps] == [600_000, 1_200_000, 2_400_000]  # 10, 20, 40 minutes of workflow time
     assert time.monotonic() - started < 5  # (not a benchmark: it just must not really wait 70 minutes)
+
+
+HOUR_S = 3600
+DAY_S = 24 * HOUR_S
+
+
+def test_retry_backoffs_adding_to_hours_outlast_the_session_ttl():
+    # The environment's session expires after an hour of workflow time unused (the
+    # machine's session_ttl_ms); gaps of 80 and 120 minutes between reports must not
+    # leave the environment unable to report the next attempt.
+    patient = workflow.define("patient", version=1, steps=[
+        workflow.step("flaky", activity="flaky", task_queue="q", start_to_close=60,
+                      retry=workflow.RetryPolicy(initial_interval=300, backoff_coefficient=2, maximum_interval=2 * HOUR_S)),
+    ])
+    calls = []
+    with WorkflowEnvironment(activities=[failing_until(8, calls)]) as env:
+        env.register(patient)
+        outcome = env.run("patient")
+    assert outcome.status == "completed" and outcome.result == "done", outcome.reason
+    assert calls == list(range(1, 9))
+    failures = [e.time_ms for e in outcome.history if e.type.value == "ActivityTaskFailed"]
+    retries = [e.time_ms for e in outcome.attempts("flaky")][1:]
+    gaps_min = [(b - a) // 60_000 for a, b in zip(failures, retries)]
+    assert gaps_min == [5, 10, 20, 40, 80, 120, 120]  # capped at maximum_interval: 2 hours
+
+
+def test_a_timer_of_days_then_a_day_long_signal_wait_completes():
+    # Days pass with no command in the environment's session: the signal, the
+    # activity's heartbeat and its completion must still be accepted.
+    slow = workflow.define("slow_approval", version=1, steps=[
+        workflow.timer("cool_off", seconds=3 * DAY_S),
+        workflow.wait_signal("approval", signal="approved", timeout=2 * DAY_S),
+        workflow.step("ship", activity="ship", task_queue="q", input="$steps.approval.result",
+                      heartbeat=30, start_to_close=60, retry=workflow.RetryPolicy(maximum_attempts=1)),
+    ])
+
+    @activity.defn
+    def ship(approval):
+        activity.heartbeat({"approved_by": approval["by"]})
+        return f"shipped, approved by {approval['by']}"
+
+    with WorkflowEnvironment(activities=[ship]) as env:
+        env.register(slow)
+        started_ms = env.now_ms
+        workflow_id = env.start("slow_approval", input=None)
+        env.sleep(4 * DAY_S)  # the timer fired a day ago; the signal wait is a day old
+        env.signal(workflow_id, "approved", {"by": "ops"})
+        outcome = env.run_until_closed(workflow_id)
+    assert outcome.status == "completed", outcome.reason
+    assert outcome.result == "shipped, approved by ops"
+    fired = next(e for e in outcome.history if e.type.value == "TimerFired")
+    received = next(e for e in outcome.history if e.type.value == "SignalReceived")
+    assert fired.time_ms - started_ms == 3 * DAY_S * 1000  # at its own time, not when the sleep ended
+    assert received.time_ms - started_ms == 4 * DAY_S * 1000
+
+
+def test_sleep_fires_each_deadline_at_its_time_and_runs_the_tasks_between():
+    # As in a cluster with a worker up: the activity runs, the timer fires after a day,
+    # and the signal wait armed then times out an hour later, all within one sleep.
+    wait = workflow.define("wait_for_ok", version=1, steps=[
+        workflow.step("prepare", activity="prepare", task_queue="q"),
+        workflow.timer("cool_off", seconds=DAY_S),
+        workflow.wait_signal("ok", timeout=HOUR_S),
+    ])
+
+    @activity.defn
+    def prepare(_):
+        return "ready"
+
+    with WorkflowEnvironment(activities=[prepare]) as env:
+        env.register(wait)
+        workflow_id = env.start("wait_for_ok")
+        env.sleep(2 * DAY_S)
+        outcome = env.outcome(workflow_id)
+    assert outcome.status == "compensated", outcome.event_types()
+    assert outcome.activities() == ["prepare"]
+    fired = next(e for e in outcome.history if e.type.value == "TimerFired")
+    timed_out = next(e for e in outcome.history if e.type.value == "SignalWaitTimedOut")
+    assert timed_out.time_ms - fired.time_ms == HOUR_S * 1000
+
+
+def test_a_skip_past_retention_removes_closed_workflows_as_a_cluster_does():
+    quick = workflow.define("quick", version=1, steps=[workflow.step("prepare", activity="prepare", task_queue="q")])
+    slow = workflow.define("slow_timer", version=1, steps=[workflow.timer("wait", seconds=8 * DAY_S)])
+
+    @activity.defn
+    def prepare(_):
+        return "ready"
+
+    with WorkflowEnvironment(activities=[prepare]) as env:
+        env.register(quick)
+        env.register(slow)
+        kept = env.run("quick", workflow_id="quick-1")
+        assert env.run("slow_timer").status == "completed"  # 8 days: past the 7 days of retention
+        assert kept.result == "ready"  # the Outcome stays
+        with pytest.raises(WorkflowTestError, match="retention_ms=604800000"):
+            env.outcome("quick-1")
 
 
 def test_a_hung_attempt_times_out_and_is_retried(env):
