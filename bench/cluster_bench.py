@@ -259,7 +259,7 @@ async def _leader_proposals(cluster: launcher.ClusterFile, inflight: int, second
                     await admin.transfer_leader(1)
                 except RaftflowError:
                     await asyncio.sleep(0.05)  # an election is still going on
-        _, opened = await local.submit(None, 0, 0, 0, OpenSession())
+        _, opened = await local.submit(OpenSession())
         session = opened.session_id
         value = b"v" * 100
         latencies: list[float] = []
@@ -291,7 +291,7 @@ async def _leader_proposals(cluster: launcher.ClusterFile, inflight: int, second
                 seq += 1
                 started = time.perf_counter()
                 try:
-                    future = local.submit(None, session, seq, seq, Put(f"k{seq % 10_000}", value))
+                    future = local.submit(Put(f"k{seq % 10_000}", value), session_id=session, seq=seq, ack_floor=seq)
                 except NodeError:
                     errors += 1
                     break

@@ -2,14 +2,9 @@
 
 No sockets, clocks, files or global randomness. A driver (the asyncio node process,
 or the deterministic simulator) feeds it `tick()`, `step(message)` and `propose()`,
-then takes a `Ready` batch of effects and acknowledges it with `advance()`:
-
-    rd = node.ready()
-    transport.send(rd.early_messages)      # may overlap the disk write
-    storage.persist(rd.snapshot, rd.entries, rd.hard_state)
-    transport.send(rd.messages)             # only once durable
-    machine.restore(rd.snapshot); machine.apply(rd.committed)
-    node.advance(rd)
+then takes a `Ready` batch of effects, carries it out in the order its contract
+gives (the `Ready` docstring in raft/types.py, the one place it is written), and
+acknowledges it with `advance()`.
 
 Section references are to the Raft paper (Ongaro & Ousterhout 2014) and Ongaro's
 thesis (2014): PreVote §9.6, CheckQuorum §6.2, ReadIndex and leases §6.4,

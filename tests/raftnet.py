@@ -1,9 +1,8 @@
 """A small, deterministic, in-memory network of raft Nodes for scenario tests.
 
-Each node is driven exactly as the contract in raft/node.py says: take a Ready, send
-its `early_messages`, persist to a MemoryStorage, send its `messages`, apply, then
-`advance()`. Nothing happens on its own: tests tick clocks, deliver queued messages
-(one hop at a time or all at once with `stabilize()`), cut links and crash nodes.
+Each node is driven by the Ready contract (raft/types.py), with a MemoryStorage.
+Nothing happens on its own: tests tick clocks, deliver queued messages (one hop at
+a time or all at once with `stabilize()`), cut links and crash nodes.
 
     net = Network(3)
     leader = net.elect(1)

@@ -37,7 +37,7 @@ class FakeNode:
         if self.node.role is not Role.LEADER:
             raise NodeError(None, "not the leader")
 
-    def submit(self, timestamp_ms, session_id, seq, ack_floor, op) -> asyncio.Future:
+    def submit(self, op, **session) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
         self.proposed.append((op, future))
         return future
@@ -235,8 +235,8 @@ async def test_a_node_stops_promptly_while_it_applies_a_stream_of_commands(tmp_p
     node = await process.start()
     try:
         await settle(lambda: node.node.role is Role.LEADER, "the single node to lead", timeout=10)
-        _, opened = await node.submit(None, 0, 0, 0, OpenSession())
-        pending = [node.submit(None, opened.session_id, seq, seq, Put(f"k{seq}", b"v")) for seq in range(1, 3001)]
+        _, opened = await node.submit(OpenSession())
+        pending = [node.submit(Put(f"k{seq}", b"v"), session_id=opened.session_id, seq=seq, ack_floor=seq) for seq in range(1, 3001)]
         await settle(lambda: node.machine.applied_index > 100, "applies to begin", timeout=10)
     finally:
         started = time.monotonic()

@@ -1,21 +1,19 @@
-"""The node process: an asyncio driver around the pure Raft core, with gRPC servers.
+"""RaftNode: the asyncio driver around the pure Raft core.
 
 One event loop owns the `raft.Node`. Inputs (ticks, peer messages, client
 commands and reads) are stepped in as they arrive; one driver task takes each
-`Ready` and does what it asks in the order the core requires:
+`Ready` and carries it out in the order its contract gives (`raft.types.Ready`,
+written there once). What this driver adds to that contract:
 
-1. send the leader's messages (they promise nothing about this disk);
-2. persist entries, hard state and snapshot in the disk thread (one write, one
-   fdatasync) while the event loop goes on: ticks, heartbeats and incoming
-   messages keep flowing through a slow fsync (`Node.take_early_messages`);
-3. send votes and acknowledgements, which promise what was just persisted;
-4. restore a received snapshot, apply committed entries to the state machine,
-   answer the clients waiting on them and the reads waiting for their index
-   (committed entries that are already durable here are applied before step 2:
-   the fsync in between only concerns newer entries and the commit index);
-5. `advance()`, then take a local snapshot when the policy says so: the state
-   machine is captured on the loop (pointer copies), encoded in a thread of its
-   own, and the log compacted to it once the bytes are ready.
+- the persist goes to a disk thread (one write, one fdatasync) while the loop goes
+  on: ticks, heartbeats and incoming messages keep flowing through a slow fsync,
+  and the messages due meanwhile leave at once (`Node.take_early_messages`); a
+  small Ready on a fast disk is synced on the loop instead (`_persist_inline`);
+- applying answers the clients waiting on each entry and the reads waiting for
+  their index;
+- after `advance()`, a local snapshot when the policy says so: the state machine
+  is captured on the loop (pointer copies), encoded in a thread of its own, and
+  the log compacted to it once the bytes are ready.
 
 Client commands are queued (bounded: beyond `max_pending_proposals` a client gets
 RESOURCE_EXHAUSTED) and proposed together, one `propose_batch` per driver cycle,
@@ -328,11 +326,15 @@ class RaftNode:
         """Commands queued here or in the log, not yet applied."""
         return len(self._queued) + len(self._waiting)
 
-    def submit(self, timestamp_ms: int | None, session_id: int, seq: int, ack_floor: int, op: Op) -> asyncio.Future:
+    def submit(
+        self, op: Op, *, session_id: int = 0, seq: int = 0, ack_floor: int = 0, timestamp_ms: int | None = None,
+    ) -> asyncio.Future:
         """Queue a command for the log; the future gets (index, result) once it is
-        applied. It fails with NodeError if it cannot be proposed here. A command
-        whose future is dropped (deadline) may still commit: the session makes a
-        retry safe."""
+        applied. It fails with NodeError if it cannot be proposed here. A client's op
+        rides in its session (session_id, seq, ack_floor: thesis §6.3); the node's own
+        ops (OpenSession, the leader ops) carry none. `timestamp_ms` is the leader's
+        clock unless given. A command whose future is dropped (deadline) may still
+        commit: the session makes a retry safe."""
         node = self.node
         if self._stopping or node is None:
             raise NodeError(grpc.StatusCode.UNAVAILABLE, f"node {self.id} is stopping")
@@ -444,14 +446,10 @@ class RaftNode:
         try:
             first, term = node.propose_batch([p.data for p in queued])
         except NotLeader:
-            error = self.leader_error()
-            for p in queued:
-                _fail(p.future, error)
+            _fail_all((p.future for p in queued), self.leader_error())
             return
         except ProposalDropped as exc:
-            error = NodeError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"proposal dropped: {exc}")
-            for p in queued:
-                _fail(p.future, error)
+            _fail_all((p.future for p in queued), NodeError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"proposal dropped: {exc}"))
             return
         for n, p in enumerate(queued):
             self._waiting[first + n] = (term, p.future, p.command)
@@ -555,12 +553,11 @@ class RaftNode:
     def _fail_waiting_through(self, index: int) -> None:
         """A snapshot replaced the log through `index`: proposals there have an
         unknown outcome (the client's retry gets the session's cached result)."""
-        for i in [i for i in self._waiting if i <= index]:
-            _, future, _ = self._waiting.pop(i)
-            _fail(future, NodeError(
-                grpc.StatusCode.UNAVAILABLE, "outcome unknown after a snapshot install; retry with the same session",
-                maybe_applied=True,
-            ))
+        replaced = [self._waiting.pop(i)[1] for i in [i for i in self._waiting if i <= index]]
+        _fail_all(replaced, NodeError(
+            grpc.StatusCode.UNAVAILABLE, "outcome unknown after a snapshot install; retry with the same session",
+            maybe_applied=True,
+        ))
 
     def _wake_applied_waiters(self) -> None:
         applied = self.machine.applied_index
@@ -582,24 +579,15 @@ class RaftNode:
         for hook in self.hooks:
             hook.on_role(soft.role)
         if soft.role is not Role.LEADER:
-            error = self.leader_error()
-            queued, self._queued = self._queued, []
-            for p in queued:
-                _fail(p.future, error)
-            for future in self._reads.values():
-                _fail(future, error)
             # Proposed here but not yet applied: they may still commit under the next
             # leader, or be overwritten. Waiting here could take as long as there is
             # no quorum, so answer now; a retry with the same (session, seq) is safe.
-            lost = NodeError(
+            self._fail_pending(self.leader_error(), in_log=NodeError(
                 grpc.StatusCode.UNAVAILABLE,
                 f"node {self.id} lost leadership before the command committed; it may still commit "
                 "(retrying with the same session and sequence is safe)",
                 maybe_applied=True,
-            )
-            waiting, self._waiting = self._waiting, {}
-            for _, future, _ in waiting.values():
-                _fail(future, lost)
+            ))
 
     async def _on_disk(self, loop: asyncio.AbstractEventLoop, fn, *args):
         """Run `fn` in the disk thread. Meanwhile the loop goes on: ticks, incoming
@@ -652,20 +640,27 @@ class RaftNode:
         self._wake.set()
 
     def _fail_everything(self, error: NodeError) -> None:
-        for p in self._queued:
-            _fail(p.future, error)
-        self._queued = []
-        in_log = NodeError(
+        """The node stops: everything waiting on it is answered."""
+        self._fail_pending(error, in_log=NodeError(
             error.code, f"{error.message}; the command is in the log and may still be applied", maybe_applied=True
-        )
-        for _, future, _ in self._waiting.values():
-            _fail(future, in_log)
-        self._waiting.clear()
-        for future in self._reads.values():
-            _fail(future, error)
-        for _, _, future in self._applied_waiters:
-            _fail(future, error)
-        self._applied_waiters.clear()
+        ))
+        waiters, self._applied_waiters = self._applied_waiters, []
+        _fail_all((future for _, _, future in waiters), error)
+
+    def _fail_pending(self, error: NodeError, *, in_log: NodeError) -> None:
+        """Answer what waits on this node as the leader: queued proposals and reads
+        get `error`, proposals already in the log `in_log` (they may still commit).
+        The reads stay registered: read_index() removes its own when answered."""
+        queued, self._queued = self._queued, []
+        waiting, self._waiting = self._waiting, {}
+        _fail_all((p.future for p in queued), error)
+        _fail_all((future for _, future, _ in waiting.values()), in_log)
+        _fail_all(self._reads.values(), error)
+
+
+def _fail_all(futures: Iterable[asyncio.Future], error: BaseException) -> None:
+    for future in futures:
+        _fail(future, error)
 
 
 def _fail(future: asyncio.Future, error: BaseException) -> None:

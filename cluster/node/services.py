@@ -163,11 +163,11 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
             op = op_from_proto(cmd)
         except CommandError as exc:
             raise NodeError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        return self.node.submit(None, cmd.session_id, cmd.seq, cmd.ack_floor, op)
+        return self.node.submit(op, session_id=cmd.session_id, seq=cmd.seq, ack_floor=cmd.ack_floor)
 
     async def OpenSession(self, request, context):
         try:
-            index, result = await self.node.submit(None, 0, 0, 0, OpenSession())
+            index, result = await self.node.submit(OpenSession())
         except NodeError as error:
             await _abort(context, error, self.node.id)
         assert isinstance(result, SessionOpened), result

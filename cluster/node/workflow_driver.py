@@ -163,7 +163,7 @@ class WorkflowDriver:
         """A leader op through the log; None if it could not be (leadership lost,
         stopping): the next leader does it instead."""
         try:
-            _, result = await self.node.submit(None, 0, 0, 0, op)
+            _, result = await self.node.submit(op)
         except NodeError as error:
             log.debug("node %d: %s not applied: %s", self.node.id, type(op).__name__, error.message)
             return None
@@ -219,7 +219,7 @@ class WorkflowDriver:
 
     def _propose_start(self, task: ActivityTask, term: int) -> asyncio.Future | None:
         try:
-            future = self.node.submit(None, 0, 0, 0, ActivityTaskStarted(task.task_id, task.attempt))
+            future = self.node.submit(ActivityTaskStarted(task.task_id, task.attempt))
         except NodeError:
             return None
         future.add_done_callback(lambda f: self._started(task, term, f))
