@@ -402,10 +402,12 @@ def test_error_unknown_consistency(shared):
     one_line_error(shared.cli("kv", "get", "k", "--consistency", "bogus"), "--consistency", "'bogus'", code=2)
 
 
-def test_error_cluster_of_four_nodes(new_cluster):
+@pytest.mark.parametrize("nodes", ["4", "0", "-3", "9"])
+def test_error_cluster_of_an_unsupported_size(new_cluster, nodes):
+    # Found trying it as a new user: --nodes 0 started three nodes (`args.nodes or 3`).
     cluster = new_cluster()  # torn down should the command start anything after all
-    result = cluster.cli("cluster", "up", "--nodes", "4", "--base-port", "20000")
-    one_line_error(result, "--nodes 4", "1, 3, 5 or 7", code=2)
+    result = cluster.cli("cluster", "up", "--nodes", nodes, "--base-port", "20000")
+    one_line_error(result, f"--nodes {nodes}", "1, 3, 5 or 7", code=2)
     assert not (cluster.dir / launcher.CLUSTER_FILE).exists()
 
 

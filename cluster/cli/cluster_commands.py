@@ -170,6 +170,11 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
         settings["fsync"] = False
     if args.snapshot_entries is not None:
         settings["snapshot_entries"] = args.snapshot_entries
+    if args.nodes is not None:
+        try:
+            launcher.check_size(args.nodes)
+        except ConfigError as exc:
+            raise CommandFailed(str(exc), EXIT_USAGE) from None
     if os.path.exists(os.path.join(args.dir, launcher.CLUSTER_FILE)):
         cluster = launcher.ClusterFile.load(args.dir)
         if args.nodes is not None and args.nodes != len(cluster.members):
@@ -180,7 +185,7 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
         print(f"restarting the cluster in {args.dir} ({cluster.cluster_id})", file=sys.stderr)
     else:
         try:
-            cluster = launcher.create(args.dir, args.nodes or 3, args.base_port, args.host, **settings)
+            cluster = launcher.create(args.dir, 3 if args.nodes is None else args.nodes, args.base_port, args.host, **settings)
         except ConfigError as exc:
             raise CommandFailed(str(exc), EXIT_USAGE) from None
     for member in cluster.members:

@@ -129,14 +129,22 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+SIZES = (1, 3, 5, 7)
+
+
+def check_size(nodes: int) -> None:
+    """ConfigError unless a local cluster can have this many nodes."""
+    if nodes not in SIZES:
+        raise ConfigError(f"--nodes {nodes}: a cluster has 1, 3, 5 or 7 nodes (an odd number tolerates the most failures)")
+
+
 def create(
     directory: str, nodes: int, base_port: int, host: str = "127.0.0.1", *, ports: list[int] | None = None, **settings
 ) -> ClusterFile:
     """Write the configs of a new cluster (nothing is started). Node i listens on
     base_port + i - 1, or on ports[i - 1] when `ports` is given. Bad input (node count,
     port range) is a ConfigError; ports someone else holds, a LauncherError."""
-    if nodes not in (1, 3, 5, 7):
-        raise ConfigError(f"--nodes {nodes}: a cluster has 1, 3, 5 or 7 nodes (an odd number tolerates the most failures)")
+    check_size(nodes)
     if ports is None:
         if not 0 < base_port <= 65535 - nodes:
             raise ConfigError(f"--base-port {base_port} leaves no room for {nodes} ports")
