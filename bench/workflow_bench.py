@@ -69,6 +69,7 @@ import _saga_activities as saga  # noqa: E402
 from _report import percentile  # noqa: E402
 from raftflow.cluster.local import launcher  # noqa: E402
 from raftflow.cluster.client import AsyncClient, RaftflowError  # noqa: E402
+from raftflow.raft.types import Role  # noqa: E402
 from cluster_bench import _grpc_rtt, fsync_floor  # noqa: E402
 
 SEED = 20261126
@@ -156,7 +157,7 @@ class RaftflowSaga:
         while True:
             answers = [a for _, a in await self.client.cluster_status(timeout=0.5) if not isinstance(a, str)]
             leaders = {a.leader_id for a in answers}
-            if len(leaders) == 1 and 0 not in leaders and any(a.role == "leader" for a in answers):
+            if len(leaders) == 1 and 0 not in leaders and any(a.role is Role.LEADER for a in answers):
                 return leaders.pop()
             if time.monotonic() > deadline:
                 raise launcher.LauncherError(f"no leader agreed on after {timeout:.0f}s")
@@ -171,7 +172,7 @@ class RaftflowSaga:
         try:
             await self.client.workflows.start(saga.TYPE_NAME, workflow_id=workflow_id, input=order)
             outcome = await self.client.workflows.wait(workflow_id, timeout=WAIT_TIMEOUT_S)
-            status, close_ms = outcome["status"], outcome.get("close_ms")
+            status, close_ms = outcome.status.value, outcome.close_ms
         except TimeoutError:
             status, close_ms = "open", None
         except RaftflowError as exc:
@@ -253,8 +254,8 @@ async def leader_kill_run(rf: RaftflowSaga, orders: list[dict]) -> dict:
     result["new_leader"] = await rf.leader(timeout=30.0)
     history = await rf.client.workflows.history(result["last_closed"])
     result["last_closed_history"] = [
-        f"{e['time_ms'] - kill['wall_ms']:+.0f} ms {e['event_type']}"
-        + "".join(f" {k}={e[k]}" for k in ("step", "attempt", "error_type") if e.get(k) is not None)
+        f"{e.time_ms - kill['wall_ms']:+.0f} ms {e.type.value}"
+        + "".join(f" {k}={getattr(e, k)}" for k in ("step", "attempt", "error_type") if getattr(e, k) is not None)
         for e in history
     ]
     assert result["new_leader"] != victim, ("the killed node leads again?", victim)

@@ -24,12 +24,14 @@ an exception, or a hang (the attempt never reports; its timeout fires).
 from __future__ import annotations
 
 import asyncio
+import datetime
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from raftflow.cluster.client.durations import seconds
 from raftflow.cluster.worker.activity import ActivityContext, ActivityInfo, ApplicationError, Registry, failure_of
 from raftflow.statemachine import Machine
 from raftflow.statemachine.commands import Command, OpenSession, Rejected, RejectReason, encode_command
@@ -172,11 +174,12 @@ class WorkflowEnvironment:
     def terminate(self, workflow_id: str, reason: str = "") -> None:
         self._command(TerminateWorkflow(workflow_id, reason))
 
-    def sleep(self, seconds: float) -> None:
-        """Let `seconds` of workflow time pass as they would on a cluster whose workers
-        are up: ready tasks run, and each timer and timeout due fires at its own time,
-        in order (a timer that fires mid-sleep arms what follows it from then)."""
-        until_ms = self.now_ms + round(seconds * 1000)
+    def sleep(self, duration: datetime.timedelta | float) -> None:
+        """Let `duration` (a timedelta, or seconds) of workflow time pass as it would on
+        a cluster whose workers are up: ready tasks run, and each timer and timeout due
+        fires at its own time, in order (a timer that fires mid-sleep arms what follows
+        it from then)."""
+        until_ms = self.now_ms + round(seconds(duration, "duration", zero=True) * 1000)
         for _ in range(MAX_STEPS):
             if self.now_ms < until_ms and self.run_ready_tasks():
                 continue
@@ -185,7 +188,7 @@ class WorkflowEnvironment:
                 self._advance_to(until_ms)
                 return
             self._advance_to(max(due, self.now_ms))
-        raise WorkflowTestError(f"sleep({seconds}) did not end within {MAX_STEPS} commands")
+        raise WorkflowTestError(f"sleep({duration}) did not end within {MAX_STEPS} commands")
 
     # --- running ----------------------------------------------------------------------
 

@@ -8,7 +8,7 @@
         workflow.step("charge", activity="charge_card", task_queue="orders", input="$input",
                       retry=workflow.RetryPolicy(initial_interval=0.05, maximum_attempts=5),
                       start_to_close=5),
-        workflow.timer("cool_off", seconds=0.5),
+        workflow.timer("cool_off", duration=0.5),
         workflow.wait_signal("approval", signal="approved", timeout=60),
     ])
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from raftflow.cluster.local import launcher
 from raftflow.cluster.local.launcher import free_ports
 from raftflow.cluster.client import Client, RaftflowError
+from raftflow.raft.types import Role
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02):
@@ -80,7 +81,7 @@ class ProcCluster:
     def leader(self, exclude: set[int] = frozenset()) -> int:
         """The node every live node agrees leads, or 0."""
         statuses = {i: s for i, s in self.statuses().items() if i not in exclude}
-        leaders = [i for i, s in statuses.items() if s.role == "leader"]
+        leaders = [i for i, s in statuses.items() if s.role is Role.LEADER]
         if len(leaders) != 1:
             return 0
         known = {s.leader_id for s in statuses.values()}

@@ -29,6 +29,7 @@ import pytest
 from raftflow.cluster.local import launcher
 from raftflow.cluster.client import Client, RaftflowError
 from raftflow.proto import admin_pb2
+from raftflow.raft.types import Role
 from procnet import live_statuses, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,7 +159,7 @@ class LocalCluster:
     def leader(self) -> int:
         """The node every answering node agrees leads, or 0."""
         statuses = self.statuses()
-        leaders = [i for i, s in statuses.items() if s.role == "leader"]
+        leaders = [i for i, s in statuses.items() if s.role is Role.LEADER]
         if len(leaders) != 1 or {s.leader_id for s in statuses.values()} != {leaders[0]}:
             return 0
         return leaders[0]

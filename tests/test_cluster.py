@@ -12,6 +12,7 @@ import time
 import pytest
 
 from raftflow.cluster.client import AsyncClient, Client, OutcomeUnknown, Unavailable, run_sync
+from raftflow.raft.types import Role
 from procnet import ProcCluster, wait_until
 
 
@@ -124,7 +125,7 @@ def test_no_acknowledged_write_lost_or_applied_twice_across_leader_kills(make_cl
             async def leader(exclude: set[int]) -> int:
                 up = [s for _, s in await admin.cluster_status(timeout=0.5) if not isinstance(s, str)]
                 up = [s for s in up if s.id not in exclude]
-                leaders = [s.id for s in up if s.role == "leader"]
+                leaders = [s.id for s in up if s.role is Role.LEADER]
                 return leaders[0] if len(leaders) == 1 and {s.leader_id for s in up} == set(leaders) else 0
 
             async def progressed(floor: int) -> bool:

@@ -1,7 +1,7 @@
 """Nemesis runs on real node processes: concurrent clients doing put/get/cas on three
 keys while a seeded nemesis splits, isolates, kills and pauses nodes, then heals.
 
-The recorded history must be linearizable (statemachine/linearizability.py), every
+The recorded history must be linearizable (cluster/verify/linearizability.py), every
 node's state hash equal after the heal, and the final reads part of the history (so
 an acknowledged write that vanished fails the check). CI runs about 20 s per cluster
 size; `RAFTFLOW_NEMESIS_S=600 make soak` (or -m soak) runs longer, and a failure

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from raftflow.cluster.client import Client, RaftflowError, Unavailable
+from raftflow.raft.types import Role
 from procnet import ProcCluster, wait_until
 from test_cli_cluster import one_line_error, raftflow, succeeded
 
@@ -59,7 +60,7 @@ def test_a_split_shows_the_trade_off_and_heal_converges(five):
 
     with side_client(pc, minority) as c:
         # Once the old leader has stepped down (CheckQuorum), nothing reaches a log there.
-        wait_until(lambda: all(c.status(pc.address(i)).role != "leader" for i in minority), 10,
+        wait_until(lambda: all(c.status(pc.address(i)).role is not Role.LEADER for i in minority), 10,
                    "the minority to have no leader")
         started = time.monotonic()
         with pytest.raises(Unavailable, match="no quorum|no leader"):
@@ -97,9 +98,9 @@ def test_an_isolated_leader_steps_down_and_no_two_leaders_accept_writes(five):
                     st = c.status(pc.address(i), timeout=0.5)
                 except RaftflowError:
                     continue
-                if st.role == "leader":
+                if st.role is Role.LEADER:
                     leaders_by_term.setdefault(st.term, set()).add(i)
-            return c.status(pc.address(old)).role != "leader" and any(
+            return c.status(pc.address(old)).role is not Role.LEADER and any(
                 term > 0 and old not in ids for term, ids in leaders_by_term.items())
 
         # CheckQuorum: within an election timeout the isolated leader knows it leads no
@@ -201,7 +202,7 @@ def test_workflows_on_the_minority_fail_clearly_and_none_is_lost_after_heal(five
         succeeded(cli(pc, "partition", "split", f"{minority[0]},{minority[1]}|{','.join(map(str, majority))}"))
         with side_client(pc, minority) as c:
             # Once the old leader has stepped down (CheckQuorum), nothing is proposed there.
-            wait_until(lambda: all(c.status(pc.address(i)).role != "leader" for i in minority), 10,
+            wait_until(lambda: all(c.status(pc.address(i)).role is not Role.LEADER for i in minority), 10,
                        "the minority to have no leader")
             with pytest.raises(Unavailable, match="no quorum|no leader"):
                 c.workflows.start("order_saga", workflow_id="p-minority", input=batch[7])
@@ -209,7 +210,7 @@ def test_workflows_on_the_minority_fail_clearly_and_none_is_lost_after_heal(five
             for order in batch[7:]:
                 c.workflows.start("order_saga", workflow_id=f"p-{order['order_id']}", input=order)
         succeeded(cli(pc, "partition", "heal"))
-        outcomes = {o["order_id"]: pc.client.workflows.wait(f"p-{o['order_id']}", timeout=60)["status"] for o in batch}
+        outcomes = {o["order_id"]: pc.client.workflows.wait(f"p-{o['order_id']}", timeout=60).status for o in batch}
     finally:
         launcher.stop_process(worker)
     assert outcomes == {o["order_id"]: expected_status(o) for o in batch}

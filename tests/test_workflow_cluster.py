@@ -76,15 +76,15 @@ def test_sagas_close_as_their_orders_call_for(world):
     for i in (101, 105, 112):  # 105: address nowhere -> compensated
         wf.start("order_saga", workflow_id=f"api-{i}", input=order(i, "nowhere" if i == 105 else None))
     outcomes = {i: wf.wait(f"api-{i}", timeout=30) for i in (101, 105, 112)}
-    assert outcomes[101]["status"] == "completed" and outcomes[101]["result"] == {"tracking": "T-101"}
-    assert outcomes[112]["status"] == "completed"
-    assert outcomes[105]["status"] == "compensated"
-    events = [e["event_type"] for e in wf.history("api-105")]
+    assert outcomes[101].status == "completed" and outcomes[101].result == {"tracking": "T-101"}
+    assert outcomes[112].status == "completed"
+    assert outcomes[105].status == "compensated"
+    events = [e.type for e in wf.history("api-105")]
     assert events[0] == "WorkflowExecutionStarted" and events[-1] == "WorkflowExecutionCompensated"
-    undone = [e["activity"] for e in wf.history("api-105")
-              if e["event_type"] == "ActivityTaskCompleted" and e.get("compensation")]
+    undone = [e.activity for e in wf.history("api-105")
+              if e.type == "ActivityTaskCompleted" and e.compensation]
     assert undone == ["refund_card", "release_inventory"]
-    listed = {w["workflow_id"]: w["status"] for w in wf.list(status="compensated")}
+    listed = {w.workflow_id: w.status for w in wf.list(status="compensated")}
     assert listed.get("api-105") == "compensated" and "api-101" not in listed
 
 
@@ -125,10 +125,10 @@ def test_describe_says_why_a_workflow_is_stuck(world):
          "retry": {"initial_interval": 30, "maximum_attempts": 5}}]})
     wf.start("stuck", workflow_id="stuck-1")
     # The worker does not know the activity: the attempt fails (retryable) and waits 30 s.
-    described = wait_until(lambda: (d := wf.describe("stuck-1")).get("last_error") and d, 20, "a failed attempt")
-    assert described["status"] == "running" and described["step"] == "only"
-    assert "ActivityNotRegistered" in str(described["last_error"])
-    assert described["next_retry_ms"] and described["next_retry_ms"] > described["start_ms"]
+    described = wait_until(lambda: (d := wf.describe("stuck-1")).last_error and d, 20, "a failed attempt")
+    assert described.status == "running" and described.step == "only"
+    assert "ActivityNotRegistered" in str(described.last_error)
+    assert described.next_retry_ms and described.next_retry_ms > described.start_ms
     text = succeeded(cli(world, "workflow", "describe", "stuck-1"))
     assert "last error" in text and "next retry" in text and "ActivityNotRegistered" in text
     wf.terminate("stuck-1")
@@ -215,10 +215,10 @@ def test_a_worker_killed_mid_activity_leads_to_a_timeout_and_a_retry(world, tmp_
         for proc in (first, second):
             if proc is not None:
                 launcher.stop_process(proc)
-    assert outcome["status"] == "completed" and outcome["result"]["attempt"] == 2
+    assert outcome.status == "completed" and outcome.result["attempt"] == 2
     events = wf.history("held-1")
-    timed_out = [e for e in events if e["event_type"] == "ActivityTaskTimedOut"]
-    assert [(e["attempt"], e["error_type"]) for e in timed_out] == [(1, "StartToCloseTimeout")]
+    timed_out = [e for e in events if e.type == "ActivityTaskTimedOut"]
+    assert [(e.attempt, e.error_type) for e in timed_out] == [(1, "StartToCloseTimeout")]
 
 
 def test_a_retried_start_is_applied_once(world):
@@ -240,8 +240,8 @@ def test_a_retried_start_is_applied_once(world):
         second = stub.Execute(cmd, timeout=5)
     assert first.code == second.code == 0
     assert first.workflow.run_id == second.workflow.run_id and first.workflow.workflow_id == "retried-1"
-    assert world.client.workflows.wait("retried-1", timeout=30)["status"] == "completed"
-    starts = [e for e in world.client.workflows.history("retried-1") if e["event_type"] == "WorkflowExecutionStarted"]
+    assert world.client.workflows.wait("retried-1", timeout=30).status == "completed"
+    starts = [e for e in world.client.workflows.history("retried-1") if e.type == "WorkflowExecutionStarted"]
     assert len(starts) == 1
 
 
@@ -255,19 +255,19 @@ def test_a_timer_and_a_signal_wake_a_waiting_workflow(world, tmp_path):
     worker = start_worker(world, "approval-q", tmp_path / "w.log")
     try:
         wf.start("approval", workflow_id="approval-1")
-        waiting = wait_until(lambda: (d := wf.describe("approval-1")).get("awaited_signal") and d, 20,
+        waiting = wait_until(lambda: (d := wf.describe("approval-1")).awaited_signal and d, 20,
                              "the timer to fire and the signal wait to begin")
-        assert waiting["awaited_signal"] == "approve"
+        assert waiting.awaited_signal == "approve"
         assert succeeded(cli(world, "workflow", "signal", "approval-1", "approve", "--input", '{"by": "ops"}'))
         outcome = wf.wait("approval-1", timeout=30)
     finally:
         launcher.stop_process(worker)
-    assert outcome["status"] == "completed" and outcome["result"] == {"by": "ops"}
-    kinds = [e["event_type"] for e in wf.history("approval-1")]
+    assert outcome.status == "completed" and outcome.result == {"by": "ops"}
+    kinds = [e.type for e in wf.history("approval-1")]
     assert kinds.index("TimerStarted") < kinds.index("TimerFired") < kinds.index("WorkflowExecutionSignaled")
-    fired = next(e for e in wf.history("approval-1") if e["event_type"] == "TimerFired")
-    started = next(e for e in wf.history("approval-1") if e["event_type"] == "TimerStarted")
-    assert fired["time_ms"] - started["time_ms"] >= 300
+    fired = next(e for e in wf.history("approval-1") if e.type == "TimerFired")
+    started = next(e for e in wf.history("approval-1") if e.type == "TimerStarted")
+    assert fired.time_ms - started.time_ms >= 300
 
 
 def test_cancel_runs_the_compensations_of_completed_steps(world, tmp_path):
@@ -280,13 +280,13 @@ def test_cancel_runs_the_compensations_of_completed_steps(world, tmp_path):
     worker = start_worker(world, "cancel-q", tmp_path / "w.log")
     try:
         wf.start("cancellable", workflow_id="cancel-1", input={"sku": 7})
-        wait_until(lambda: wf.describe("cancel-1").get("awaited_signal") == "go", 20, "the workflow to wait for 'go'")
+        wait_until(lambda: wf.describe("cancel-1").awaited_signal == "go", 20, "the workflow to wait for 'go'")
         out = succeeded(cli(world, "workflow", "cancel", "cancel-1"))
         assert "canceled cancel-1" in out
         outcome = wf.wait("cancel-1", timeout=30)
     finally:
         launcher.stop_process(worker)
-    assert outcome["status"] == "canceled"
-    undone = [e for e in wf.history("cancel-1") if e["event_type"] == "ActivityTaskCompleted" and e.get("compensation")]
-    assert [(e["activity"], e["payload"]) for e in undone] == [("undo", {"undone": {"sku": 7}})]
-    assert not any(e.get("step") == "ship" for e in wf.history("cancel-1"))
+    assert outcome.status == "canceled"
+    undone = [e for e in wf.history("cancel-1") if e.type == "ActivityTaskCompleted" and e.compensation]
+    assert [(e.activity, e.payload) for e in undone] == [("undo", {"undone": {"sku": 7}})]
+    assert not any(e.step == "ship" for e in wf.history("cancel-1"))

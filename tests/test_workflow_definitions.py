@@ -75,7 +75,7 @@ def order_in_python():
                 start_to_close=30,
                 compensation=compensate("release", input="$steps.reserve.result", start_to_close=2, heartbeat=0.5),
             ),
-            timer("cool_down", seconds=0.5),
+            timer("cool_down", duration=0.5),
             signal("approval", timeout=60),
             parallel(
                 "notify",
@@ -205,7 +205,7 @@ def test_bad_definitions_name_the_field_path(data, message):
 
 def test_python_api_runs_the_same_checks():
     with pytest.raises(DefinitionError, match=r"^duration=0 must be > 0"):
-        timer("t", seconds=0)
+        timer("t", duration=0)
     with pytest.raises(DefinitionError, match=r"^timeouts\.heartbeat=-1 must be > 0"):
         activity("a", task_queue="q", heartbeat=-1)
     with pytest.raises(DefinitionError, match=r"^compensation\.activity='' must be non-empty"):
@@ -217,9 +217,9 @@ def test_python_api_runs_the_same_checks():
     with pytest.raises(TypeError):
         compensate("undo", "q", None, None, 5)  # options are keyword-only, as for activity()
     with pytest.raises(DefinitionError, match=r"^steps\[1\]\.input references \$steps\.c\.result"):
-        workflow("w", version=1, steps=[timer("a", seconds=1), activity("b", task_queue="q", input="$steps.c.result")])
+        workflow("w", version=1, steps=[timer("a", duration=1), activity("b", task_queue="q", input="$steps.c.result")])
     with pytest.raises(DefinitionError, match=r"^steps\[0\] is a TimerStep; a parallel group holds activity steps only"):
-        parallel("p", [timer("t", seconds=1)])
+        parallel("p", [timer("t", duration=1)])
 
 
 def test_compensation_takes_its_steps_task_queue_unless_it_names_one():

@@ -1,5 +1,5 @@
-"""The leader's hand-out (cluster/workflows.py) and the worker's attempt handling
-(cluster/worker.py) against stand-ins for the node and the client: the orderings a
+"""The leader's hand-out (cluster/node/workflow_driver.py) and the worker's attempt handling
+(cluster/worker/worker.py) against stand-ins for the node and the client: the orderings a
 real cluster produces only by chance, made to happen on purpose."""
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def make_worker() -> tuple[Worker, FakeWorkflows]:
     workflows = FakeWorkflows()
     client = SimpleNamespace(workflows=workflows)
     worker = Worker(client, task_queue="q", activities=[returns_a_tuple, fails_badly, beats_then_returns],
-                    heartbeat_interval_s=5.0)
+                    heartbeat_interval=5.0)
     return worker, workflows
 
 
@@ -160,8 +160,10 @@ async def test_flush_after_a_heartbeat_in_the_throttle_window_ends_cleanly():
 
 
 def test_a_worker_refuses_a_poll_wait_the_cluster_would_refuse():
-    with pytest.raises(ValueError, match="poll_wait_s"):
-        Worker(SimpleNamespace(workflows=None), task_queue="q", activities=[returns_a_tuple], poll_wait_s=61)
+    with pytest.raises(ValueError, match="poll_wait"):
+        Worker(SimpleNamespace(workflows=None), task_queue="q", activities=[returns_a_tuple], poll_wait=61)
+    with pytest.raises(ValueError, match="heartbeat_interval"):
+        Worker(SimpleNamespace(workflows=None), task_queue="q", activities=[returns_a_tuple], heartbeat_interval=-1)
 
 
 def test_retry_pause_is_short():

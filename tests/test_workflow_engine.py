@@ -193,7 +193,7 @@ def test_duplicate_start_and_backlog_and_unknown_are_rejected():
     assert engine.start("w3", "nope", 1, None, 1).reason is WorkflowRejectReason.UNKNOWN_TYPE
     assert engine.describe("w3") is None and engine.snapshot_state() != before  # w2 started
     # A first step with no task queue is not held back by a full queue.
-    engine.register(workflow("sleepy", version=1, steps=[timer("t", seconds=1), activity("a", task_queue="q")]))
+    engine.register(workflow("sleepy", version=1, steps=[timer("t", duration=1), activity("a", task_queue="q")]))
     assert engine.start("w3", "sleepy", 1, None, 1) == WorkflowStarted("w3", 3)
 
 

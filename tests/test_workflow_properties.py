@@ -52,7 +52,7 @@ def undoable(name, queue, undo=None, **options):
 # Compensation timeouts of every kind, and none (book's and finish's undo: the default start_to_close).
 SAGA = workflow("saga", version=1, steps=[
     undoable("book", "q", input="$input", start_to_close=0.05),
-    timer("pause", seconds=0.1),
+    timer("pause", duration=0.1),
     signal("approve", timeout=1),
     parallel("fan", [undoable("left", "q", {"heartbeat": 0.03}, heartbeat=0.03),
                      undoable("right", "q2", {"start_to_close": 0.05, "schedule_to_close": 0.2}),

@@ -39,7 +39,7 @@ def undoable(name, queue="q", **options):
 
 TRIP = workflow("trip", version=1, steps=[
     undoable("hotel", input="$input"),
-    timer("cool_down", seconds=0.5),
+    timer("cool_down", duration=0.5),
     signal("approval", timeout=60),
     parallel("book", [undoable("flight", "air", input="$steps.approval.result"), undoable("car", "cars"),
                       activity("mail", task_queue="q", retry=ONCE)]),

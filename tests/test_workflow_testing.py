@@ -135,7 +135,7 @@ def test_a_timer_of_days_then_a_day_long_signal_wait_completes():
     # Days pass with no command in the environment's session: the signal, the
     # activity's heartbeat and its completion must still be accepted.
     slow = workflow.define("slow_approval", version=1, steps=[
-        workflow.timer("cool_off", seconds=3 * DAY_S),
+        workflow.timer("cool_off", duration=3 * DAY_S),
         workflow.wait_signal("approval", signal="approved", timeout=2 * DAY_S),
         workflow.step("ship", activity="ship", task_queue="q", input="$steps.approval.result",
                       heartbeat=30, start_to_close=60, retry=workflow.RetryPolicy(maximum_attempts=1)),
@@ -166,7 +166,7 @@ def test_sleep_fires_each_deadline_at_its_time_and_runs_the_tasks_between():
     # and the signal wait armed then times out an hour later, all within one sleep.
     wait = workflow.define("wait_for_ok", version=1, steps=[
         workflow.step("prepare", activity="prepare", task_queue="q"),
-        workflow.timer("cool_off", seconds=DAY_S),
+        workflow.timer("cool_off", duration=DAY_S),
         workflow.wait_signal("ok", timeout=HOUR_S),
     ])
 
@@ -188,7 +188,7 @@ def test_sleep_fires_each_deadline_at_its_time_and_runs_the_tasks_between():
 
 def test_a_skip_past_retention_removes_closed_workflows_as_a_cluster_does():
     quick = workflow.define("quick", version=1, steps=[workflow.step("prepare", activity="prepare", task_queue="q")])
-    slow = workflow.define("slow_timer", version=1, steps=[workflow.timer("wait", seconds=8 * DAY_S)])
+    slow = workflow.define("slow_timer", version=1, steps=[workflow.timer("wait", duration=8 * DAY_S)])
 
     @activity.defn
     def prepare(_):

@@ -208,7 +208,7 @@ def _status_rows(client: Client, cluster: launcher.ClusterFile | None) -> list[d
             rows.append({"id": _member_id(cluster, endpoint), "address": endpoint, "up": False, "error": status})
             continue
         rows.append({
-            "id": status.id, "address": status.address, "up": True, "role": status.role, "term": status.term,
+            "id": status.id, "address": status.address, "up": True, "role": status.role.value, "term": status.term,
             "leader": status.leader_id, "last_index": status.last_index, "commit_index": status.commit_index,
             "applied_index": status.applied_index, "snapshot_index": status.snapshot_index,
             "pid": status.pid or pids.get(endpoint, 0),

@@ -14,7 +14,7 @@ import sys
 
 from raftflow.cluster.client import Client, InvalidArgument, RaftflowError, parse_endpoints
 from raftflow.cluster.local import launcher
-from raftflow.cluster.protocol.faults import PeerFault, describe_faults
+from raftflow.cluster.protocol.faults import describe_faults
 from raftflow.raft.config import ConfigError
 
 EXIT_FAILURE = 1
@@ -56,7 +56,7 @@ def client_for(args: argparse.Namespace) -> Client:
 def faults_text(faults) -> str:
     """A node's PeerFaults (admin_pb2) as `raftflow cluster status` and `partition show`
     print them: 'cut from 3,4,5; +100ms both ways with 1'."""
-    return describe_faults([PeerFault(f.peer_id, f.drop_out, f.drop_in, f.delay_out_ms, f.delay_in_ms) for f in faults])
+    return describe_faults(list(faults))
 
 
 def run(args: argparse.Namespace) -> int:

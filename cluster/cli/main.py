@@ -19,6 +19,7 @@ from raftflow.cluster.cli.demo_command import add_demo_command
 from raftflow.cluster.cli.partition_commands import add_partition_commands
 from raftflow.cluster.cli.workflow_commands import add_worker_command, add_workflow_commands
 from raftflow.raft.config import MUTATIONS
+from raftflow.version import __version__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,6 +58,7 @@ def _mutations(text: str) -> frozenset[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="raftflow", description="raftflow: a durable workflow engine on Raft.")
+    parser.add_argument("--version", action="version", version=f"raftflow {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sim = sub.add_parser(
         "sim",

@@ -23,7 +23,7 @@ import json
 from raftflow.cluster.cli.common import EXIT_USAGE, CommandFailed, add_common, client_for, faults_text
 from raftflow.cluster.client import Client, RaftflowError
 from raftflow.cluster.protocol.faults import MAX_DELAY_MS
-from raftflow.cluster.local.partitions import Plan, cut_plan, fault_protos, plan_of
+from raftflow.cluster.local.partitions import Plan, cut_plan, faults_of, plan_of
 
 
 def add_partition_commands(sub) -> None:
@@ -155,11 +155,11 @@ def _cmd_partition(args: argparse.Namespace) -> int:
                 missed[node] = "it does not answer (down or paused)"
                 continue
             try:
-                reply = client.set_faults(addresses[node], fault_protos(plan[node]), replace=True)
+                in_force = client.set_faults(addresses[node], faults_of(plan[node]), replace=True)
             except RaftflowError as exc:
                 missed[node] = str(exc)
                 continue
-            applied[node] = faults_text(reply.faults)
+            applied[node] = faults_text(in_force)
     if args.output == "json":
         print(json.dumps({"faults": applied, "not_set": missed}, indent=2))
     else:
@@ -173,7 +173,7 @@ def _cmd_partition(args: argparse.Namespace) -> int:
 
 
 def _show(args, members: list[int], addresses: dict[int, str], current: Plan, down: list[str]) -> int:
-    rows = {node: faults_text(fault_protos(current[node])) for node in members if node in current}
+    rows = {node: faults_text(faults_of(current[node])) for node in members if node in current}
     if args.output == "json":
         print(json.dumps({"faults": rows, "down": down}, indent=2))
         return 0

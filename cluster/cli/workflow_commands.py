@@ -26,6 +26,8 @@ import sys
 
 from raftflow.cluster.client import AsyncClient, RaftflowError
 from raftflow.cluster.cli.common import EXIT_FAILURE, EXIT_USAGE, CommandFailed, add_common, client_for, endpoints
+from raftflow.cluster.client import HistoryEvent
+from raftflow.cluster.protocol.workflow_proto import event_attributes, plain
 from raftflow.statemachine.workflow.definitions import load_definition
 from raftflow.statemachine.workflow.records import Status
 from raftflow.statemachine.workflow.retry import DefinitionError
@@ -139,7 +141,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
     except (DefinitionError, OSError) as exc:
         raise CommandFailed(" ".join(str(exc).split()), EXIT_USAGE) from None  # YAML's messages span lines
     with client_for(args) as client:
-        name, version = client.workflows.register(workflow_type)
+        registered = client.workflows.register(workflow_type)
+    name, version = registered.name, registered.version
     _emit(args, {"type_name": name, "version": version}, f"registered {name} version {version}")
     return 0
 
@@ -163,9 +166,9 @@ def _cmd_start(args: argparse.Namespace) -> int:
         if args.output != "json":
             print(f"{'attached to' if run.existing else 'started'} workflow {run.workflow_id} (run {run.run_id}); waiting",
                   flush=True)
-        outcome = client.workflows.wait(run.workflow_id, run_id=run.run_id)
+        outcome = plain(client.workflows.wait(run.workflow_id, run_id=run.run_id))
     _emit(args, outcome, _outcome_text(outcome))
-    return 0 if outcome["status"] == "completed" else EXIT_FAILURE
+    return 0 if outcome["status"] == Status.COMPLETED.value else EXIT_FAILURE
 
 
 def _outcome_text(d: dict) -> str:
@@ -179,7 +182,7 @@ def _outcome_text(d: dict) -> str:
 
 def _cmd_describe(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        d = client.workflows.describe(args.workflow_id)
+        d = plain(client.workflows.describe(args.workflow_id))
     _emit(args, d, _describe_text(d))
     return 0
 
@@ -229,7 +232,7 @@ def _error_text(error: dict) -> str:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        events = client.workflows.history(args.workflow_id)
+        events = [_event_dict(e) for e in client.workflows.history(args.workflow_id)]
     if args.output == "json":
         print(_show_json(events))
         return 0
@@ -248,11 +251,18 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _event_dict(event: HistoryEvent) -> dict:
+    """An event as `workflow show -o json` prints it: the type as event_type, then
+    only the attributes it has."""
+    return {"event_id": event.event_id, "time_ms": event.time_ms, "event_type": event.type.value,
+            **event_attributes(event)}
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= 10_000:
         raise CommandFailed(f"--limit {args.limit} must be from 1 to 10000", EXIT_USAGE)
     with client_for(args) as client:
-        rows = client.workflows.list(status=args.status, limit=args.limit)
+        rows = [plain(row) for row in client.workflows.list(status=args.status, limit=args.limit)]
     if args.output == "json":
         print(_show_json(rows))
         return 0
@@ -273,7 +283,7 @@ def _cmd_signal(args: argparse.Namespace) -> int:
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        status = client.workflows.cancel(args.workflow_id)
+        status = client.workflows.cancel(args.workflow_id).value
     _emit(args, {"workflow_id": args.workflow_id, "status": status},
           f"canceled {args.workflow_id}: {status} (compensations of completed steps run)")
     return 0
@@ -281,7 +291,7 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 def _cmd_terminate(args: argparse.Namespace) -> int:
     with client_for(args) as client:
-        status = client.workflows.terminate(args.workflow_id, args.reason)
+        status = client.workflows.terminate(args.workflow_id, args.reason).value
     _emit(args, {"workflow_id": args.workflow_id, "status": status}, f"terminated {args.workflow_id}")
     return 0
 

@@ -23,7 +23,6 @@ import asyncio
 import itertools
 import random
 import time
-from dataclasses import dataclass
 
 import grpc
 
@@ -43,45 +42,28 @@ from raftflow.cluster.client.errors import (
     Unavailable,
     rejection,
 )
+from raftflow.cluster.client.durations import Duration, seconds
+from raftflow.cluster.client.results import (
+    Consistency,
+    KeyValue,
+    LeaderTransfer,
+    NodeStatus,
+    PeerState,
+    ReadResult,
+    StateHash,
+    WriteResult,
+)
 from raftflow.cluster.client.sync import run_sync
+from raftflow.cluster.protocol.faults import PeerFault, fault_from_proto, fault_to_proto
+from raftflow.raft.types import Role
 from raftflow.cluster.client.workflows import AsyncWorkflows, Workflows
 from raftflow.raft.config import ConfigError
 from raftflow.proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc
 
-CONSISTENCY_LEVELS = {"linearizable": client_pb2.LINEARIZABLE, "lease": client_pb2.LEASE, "stale": client_pb2.STALE}
-
-
-@dataclass(frozen=True, slots=True)
-class KeyValue:
-    key: str
-    value: bytes
-    create_revision: int
-    mod_revision: int
-    version: int
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    index: int  # the log index the command was applied at
-    revision: int  # the store's revision after it
-    succeeded: bool  # cas: the comparison held; delete: a key was deleted; put: True
-    prev: KeyValue | None = None  # put: the value replaced; delete: the value deleted
-    current: KeyValue | None = None  # cas: the value now, or the one that failed the comparison
-
-
-@dataclass(frozen=True, slots=True)
-class ReadResult:
-    kv: KeyValue | None
-    applied_index: int
-    node_id: int
-    stale: bool
-    leader_id: int
-    since_leader_s: float
-    revision: int
-
-    @property
-    def value(self) -> bytes | None:
-        return None if self.kv is None else self.kv.value
+CONSISTENCY_LEVELS = {
+    Consistency.LINEARIZABLE: client_pb2.LINEARIZABLE, Consistency.LEASE: client_pb2.LEASE,
+    Consistency.STALE: client_pb2.STALE,
+}
 
 
 def _kv(message, present: bool) -> KeyValue | None:
@@ -226,27 +208,23 @@ class AsyncClient:
         self,
         endpoints: list[str],
         *,
-        timeout: float = 5.0,
-        no_leader_timeout: float = 1.0,
-        max_backoff: float = 0.2,
+        timeout: Duration = 5.0,
+        no_leader_timeout: Duration = 1.0,
+        max_backoff: Duration = 0.2,
         rng: random.Random | None = None,
     ) -> None:
-        """`timeout`: how long one call may take in all, retries included.
+        """Durations are a `datetime.timedelta` or seconds.
+        `timeout`: how long one call may take in all, retries included.
         `no_leader_timeout`: how long to wait for a leader (or for any node to
         answer) before giving up with `Unavailable` naming the cause.
         `max_backoff`: the longest pause between two retries (they start at 5 ms
         and double, with jitter)."""
         if not endpoints:
             raise InvalidArgument("no endpoints given")
-        if timeout <= 0 or no_leader_timeout <= 0 or max_backoff < 0:
-            raise InvalidArgument(
-                f"timeout={timeout}, no_leader_timeout={no_leader_timeout} must be positive, "
-                f"max_backoff={max_backoff} not negative"
-            )
-        self.max_backoff = max_backoff
+        self.timeout = seconds(timeout, "timeout")
+        self.no_leader_timeout = seconds(no_leader_timeout, "no_leader_timeout")
+        self.max_backoff = seconds(max_backoff, "max_backoff", zero=True)
         self.endpoints = list(endpoints)
-        self.timeout = timeout
-        self.no_leader_timeout = no_leader_timeout
         self._rng = rng or random.Random()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._streams: dict[str, _Stream] = {}
@@ -266,7 +244,9 @@ class AsyncClient:
     def workflows(self) -> AsyncWorkflows:
         """Workflow commands, reads and long polls (cluster/client/workflows.py)."""
         if self._workflows is None:
-            self._workflows = AsyncWorkflows(self)
+            self._workflows = AsyncWorkflows(
+                execute=self._execute, call_leader=self._call_leader, timeout=lambda: self.timeout,
+            )
         return self._workflows
 
     async def __aexit__(self, *exc) -> None:
@@ -337,7 +317,7 @@ class AsyncClient:
     def _remaining(self, deadline: float) -> float:
         return max(0.001, deadline - time.monotonic())
 
-    async def call_leader(self, stub, method: str, request, deadline: float):
+    async def _call_leader(self, stub, method: str, request, deadline: float):
         """One unary RPC `stub(channel).method(request)` on the leader, following
         hints and retrying until the deadline or the no-leader grace ends."""
         return await self._unary(
@@ -381,13 +361,13 @@ class AsyncClient:
         return False
 
     async def _command(self, build) -> WriteResult:
-        reply = await self.execute(build)
+        reply = await self._execute(build)
         return WriteResult(
             reply.index, reply.revision, reply.succeeded,
             _kv(reply.prev, reply.HasField("prev")), _kv(reply.current, reply.HasField("current")),
         )
 
-    async def execute(self, build) -> client_pb2.CommandReply:
+    async def _execute(self, build) -> client_pb2.CommandReply:
         """Run one command exactly once: the same (session, seq) on every retry.
         `build(cmd)` sets the operation on a Command and returns it; the reply's
         code is OK (any refusal is raised)."""
@@ -475,10 +455,16 @@ class AsyncClient:
             return cmd
         return await self._command(build)
 
-    async def get(self, key: str, *, consistency: str = "linearizable", endpoint: str | None = None) -> ReadResult:
-        level = CONSISTENCY_LEVELS.get(consistency)
+    async def get(
+        self, key: str, *, consistency: Consistency | str = Consistency.LINEARIZABLE, endpoint: str | None = None,
+    ) -> ReadResult:
+        """The key's value at `consistency` (a Consistency or its name); `endpoint`
+        asks that node, whatever its role (stale reads of a minority, say)."""
+        level = CONSISTENCY_LEVELS.get(consistency) if isinstance(consistency, str) else None
         if level is None:
-            raise InvalidArgument(f"consistency {consistency!r} is not one of {', '.join(CONSISTENCY_LEVELS)}")
+            raise InvalidArgument(
+                f"consistency {consistency!r} is not one of {', '.join(c.value for c in Consistency)}"
+            )
         deadline = time.monotonic() + self.timeout
         request = client_pb2.ReadRequest(key=key, consistency=level)
         if endpoint is not None:  # ask this node, whatever it is
@@ -522,15 +508,18 @@ class AsyncClient:
 
     # --- admin ------------------------------------------------------------------------
 
-    async def status(self, endpoint: str, *, timeout: float = 1.0) -> admin_pb2.StatusReply:
+    async def status(self, endpoint: str, *, timeout: Duration = 1.0) -> NodeStatus:
+        """Node `endpoint`'s own view: role, term, leader, log indexes, faults."""
+        limit = seconds(timeout, "timeout")
         try:
-            return await admin_pb2_grpc.AdminStub(self._channel(endpoint)).Status(
-                admin_pb2.StatusRequest(), timeout=timeout, wait_for_ready=True
+            reply = await admin_pb2_grpc.AdminStub(self._channel(endpoint)).Status(
+                admin_pb2.StatusRequest(), timeout=limit, wait_for_ready=True
             )
         except grpc.aio.AioRpcError as exc:
             raise _one_node_error(endpoint, exc) from None
+        return _node_status(reply)
 
-    async def cluster_status(self, *, timeout: float = 1.0) -> list[tuple[str, admin_pb2.StatusReply | str]]:
+    async def cluster_status(self, *, timeout: Duration = 1.0) -> list[tuple[str, NodeStatus | str]]:
         """Every endpoint's status, or one line saying why it has none."""
         async def one(endpoint: str):
             try:
@@ -539,33 +528,47 @@ class AsyncClient:
                 return endpoint, str(exc)
         return list(await asyncio.gather(*(one(e) for e in self.endpoints)))
 
-    async def state_hash(self, endpoint: str) -> admin_pb2.StateHashReply:
+    async def state_hash(self, endpoint: str) -> StateHash:
+        """A hash of node `endpoint`'s whole state machine, and the index it is at."""
         try:
-            return await admin_pb2_grpc.AdminStub(self._channel(endpoint)).StateHash(
+            reply = await admin_pb2_grpc.AdminStub(self._channel(endpoint)).StateHash(
                 admin_pb2.StateHashRequest(), timeout=self.timeout
             )
         except grpc.aio.AioRpcError as exc:
             raise _one_node_error(endpoint, exc) from None
+        return StateHash(reply.applied_index, reply.hash)
 
-    async def set_faults(self, endpoint: str, faults: list[admin_pb2.PeerFault], *, replace: bool) -> admin_pb2.FaultsReply:
+    async def set_faults(self, endpoint: str, faults: list[PeerFault], *, replace: bool) -> list[PeerFault]:
         """Set the network faults node `endpoint` injects toward its peers
-        (replace=True with no faults heals it)."""
+        (replace=True with no faults heals it); the faults in force after."""
+        request = admin_pb2.SetFaultsRequest(faults=[fault_to_proto(f) for f in faults], replace=replace)
         try:
-            return await admin_pb2_grpc.AdminStub(self._channel(endpoint)).SetFaults(
-                admin_pb2.SetFaultsRequest(faults=faults, replace=replace), timeout=self.timeout
-            )
+            reply = await admin_pb2_grpc.AdminStub(self._channel(endpoint)).SetFaults(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             raise _one_node_error(endpoint, exc) from None
+        return [fault_from_proto(f) for f in reply.faults]
 
-    async def transfer_leader(self, target: int) -> admin_pb2.TransferReply:
+    async def transfer_leader(self, target: int) -> LeaderTransfer:
+        """Hand leadership to node `target`; the leader and term after."""
         deadline = time.monotonic() + self.timeout
         request = admin_pb2.TransferRequest(target_id=target)
-        return await self._unary(
+        reply = await self._unary(
             lambda stub: stub.TransferLeader(request, timeout=self._remaining(deadline)), deadline,
             stub=admin_pb2_grpc.AdminStub,
         )
+        return LeaderTransfer(reply.leader_id, reply.term)
 
 
+def _node_status(reply: admin_pb2.StatusReply) -> NodeStatus:
+    return NodeStatus(
+        id=reply.id, address=reply.address, cluster_id=reply.cluster_id, role=Role(reply.role), term=reply.term,
+        leader_id=reply.leader_id, leader_address=reply.leader_address, last_index=reply.last_index,
+        commit_index=reply.commit_index, applied_index=reply.applied_index, snapshot_index=reply.snapshot_index,
+        leader_unknown_s=reply.leader_unknown_s, pid=reply.pid, pending_proposals=reply.pending_proposals,
+        version=reply.version,
+        peers=tuple(PeerState(p.id, p.address, p.connected, p.last_heard_s, p.progress) for p in reply.peers),
+        faults=tuple(fault_from_proto(f) for f in reply.faults),
+    )
 
 
 def _one_node_error(endpoint: str, exc: grpc.aio.AioRpcError) -> RaftflowError:
@@ -684,17 +687,25 @@ class Client:
     def get(self, key: str, **options) -> ReadResult:
         return self._run(self._client.get(key, **options))
 
-    def status(self, endpoint: str, **options) -> admin_pb2.StatusReply:
+    def status(self, endpoint: str, **options) -> NodeStatus:
         return self._run(self._client.status(endpoint, **options))
 
-    def cluster_status(self, **options):
+    def cluster_status(self, **options) -> list[tuple[str, NodeStatus | str]]:
         return self._run(self._client.cluster_status(**options))
 
-    def state_hash(self, endpoint: str) -> admin_pb2.StateHashReply:
+    def state_hash(self, endpoint: str) -> StateHash:
         return self._run(self._client.state_hash(endpoint))
 
-    def transfer_leader(self, target: int) -> admin_pb2.TransferReply:
+    def transfer_leader(self, target: int) -> LeaderTransfer:
         return self._run(self._client.transfer_leader(target))
 
-    def set_faults(self, endpoint: str, faults: list[admin_pb2.PeerFault], *, replace: bool) -> admin_pb2.FaultsReply:
+    def set_faults(self, endpoint: str, faults: list[PeerFault], *, replace: bool) -> list[PeerFault]:
         return self._run(self._client.set_faults(endpoint, faults, replace=replace))
+
+    @property
+    def endpoints(self) -> list[str]:
+        return self._client.endpoints
+
+    @property
+    def timeout(self) -> float:
+        return self._client.timeout

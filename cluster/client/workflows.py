@@ -18,14 +18,25 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Awaitable, Callable
 
-
-from raftflow.cluster.client.errors import InvalidArgument, OutcomeUnknown, Unavailable
+from raftflow.cluster.client.durations import Duration, optional_seconds, seconds
+from raftflow.cluster.client.errors import InvalidArgument, OutcomeUnknown, RaftflowError, Unavailable
 from raftflow.cluster.client.sync import run_sync
-from raftflow.cluster.protocol.workflow_proto import MAX_POLL_TASKS, MAX_WAIT_MS, pack_payload, unpack_payload
+from raftflow.cluster.protocol.workflow_proto import (
+    MAX_POLL_TASKS,
+    MAX_WAIT_MS,
+    description_from_plain,
+    event_from_proto,
+    pack_payload,
+    summary_from_proto,
+    unpack_payload,
+)
 from raftflow.proto import client_pb2, workflow_pb2, workflow_pb2_grpc
 from raftflow.statemachine.workflow.definitions import WorkflowType, to_dict
+from raftflow.statemachine.workflow.events import Event as HistoryEvent
+from raftflow.statemachine.workflow.records import Status as WorkflowStatus
+from raftflow.statemachine.workflow.records import TypeRegistered, WorkflowDescription, WorkflowSummary
 
 LONG_POLL_S = 20.0  # one WaitWorkflow / PollActivityTasks call; a longer wait is several
 
@@ -63,38 +74,40 @@ def _unpack(data: bytes) -> object:
     return unpack_payload(data, "the node's reply")
 
 
-def summary(message: workflow_pb2.WorkflowSummary) -> dict:
-    return {
-        "workflow_id": message.workflow_id, "run_id": message.run_id, "type_name": message.type_name,
-        "version": message.version, "status": message.status, "start_ms": message.start_ms,
-        "close_ms": message.close_ms or None,
-    }
+def _description(reply: workflow_pb2.DescribeReply) -> WorkflowDescription:
+    data = _unpack(reply.details)
+    if not isinstance(data, dict):
+        raise RaftflowError(f"the node's description is a {type(data).__name__}, not a map")
+    return description_from_plain(data)
 
 
-def description(reply: workflow_pb2.DescribeReply) -> dict:
-    """The engine's description of a run as a dict (docs/workflows.md lists the keys)."""
-    return _unpack(reply.details)
+def _status(value: WorkflowStatus | str) -> WorkflowStatus:
+    try:
+        return WorkflowStatus(value)
+    except ValueError:
+        raise InvalidArgument(
+            f"status {value!r} is not one of {', '.join(s.value for s in WorkflowStatus)}"
+        ) from None
 
 
-class LeaderCaller(Protocol):
-    """What the workflow calls need of an AsyncClient."""
-
-    timeout: float
-
-    async def execute(self, build) -> client_pb2.CommandReply: ...
-
-    async def call_leader(self, stub, method: str, request, deadline: float): ...
+Execute = Callable[[Callable[[client_pb2.Command], client_pb2.Command]], Awaitable[client_pb2.CommandReply]]
+CallLeader = Callable[[type, str, object, float], Awaitable[object]]
 
 
 class AsyncWorkflows:
-    def __init__(self, client: LeaderCaller) -> None:
-        self._client = client
+    """`client.workflows`. It is given the client's two paths to the cluster (the
+    exactly-once command path and a read on the leader) and its call timeout."""
+
+    def __init__(self, *, execute: Execute, call_leader: CallLeader, timeout: Callable[[], float]) -> None:
+        self._execute = execute
+        self._call_leader = call_leader
+        self._timeout = timeout
 
     # --- commands (exactly once) -------------------------------------------------------
 
-    async def register(self, definition: WorkflowType | dict) -> tuple[str, int]:
+    async def register(self, definition: WorkflowType | dict) -> TypeRegistered:
         """Register a workflow type (re-registering the same one is a no-op; other
-        steps under a registered (name, version) are refused). (name, version)."""
+        steps under a registered (name, version) are refused)."""
         document = to_dict(definition) if isinstance(definition, WorkflowType) else definition
         if not isinstance(document, dict):
             raise InvalidArgument(f"a definition is a WorkflowType or its file form (a dict); got {type(document).__name__}")
@@ -104,8 +117,8 @@ class AsyncWorkflows:
             cmd.register_workflow_type.definition_json = text
             return cmd
 
-        reply = await self._client.execute(build)
-        return reply.workflow.type_name, reply.workflow.version
+        reply = await self._execute(build)
+        return TypeRegistered(reply.workflow.type_name, reply.workflow.version)
 
     async def start(
         self, type_name: str, *, workflow_id: str | None = None, input: object = None, version: int = 0,
@@ -123,7 +136,7 @@ class AsyncWorkflows:
             )
             return cmd
 
-        reply = await self._client.execute(build)
+        reply = await self._execute(build)
         return WorkflowRun(reply.workflow.workflow_id, reply.workflow.run_id, reply.workflow.existing)
 
     async def signal(self, workflow_id: str, name: str, input: object = None) -> None:
@@ -133,23 +146,23 @@ class AsyncWorkflows:
             cmd.signal_workflow.workflow_id, cmd.signal_workflow.name, cmd.signal_workflow.input = workflow_id, name, payload
             return cmd
 
-        await self._client.execute(build)
+        await self._execute(build)
 
-    async def cancel(self, workflow_id: str) -> str:
+    async def cancel(self, workflow_id: str) -> WorkflowStatus:
         """Cancel: the completed steps' compensations run. The status afterwards."""
         def build(cmd):
             cmd.cancel_workflow.workflow_id = workflow_id
             return cmd
 
-        return (await self._client.execute(build)).workflow.status
+        return WorkflowStatus((await self._execute(build)).workflow.status)
 
-    async def terminate(self, workflow_id: str, reason: str = "") -> str:
-        """Stop at once, no compensations."""
+    async def terminate(self, workflow_id: str, reason: str = "") -> WorkflowStatus:
+        """Stop at once, no compensations. The status afterwards."""
         def build(cmd):
             cmd.terminate_workflow.workflow_id, cmd.terminate_workflow.reason = workflow_id, reason
             return cmd
 
-        return (await self._client.execute(build)).workflow.status
+        return WorkflowStatus((await self._execute(build)).workflow.status)
 
     async def complete_activity(self, task_id: int, attempt: int, result: object) -> None:
         payload = _pack(result)
@@ -159,7 +172,7 @@ class AsyncWorkflows:
             m.task_id, m.attempt, m.result = task_id, attempt, payload
             return cmd
 
-        await self._client.execute(build)
+        await self._execute(build)
 
     async def fail_activity(self, task_id: int, attempt: int, error_type: str, message: str, retryable: bool) -> None:
         def build(cmd):
@@ -167,7 +180,7 @@ class AsyncWorkflows:
             m.task_id, m.attempt, m.error_type, m.message, m.retryable = task_id, attempt, error_type, message, retryable
             return cmd
 
-        await self._client.execute(build)
+        await self._execute(build)
 
     async def heartbeat_activity(self, task_id: int, attempt: int, details: object = None) -> None:
         payload = _pack(details)
@@ -177,51 +190,62 @@ class AsyncWorkflows:
             m.task_id, m.attempt, m.details = task_id, attempt, payload
             return cmd
 
-        await self._client.execute(build)
+        await self._execute(build)
 
     # --- reads (leader, linearizable) ---------------------------------------------------
 
     async def _read(self, method: str, request, deadline: float | None = None):
-        deadline = deadline or time.monotonic() + self._client.timeout
-        return await self._client.call_leader(workflow_pb2_grpc.WorkflowsStub, method, request, deadline)
+        deadline = deadline or time.monotonic() + self._timeout()
+        return await self._call_leader(workflow_pb2_grpc.WorkflowsStub, method, request, deadline)
 
-    async def describe(self, workflow_id: str) -> dict:
-        return description(await self._read("Describe", workflow_pb2.DescribeRequest(workflow_id=workflow_id)))
+    async def describe(self, workflow_id: str) -> WorkflowDescription:
+        """The run's status and, while it is open, what it waits for."""
+        reply = await self._read("Describe", workflow_pb2.DescribeRequest(workflow_id=workflow_id))
+        return _description(reply)
 
-    async def history(self, workflow_id: str) -> list[dict]:
+    async def history(self, workflow_id: str) -> list[HistoryEvent]:
+        """Every event of the run, oldest first (each attempt, failure, compensation)."""
         reply = await self._read("History", workflow_pb2.HistoryRequest(workflow_id=workflow_id))
-        return [
-            {"event_id": e.event_id, "time_ms": e.time_ms, "event_type": e.event_type, **_unpack(e.attributes)}
-            for e in reply.events
-        ]
+        return [event_from_proto(e, _unpack(e.attributes)) for e in reply.events]
 
-    async def list(self, *, status: str | None = None, limit: int = 100) -> list[dict]:
-        reply = await self._read("List", workflow_pb2.ListRequest(status=status or "", limit=limit))
-        return [summary(w) for w in reply.workflows]
+    async def list(self, *, status: WorkflowStatus | str | None = None, limit: int = 100) -> list[WorkflowSummary]:
+        """Runs, newest first; only those with `status` when given."""
+        if status is not None:
+            status = _status(status)
+        request = workflow_pb2.ListRequest(status=status.value if status else "", limit=limit)
+        reply = await self._read("List", request)
+        return [summary_from_proto(w) for w in reply.workflows]
 
-    async def wait(self, workflow_id: str, *, run_id: int = 0, timeout: float | None = None) -> dict:
+    async def wait(
+        self, workflow_id: str, *, run_id: int = 0, timeout: Duration | None = None,
+    ) -> WorkflowDescription:
         """The run's description once it has closed. Follows leader changes and lost
-        nodes until `timeout` (None: forever), then raises TimeoutError."""
-        end = None if timeout is None else time.monotonic() + timeout
+        nodes until `timeout` (a timedelta or seconds; None: forever), then raises
+        TimeoutError."""
+        limit = optional_seconds(timeout, "timeout")
+        end = None if limit is None else time.monotonic() + limit
         while True:
             left = LONG_POLL_S if end is None else min(LONG_POLL_S, end - time.monotonic())
             if left <= 0:
-                raise TimeoutError(f"workflow {workflow_id!r} still open after {timeout:.1f}s")
+                raise TimeoutError(f"workflow {workflow_id!r} still open after {limit:.1f}s")
             request = workflow_pb2.WaitRequest(workflow_id=workflow_id, run_id=run_id, wait_ms=int(left * 1000))
             try:
-                reply = await self._read("WaitWorkflow", request, time.monotonic() + left + self._client.timeout)
+                reply = await self._read("WaitWorkflow", request, time.monotonic() + left + self._timeout())
             except (Unavailable, OutcomeUnknown):
                 continue  # no leader for a while: keep trying until our own timeout
             if reply.closed:
-                return description(reply.workflow)
+                return _description(reply.workflow)
 
-    async def poll(self, task_queue: str, *, max_tasks: int = 1, wait: float = LONG_POLL_S, identity: str = "") -> list[Task]:
+    async def poll(
+        self, task_queue: str, *, max_tasks: int = 1, wait: Duration = LONG_POLL_S, identity: str = "",
+    ) -> list[Task]:
         """Tasks of the queue handed to this caller (each started; report each with
         complete_activity / fail_activity), or [] when `wait` passed."""
+        wait = seconds(wait, "wait", zero=True)
         request = workflow_pb2.PollRequest(
             task_queue=task_queue, identity=identity, max_tasks=max_tasks, wait_ms=int(wait * 1000)
         )
-        reply = await self._read("PollActivityTasks", request, time.monotonic() + wait + self._client.timeout)
+        reply = await self._read("PollActivityTasks", request, time.monotonic() + wait + self._timeout())
         return [
             Task(t.task_id, t.attempt, t.workflow_id, t.run_id, t.step, t.activity, t.task_queue, _unpack(t.input),
                  t.compensation)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from raftflow.cluster.local import launcher
 from raftflow.cluster.client import Client, RaftflowError, Unavailable
 from raftflow.cluster.demos.narration import leader_of
-from raftflow.cluster.local.partitions import cut_plan, fault_protos
+from raftflow.cluster.local.partitions import cut_plan, faults_of
+from raftflow.raft.types import Role
 
 REFUSE_WITHIN_S = 5.0
 
@@ -49,7 +50,7 @@ def _set_split(client: Client, cluster: launcher.ClusterFile, sides: list[set[in
     members = [m.id for m in cluster.members]
     plan = cut_plan(members, sides) if sides else {node: {} for node in members}
     for m in cluster.members:
-        client.set_faults(m.address, fault_protos(plan[m.id]), replace=True)
+        client.set_faults(m.address, faults_of(plan[m.id]), replace=True)
 
 
 def _until_ok(call, timeout: float):
@@ -121,7 +122,7 @@ def _split_story(t: Timeline, cluster: launcher.ClusterFile, client: Client, lea
 
     with Client([address[i] for i in minority], timeout=REFUSE_WITHIN_S, no_leader_timeout=1.0) as side:
         def stepped_down():
-            if side.status(address[leader]).role == "leader":
+            if side.status(address[leader]).role is Role.LEADER:
                 raise RaftflowError("still leader")
             return True
         _until_ok(stepped_down, 10.0)

@@ -28,7 +28,8 @@ import time
 from collections import Counter
 
 from raftflow.cluster.local import launcher
-from raftflow.cluster.client import AsyncClient, Client, RaftflowError, run_sync
+from raftflow.cluster.client import AsyncClient, Client, RaftflowError, WorkflowDescription, run_sync
+from raftflow.statemachine.workflow.records import CLOSED
 from raftflow.cluster.demos.narration import Narrator, leader_of, start_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
@@ -66,16 +67,16 @@ async def _start_all(endpoints: list[str], batch: list[dict]) -> None:
         ))
 
 
-async def _wait_all(endpoints: list[str], batch: list[dict], timeout: float) -> dict[str, dict]:
+async def _wait_all(endpoints: list[str], batch: list[dict], timeout: float) -> dict[str, WorkflowDescription]:
     async with AsyncClient(endpoints, timeout=10.0, no_leader_timeout=10.0) as client:
         outcomes = await asyncio.gather(*(
             client.workflows.wait(f"order-{o['order_id']}", timeout=timeout) for o in batch
         ))
-    return {o["workflow_id"]: o for o in outcomes}
+    return {o.workflow_id: o for o in outcomes}
 
 
 def _closed_count(client: Client) -> int:
-    return sum(1 for w in client.workflows.list(limit=10_000) if w["status"] in ("completed", "compensated", "canceled", "failed", "terminated"))
+    return sum(1 for w in client.workflows.list(limit=10_000) if w.status in CLOSED)
 
 
 def read_ledger(ledger: str) -> tuple[dict[str, str], Counter]:
@@ -95,14 +96,15 @@ def read_ledger(ledger: str) -> tuple[dict[str, str], Counter]:
     return effects, deliveries
 
 
-def check_effects(batch: list[dict], outcomes: dict[str, dict], effects: dict[str, str]) -> list[str]:
+def check_effects(batch: list[dict], outcomes: dict[str, WorkflowDescription], effects: dict[str, str]) -> list[str]:
     problems = []
     by_workflow: dict[str, list[str]] = {}
     for key, effect in effects.items():
         by_workflow.setdefault(key.split("/")[0], []).append(effect)
     for order in batch:
         workflow_id = f"order-{order['order_id']}"
-        outcome = outcomes.get(workflow_id, {}).get("status")
+        described = outcomes.get(workflow_id)
+        outcome = None if described is None else described.status.value
         if outcome != expected_status(order):
             problems.append(f"{workflow_id} is {outcome}, expected {expected_status(order)}")
             continue
@@ -114,14 +116,15 @@ def check_effects(batch: list[dict], outcomes: dict[str, dict], effects: dict[st
 
 def print_history(client: Client, workflow_id: str) -> None:
     events = client.workflows.history(workflow_id)
-    start = events[0]["time_ms"]
+    start = events[0].time_ms
     print(f"         history of {workflow_id}:")
     for e in events:
         what = " ".join(
-            f"{k}={e[k]}" for k in ("step", "activity", "attempt", "error_type", "message") if e.get(k) is not None
+            f"{k}={getattr(e, k)}" for k in ("step", "activity", "attempt", "error_type", "message")
+            if getattr(e, k) is not None
         )
-        undo = " (compensation)" if e.get("compensation") else ""
-        print(f"           +{(e['time_ms'] - start) / 1000:6.3f}s  {e['event_type']:<32} {what}{undo}")
+        undo = " (compensation)" if e.compensation else ""
+        print(f"           +{(e.time_ms - start) / 1000:6.3f}s  {e.type.value:<32} {what}{undo}")
 
 
 def run_saga_demo(directory: str | None = None, count: int = 40) -> int:
@@ -138,8 +141,8 @@ def run_saga_demo(directory: str | None = None, count: int = 40) -> int:
             leader = start_cluster(t, cluster, client)
             from raftflow.statemachine.workflow.definitions import load_definition  # noqa: PLC0415
 
-            name, version = client.workflows.register(load_definition(os.path.join(EXAMPLE, "order_saga.yaml")))
-            t.say(f"registered {name} v{version}: reserve inventory -> charge card -> ship "
+            registered = client.workflows.register(load_definition(os.path.join(EXAMPLE, "order_saga.yaml")))
+            t.say(f"registered {registered.name} v{registered.version}: reserve inventory -> charge card -> ship "
                   "(undo: refund card, release inventory)")
             worker = start_worker(directory, cluster.endpoints, ledger)
             t.say(f"started a worker (pid {worker.pid}) for task queue 'orders' running examples/order_saga/activities.py")
@@ -155,7 +158,7 @@ def run_saga_demo(directory: str | None = None, count: int = 40) -> int:
             t.say(f"SIGKILL node {leader} (the leader) with {count - _closed_count_safe(client)} sagas still open")
             outcomes = run_sync(_wait_all(cluster.endpoints, batch, timeout=60))
             new_leader = leader_of(cluster, client, exclude=frozenset({leader}))
-            statuses = Counter(o["status"] for o in outcomes.values())
+            statuses = Counter(o.status.value for o in outcomes.values())
             t.say(f"node {new_leader} leads now; all {len(outcomes)} sagas closed in {time.monotonic() - started:.1f}s: "
                   + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
 

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 from raftflow.cluster.client import Client, RaftflowError
 from raftflow.cluster.node.config import ConfigError, NodeConfig, load_config
+from raftflow.raft.types import Role
 
 CLUSTER_FILE = "cluster.json"
 DEFAULT_DIR = ".raftflow"
@@ -257,7 +258,7 @@ def wait_for_leader(
         statuses = [answers.get(m.address, "no answer") for m in members]
         up = [s for s in statuses if not isinstance(s, str)]
         leaders = {s.leader_id for s in up if s.leader_id}
-        leader = next((s.id for s in up if s.role == "leader"), 0)
+        leader = next((s.id for s in up if s.role is Role.LEADER), 0)
         if leader and leaders == {leader} and len(up) == len(statuses):
             return leader
         if len(up) < quorum:

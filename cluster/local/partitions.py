@@ -3,19 +3,19 @@ messages. The CLI's `partition` commands, the CAP demo and the nemesis build the
 
 from __future__ import annotations
 
-from raftflow.proto import admin_pb2
+from raftflow.cluster.protocol.faults import PeerFault
 
 # node id -> {peer id -> fault fields}
 Plan = dict[int, dict[int, dict[str, int | bool]]]
 
 
-def fault_protos(peers: dict[int, dict[str, int | bool]]) -> list[admin_pb2.PeerFault]:
-    """One node's part of a plan, as the SetFaults request carries it."""
-    return [admin_pb2.PeerFault(peer_id=peer, **fields) for peer, fields in sorted(peers.items())]
+def faults_of(peers: dict[int, dict[str, int | bool]]) -> list[PeerFault]:
+    """One node's part of a plan, as `set_faults` takes it."""
+    return [PeerFault(peer, **fields) for peer, fields in sorted(peers.items())]
 
 
 def plan_of(faults) -> dict[int, dict[str, int | bool]]:
-    """A node's faults (admin_pb2.PeerFault, from its status) as its part of a plan."""
+    """A node's faults (from its status) as its part of a plan."""
     return {
         f.peer_id: {"drop_out": f.drop_out, "drop_in": f.drop_in, "delay_out_ms": f.delay_out_ms,
                     "delay_in_ms": f.delay_in_ms}

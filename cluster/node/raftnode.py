@@ -43,13 +43,14 @@ from raftflow.cluster.node.errors import NodeError
 from raftflow.cluster.node.transport import Transport
 from raftflow.raft.disk import DiskStorage, StorageFailed
 from raftflow.raft.node import Node
+from raftflow.version import __version__
 from raftflow.raft.types import NONE, AppendEntries, EntryKind, Heartbeat, InstallSnapshot, LeaseExpired, Message, NotLeader, ProposalDropped, RaftError, Ready, Role
 from raftflow.statemachine.machine import Machine
 from raftflow.statemachine.commands import Command, Op, encode_command, validate_op
 
 log = logging.getLogger("raftflow.node")
 
-VERSION = "0.1.0"
+VERSION = __version__
 GC_FREEZE_ENTRIES = 50_000  # applied entries between two gc.freeze() calls
 APPLY_CHUNK = 1024  # entries applied between two turns of the event loop
 LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)

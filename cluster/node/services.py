@@ -12,11 +12,12 @@ import grpc
 import msgpack
 
 from raftflow.cluster.protocol.wire import LEADER_METADATA, MAYBE_APPLIED_METADATA, NODE_METADATA, status_code
-from raftflow.cluster.protocol.faults import PeerFault, describe_faults
+from raftflow.cluster.protocol.faults import describe_faults, fault_from_proto, fault_to_proto
 from raftflow.cluster.node.errors import NodeError
 from raftflow.cluster.node.raftnode import VERSION, RaftNode
 from raftflow.cluster.node.workflow_driver import WorkflowDriver
 from raftflow.cluster.protocol.workflow_proto import (
+    event_attributes,
     DEFAULT_LIST_LIMIT,
     MAX_LIST_LIMIT,
     MAX_POLL_TASKS,
@@ -24,7 +25,6 @@ from raftflow.cluster.protocol.workflow_proto import (
     WORKFLOW_OPS,
     describe_reply,
     fill_workflow_reply,
-    plain,
     summary_of,
     task_to_proto,
     workflow_op_from_proto,
@@ -137,13 +137,6 @@ async def _abort(context, error: NodeError, node_id: int):
     if error.leader != NONE:
         metadata.append((LEADER_METADATA, f"{error.leader} {error.leader_address}"))
     await context.abort(error.code, error.message, trailing_metadata=tuple(metadata))
-
-
-def _fault_to_proto(fault: PeerFault) -> admin_pb2.PeerFault:
-    return admin_pb2.PeerFault(
-        peer_id=fault.peer_id, drop_out=fault.drop_out, drop_in=fault.drop_in,
-        delay_out_ms=fault.delay_out_ms, delay_in_ms=fault.delay_in_ms,
-    )
 
 
 class _NodeService:
@@ -285,7 +278,7 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
             last_index=st.last_index, commit_index=st.commit, applied_index=rn.machine.applied_index,
             snapshot_index=st.snapshot_index, leader_unknown_s=rn.leader_unknown_s(), pid=os.getpid(),
             pending_proposals=rn.pending_proposals(), version=VERSION,
-            faults=[_fault_to_proto(f) for f in rn.transport.faults.faults()],
+            faults=[fault_to_proto(f) for f in rn.transport.faults.faults()],
         )
         for peer_id, address in sorted(rn.config.peers.items()):
             if peer_id == rn.id:
@@ -329,14 +322,14 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
         transport = self.node.transport
         try:
             faults = [
-                PeerFault(f.peer_id, f.drop_out, f.drop_in, f.delay_out_ms, f.delay_in_ms) for f in request.faults
+                fault_from_proto(f) for f in request.faults
             ]
             transport.faults.set(faults, replace=request.replace)
         except ValueError as exc:
             await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         now = transport.faults.faults()
         log.info("node %d network faults: %s", self.node.id, describe_faults(now) or "none")
-        return admin_pb2.FaultsReply(faults=[_fault_to_proto(f) for f in now])
+        return admin_pb2.FaultsReply(faults=[fault_to_proto(f) for f in now])
 
     async def StateHash(self, request, context):
         machine = self.node.machine
@@ -382,15 +375,9 @@ class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
         reply = workflow_pb2.HistoryReply()
         summary_of(described, reply.summary)
         for event in self.node.machine.workflow.history(request.workflow_id):
-            fields = plain(event)
-            attributes = {
-                key: value for key, value in fields.items()
-                if key not in ("event_id", "time_ms", "type") and value is not None
-                and not (key == "compensation" and value is False)
-            }
             reply.events.append(workflow_pb2.Event(
                 event_id=event.event_id, time_ms=event.time_ms, event_type=event.type.value,
-                attributes=msgpack.packb(attributes, use_bin_type=True),
+                attributes=msgpack.packb(event_attributes(event), use_bin_type=True),
             ))
         return reply
 

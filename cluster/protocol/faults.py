@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from raftflow.proto import admin_pb2
+
 MAX_DELAY_MS = 60_000
 
 
@@ -114,3 +116,15 @@ class FaultFilter:
 
     def __bool__(self) -> bool:
         return bool(self._faults)
+
+
+def fault_to_proto(fault: PeerFault) -> admin_pb2.PeerFault:
+    return admin_pb2.PeerFault(
+        peer_id=fault.peer_id, drop_out=fault.drop_out, drop_in=fault.drop_in,
+        delay_out_ms=fault.delay_out_ms, delay_in_ms=fault.delay_in_ms,
+    )
+
+
+def fault_from_proto(message: admin_pb2.PeerFault) -> PeerFault:
+    """ValueError if a delay is out of range (PeerFault checks its fields)."""
+    return PeerFault(message.peer_id, message.drop_out, message.drop_in, message.delay_out_ms, message.delay_in_ms)

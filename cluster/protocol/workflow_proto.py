@@ -19,8 +19,14 @@ import msgpack
 from raftflow.proto import client_pb2, workflow_pb2
 from raftflow.statemachine.commands import CommandError
 from raftflow.statemachine.workflow.definitions import encode_definition, parse_definition
+from raftflow.statemachine.workflow.events import Event, EventType
 from raftflow.statemachine.workflow.records import (
+    ActivityError,
     ActivityTask,
+    Status,
+    TaskDescription,
+    TaskState,
+    WorkflowSummary,
     TypeRegistered,
     WorkflowAccepted,
     WorkflowDescription,
@@ -147,6 +153,16 @@ def plain(value: object) -> object:
     return value
 
 
+def event_attributes(event: Event) -> dict:
+    """An event's fields beyond (event_id, time_ms, type) that say something: None
+    and a False `compensation` are left out (the History reply carries these)."""
+    return {
+        f.name: plain(getattr(event, f.name)) for f in dataclasses.fields(event)
+        if f.name not in ("event_id", "time_ms", "type") and getattr(event, f.name) is not None
+        and not (f.name == "compensation" and event.compensation is False)
+    }
+
+
 def summary_of(record, out: workflow_pb2.WorkflowSummary) -> None:
     out.workflow_id, out.run_id, out.type_name, out.version = (
         record.workflow_id, record.run_id, record.type_name, record.version,
@@ -168,3 +184,46 @@ def task_to_proto(task: ActivityTask) -> workflow_pb2.ActivityTask:
         activity=task.activity, task_queue=task.task_queue, input=pack_payload(task.input),
         compensation=task.compensation,
     )
+
+
+# --- replies back into records (the client side of the conversions above) ------------
+
+
+def _known(cls, data: dict) -> dict:
+    """The fields of `cls` in `data`: a newer node may send fields this client lacks."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
+
+
+def _activity_error(data: dict | None) -> ActivityError | None:
+    return None if data is None else ActivityError(**_known(ActivityError, data))
+
+
+def _task_description(data: dict) -> TaskDescription:
+    fields = _known(TaskDescription, data)
+    fields["state"] = TaskState(fields["state"])
+    fields["last_error"] = _activity_error(fields.get("last_error"))
+    return TaskDescription(**fields)
+
+
+def description_from_plain(data: dict) -> WorkflowDescription:
+    """The inverse of `plain(description)`: the record a DescribeReply carries."""
+    fields = _known(WorkflowDescription, data)
+    fields["status"] = Status(fields["status"])
+    if fields.get("task_state") is not None:
+        fields["task_state"] = TaskState(fields["task_state"])
+    fields["last_error"] = _activity_error(fields.get("last_error"))
+    fields["buffered_signals"] = tuple(fields.get("buffered_signals") or ())
+    fields["tasks"] = tuple(_task_description(task) for task in fields.get("tasks") or ())
+    return WorkflowDescription(**fields)
+
+
+def summary_from_proto(message: workflow_pb2.WorkflowSummary) -> WorkflowSummary:
+    return WorkflowSummary(
+        message.workflow_id, message.run_id, message.type_name, message.version, Status(message.status),
+        message.start_ms, message.close_ms or None,
+    )
+
+
+def event_from_proto(message: workflow_pb2.Event, attributes: dict) -> Event:
+    return Event(message.event_id, message.time_ms, EventType(message.event_type), **_known(Event, attributes))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from raftflow.cluster.local import launcher
 from raftflow.cluster.client import AsyncClient, Busy, Client, InvalidArgument, RaftflowError, Unavailable, run_sync
-from raftflow.cluster.local.partitions import cut_plan, fault_protos
+from raftflow.cluster.local.partitions import cut_plan, faults_of
 
 KEYS = ("x", "y", "z")
 VALUES_PER_CLIENT = 1_000_000
@@ -80,7 +80,7 @@ class Nemesis:
     async def _set(self, plan) -> None:
         for m in self.cluster.members:
             try:
-                await self.client.set_faults(m.address, fault_protos(plan[m.id]), replace=True)
+                await self.client.set_faults(m.address, faults_of(plan[m.id]), replace=True)
             except RaftflowError:
                 pass  # a node down or paused: the other end of each cut holds
 

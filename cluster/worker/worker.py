@@ -41,6 +41,7 @@ from raftflow.cluster.client import (
     RaftflowError,
     Unavailable,
 )
+from raftflow.cluster.client.durations import Duration, seconds
 from raftflow.cluster.client.workflows import LONG_POLL_S, MAX_POLL_TASKS, MAX_WAIT_MS, Task
 from raftflow.statemachine.workflow.ops import MAX_REASON_CHARS, check_plain_data
 from raftflow.statemachine.workflow.retry import MAX_NAME_CHARS
@@ -60,20 +61,23 @@ class Worker:
         activities: Iterable[Callable | ModuleType],
         concurrency: int = 8,
         identity: str | None = None,
-        heartbeat_interval_s: float = 1.0,
-        poll_wait_s: float = LONG_POLL_S,
+        heartbeat_interval: Duration = 1.0,
+        poll_wait: Duration = LONG_POLL_S,
         pollers: int = 2,
     ) -> None:
+        """Durations are a `datetime.timedelta` or seconds. `heartbeat_interval`: the
+        least time between two heartbeats an attempt sends (0: each at once);
+        `poll_wait`: one long poll's wait for tasks."""
         if not task_queue:
             raise ValueError("task_queue is empty")
         if not 1 <= concurrency <= 1000:
             raise ValueError(f"concurrency={concurrency} must be from 1 to 1000")
-        if heartbeat_interval_s < 0:
-            raise ValueError(f"heartbeat_interval_s={heartbeat_interval_s} must not be negative")
+        heartbeat_interval_s = _seconds(heartbeat_interval, "heartbeat_interval", zero=True)
+        poll_wait_s = _seconds(poll_wait, "poll_wait")
         if not 1 <= pollers <= 16:
             raise ValueError(f"pollers={pollers} must be from 1 to 16")
         if not 0 < poll_wait_s <= MAX_WAIT_MS / 1000:
-            raise ValueError(f"poll_wait_s={poll_wait_s} must be above 0 and at most {MAX_WAIT_MS / 1000:.0f}")
+            raise ValueError(f"poll_wait={poll_wait!r} must be above 0 and at most {MAX_WAIT_MS / 1000:.0f} seconds")
         self.client = client
         self.task_queue = task_queue
         self.registry = Registry(activities)
@@ -279,6 +283,14 @@ class Worker:
             except RaftflowError as exc:
                 log.error("%s: %s refused: %s", where, what, exc)
                 return False
+
+
+def _seconds(value: Duration, what: str, *, zero: bool = False) -> float:
+    """A Worker option as seconds; ValueError naming it (a mistake in code, not input)."""
+    try:
+        return seconds(value, what, zero=zero)
+    except InvalidArgument as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _clean(text: str, max_chars: int) -> str:

@@ -10,7 +10,7 @@ for a signal, and parallel groups of activities. Write one as a file
                  retry=RetryPolicy(initial_interval=0.2, maximum_attempts=5),
                  start_to_close=30,
                  compensation=compensate("release", input="$steps.reserve.result")),
-        timer("cool_down", seconds=0.5),
+        timer("cool_down", duration=0.5),
         signal("approval", timeout=60),
         parallel("notify", [activity("email", task_queue="mail", input="$steps.reserve.result"),
                             activity("sms", task_queue="sms", input="$input.phone")]),

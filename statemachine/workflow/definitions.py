@@ -7,7 +7,8 @@ so equivalent input gives equal objects and the same errors. Every DefinitionErr
 message starts with the path of the field, e.g. `steps[1].retry.initial_interval=-1.0
 must be > 0`: each part reports paths relative to itself, its parent adds where it sits.
 
-Durations are seconds in the file and the Python API, whole milliseconds inside.
+Durations are seconds in the file, seconds or a datetime.timedelta in the Python API,
+whole milliseconds inside.
 `to_dict` gives the canonical file form (`parse_definition(to_dict(t)) == t`), and
 `encode_definition` its msgpack bytes for the log and snapshots.
 
@@ -37,6 +38,7 @@ import msgpack
 
 from raftflow.statemachine.commands import unpack
 from raftflow.statemachine.workflow.retry import (
+    Duration,
     DefinitionError,
     RetryPolicy,
     check_ms,
@@ -473,12 +475,13 @@ def activity(
     activity: str | None = None,
     input: object = None,
     retry: RetryPolicy | None = None,
-    start_to_close: float | None = None,
-    schedule_to_close: float | None = None,
-    heartbeat: float | None = None,
+    start_to_close: Duration | None = None,
+    schedule_to_close: Duration | None = None,
+    heartbeat: Duration | None = None,
     compensation: Compensation | None = None,
 ) -> ActivityStep:
-    """An activity step; `activity` defaults to the step's name, timeouts are seconds."""
+    """An activity step; `activity` defaults to the step's name, timeouts are a
+    timedelta or seconds."""
     timeouts = Timeouts.from_seconds(start_to_close=start_to_close, schedule_to_close=schedule_to_close, heartbeat=heartbeat)
     return ActivityStep(
         name,
@@ -497,9 +500,9 @@ def compensate(
     task_queue: str | None = None,
     input: object = None,
     retry: RetryPolicy | None = None,
-    start_to_close: float | None = None,
-    schedule_to_close: float | None = None,
-    heartbeat: float | None = None,
+    start_to_close: Duration | None = None,
+    schedule_to_close: Duration | None = None,
+    heartbeat: Duration | None = None,
 ) -> Compensation:
     """The undo for an activity step; `task_queue` defaults to the step's, timeouts are
     seconds (as for `activity`)."""
@@ -508,12 +511,14 @@ def compensate(
     return Compensation(activity, task_queue, input, RetryPolicy() if retry is None else retry, timeouts)
 
 
-def timer(name: str, *, seconds: float) -> TimerStep:
-    return TimerStep(name, seconds_to_ms(seconds, "duration"))
+def timer(name: str, *, duration: Duration) -> TimerStep:
+    """A durable timer: the workflow waits `duration` (a timedelta, or seconds)."""
+    return TimerStep(name, seconds_to_ms(duration, "duration"))
 
 
-def signal(name: str, *, signal: str | None = None, timeout: float | None = None) -> SignalStep:
-    """Waits for `signal` (default: the step's name), at most `timeout` seconds if given."""
+def signal(name: str, *, signal: str | None = None, timeout: Duration | None = None) -> SignalStep:
+    """Waits for `signal` (default: the step's name), at most `timeout` (a timedelta,
+    or seconds) if given."""
     timeout_ms = None if timeout is None else seconds_to_ms(timeout, "timeout")
     return SignalStep(name, name if signal is None else signal, timeout_ms)
 
@@ -586,7 +591,7 @@ def _parse_step(data: object, *, kinds: tuple[str, ...] = tuple(_STEP_FIELDS)) -
     kind = fields.pop("type")
     name = fields.pop("name")
     if kind == "timer":
-        return timer(name, seconds=fields["duration"])
+        return timer(name, duration=fields["duration"])
     if kind == "signal":
         return signal(name, **fields)
     if kind == "parallel":

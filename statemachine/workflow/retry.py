@@ -12,10 +12,11 @@ checks that definitions.py shares (the other modules import from here, never bac
 
 from __future__ import annotations
 
+import datetime
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, TypeAlias
 
 MAX_DURATION_MS = 100 * 365 * 86_400_000  # 100 years: every duration, interval and timeout
 MAX_ATTEMPTS = (1 << 31) - 1  # Temporal's int32
@@ -64,6 +65,9 @@ def check_name(value: object, what: str) -> str:
     return value
 
 
+Duration: TypeAlias = "datetime.timedelta | float"  # a timedelta, or seconds
+
+
 def check_number(value: object, what: str) -> float:
     # bool is an int subclass, and `true` in a file is never a duration.
     if type(value) not in (int, float) or not math.isfinite(value):
@@ -71,16 +75,30 @@ def check_number(value: object, what: str) -> float:
     return value
 
 
+def _timedelta_ms(value: datetime.timedelta, what: str) -> int:
+    """A timedelta -> whole milliseconds, exactly (no float on the way)."""
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    if micros % 1000:
+        raise DefinitionError(f"{what}={show(value)} must be a whole number of milliseconds")
+    return micros // 1000
+
+
 def seconds_to_ms(value: object, what: str) -> int:
-    """Seconds as a user writes them (int or float) -> whole milliseconds, > 0.
+    """A duration as a user writes it (seconds as int or float, or a
+    datetime.timedelta) -> whole milliseconds, > 0.
 
     Rejects what is not a whole number of milliseconds (0.0005) rather than rounding
     it, so a sub-second interval is honoured exactly; float noise below a microsecond
     (0.1 * 3) is tolerated. `x * 1000` is one IEEE multiplication: the same everywhere."""
-    seconds = check_number(value, what)
-    if seconds <= 0:
-        raise DefinitionError(f"{what}={show(value)} must be > 0")
-    scaled = seconds * 1000
+    if isinstance(value, datetime.timedelta):
+        scaled = _timedelta_ms(value, what)
+        if scaled <= 0:
+            raise DefinitionError(f"{what}={show(value)} must be > 0")
+    else:
+        seconds = check_number(value, what)
+        if seconds <= 0:
+            raise DefinitionError(f"{what}={show(value)} must be > 0")
+        scaled = seconds * 1000
     if scaled > MAX_DURATION_MS:
         raise DefinitionError(f"{what}={show(value)} must be <= {MAX_DURATION_MS // 1000} (100 years)")
     ms = round(scaled)
@@ -100,13 +118,14 @@ def check_ms(value: object, what: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How an activity's failed attempts are retried. Intervals are in seconds, as a
-    user writes them, normalized at construction to whole milliseconds (see
-    `initial_interval_ms`); validation raises DefinitionError naming `retry.<field>`."""
+    """How an activity's failed attempts are retried. Intervals are a timedelta or
+    seconds, as a user writes them, normalized at construction to seconds of whole
+    milliseconds (see `initial_interval_ms`); validation raises DefinitionError
+    naming `retry.<field>`."""
 
-    initial_interval: float = 1.0  # seconds before the second attempt
+    initial_interval: Duration = 1.0  # before the second attempt (seconds once normalized)
     backoff_coefficient: float = 2.0  # >= 1, in steps of 0.001
-    maximum_interval: float | None = None  # >= initial_interval; None: 100 × initial_interval
+    maximum_interval: Duration | None = None  # >= initial_interval; None: 100 × initial_interval
     maximum_attempts: int = 0  # attempts in all, the first included; 0: unlimited
     non_retryable_error_types: tuple[str, ...] = ()  # error types that fail at once
 
