@@ -21,23 +21,23 @@ from typing import TypeAlias
 
 import msgpack
 
+from raftflow.statemachine._checks import (
+    MAX_INT,
+    CommandError,
+    ResultError,
+    SnapshotError,
+    check_int,
+    check_row,
+    check_type,
+    check_version,
+    show,
+    unpack,
+)
+
 MAX_KEY_BYTES = 1024  # a key's UTF-8 encoding
 MAX_VALUE_BYTES = 1 << 20  # a value, and a Cas's expected_value
-MAX_INT = (1 << 64) - 1  # every integer field: msgpack's unsigned range, like raft's indices
 COMMAND_FORMAT = 1  # bump when the command layout changes; decode refuses other versions
 RESULT_FORMAT = 1
-
-
-class CommandError(ValueError):
-    """Entry data or an op that is not a valid command; the message names the field."""
-
-
-class ResultError(ValueError):
-    """Bytes that are not an encoded result; the message names the field."""
-
-
-class SnapshotError(ValueError):
-    """Bytes that are not a snapshot this machine can restore; the message names the field."""
 
 
 # --- ops ------------------------------------------------------------------------------
@@ -186,47 +186,6 @@ class ResultCode(enum.IntEnum):
     REARMED = 12
 
 
-# --- field checks, shared by every decoder in the package ------------------------------
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def unpack(data: object, error: type[ValueError], what: str) -> object:
-    """msgpack bytes -> Python values, or `error` naming `what`; never anything else."""
-    if type(data) is not bytes:
-        raise error(f"{what} is {type(data).__name__}; expected bytes")
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise error(f"{what} is not msgpack ({len(data)} bytes): {type(exc).__name__}: {exc}") from exc
-
-
-def check_type(value: object, expected: type, what: str, error: type[ValueError]) -> None:
-    # Exact types: msgpack gives bool for booleans, and bool is an int subclass.
-    if type(value) is not expected:
-        raise error(f"{what} is {_show(value)}; expected {expected.__name__}")
-
-
-def check_int(value: object, what: str, error: type[ValueError], minimum: int = 0) -> int:
-    if type(value) is not int or not minimum <= value <= MAX_INT:
-        raise error(f"{what} is {_show(value)}; expected an integer from {minimum} to {MAX_INT}")
-    return value
-
-
-def check_row(value: object, length: int, what: str, error: type[ValueError]) -> list:
-    if type(value) is not list or len(value) != length:
-        raise error(f"{what} is {_show(value)}; expected an array of {length} items")
-    return value
-
-
-def check_version(value: object, version: int, what: str, error: type[ValueError]) -> None:
-    if type(value) is not int or value != version:
-        raise error(f"{what} format is {_show(value)}; this build reads format {version}")
-
-
 # --- commands -------------------------------------------------------------------------
 
 
@@ -303,10 +262,10 @@ def _command_from_row(row: object) -> Command:
 
 def _decode_op(op_row: object) -> Op:
     if type(op_row) is not list or not op_row:
-        raise CommandError(f"op is {_show(op_row)}; expected an array [op_code, *fields]")
+        raise CommandError(f"op is {show(op_row)}; expected an array [op_code, *fields]")
     code, *fields = op_row
     if type(code) is not int or code not in _OP_CLASSES:
-        raise CommandError(f"op code is {_show(code)}; expected one of {[int(c) for c in OpCode]}")
+        raise CommandError(f"op code is {show(code)}; expected one of {[int(c) for c in OpCode]}")
     cls = _OP_CLASSES[code]
     if len(fields) != len(cls.__slots__):
         raise CommandError(f"{cls.__name__} op has {len(fields)} fields; expected {len(cls.__slots__)} {list(cls.__slots__)}")
@@ -355,7 +314,7 @@ def validate_op(op: Op) -> None:
             validate_workflow_op(op)
         case _:
             workflow_ops = ", ".join(cls.__name__ for cls in WORKFLOW_OPS)
-            raise CommandError(f"op is {_show(op)}; expected OpenSession, Put, Delete or Cas, or a workflow op ({workflow_ops})")
+            raise CommandError(f"op is {show(op)}; expected OpenSession, Put, Delete or Cas, or a workflow op ({workflow_ops})")
 
 
 def _check_key(key: object) -> None:
@@ -363,11 +322,11 @@ def _check_key(key: object) -> None:
     if not key:
         raise CommandError("key is empty")
     if "\0" in key:
-        raise CommandError(f"key {_show(key)} contains a NUL character")
+        raise CommandError(f"key {show(key)} contains a NUL character")
     try:
         size = len(key.encode())
     except UnicodeEncodeError as exc:
-        raise CommandError(f"key {_show(key)} is not valid UTF-8: {exc.reason}") from exc
+        raise CommandError(f"key {show(key)} is not valid UTF-8: {exc.reason}") from exc
     if size > MAX_KEY_BYTES:
         raise CommandError(f"key is {size} bytes of UTF-8; at most {MAX_KEY_BYTES}")
 
@@ -434,11 +393,11 @@ def decode_result(data: bytes) -> Result:
     """Bytes from encode_result -> the result, or ResultError naming the field."""
     row = unpack(data, ResultError, "result")
     if type(row) is not list or len(row) < 2:
-        raise ResultError(f"result is {_show(row)}; expected an array [format, code, *fields]")
+        raise ResultError(f"result is {show(row)}; expected an array [format, code, *fields]")
     version, code, *fields = row
     check_version(version, RESULT_FORMAT, "result", ResultError)
     if type(code) is not int or code not in _RESULT_FIELDS:
-        raise ResultError(f"result code is {_show(code)}; expected one of {[int(c) for c in ResultCode]}")
+        raise ResultError(f"result code is {show(code)}; expected one of {[int(c) for c in ResultCode]}")
     code = ResultCode(code)
     if len(fields) != _RESULT_FIELDS[code]:
         raise ResultError(f"{code.name} result has {len(fields)} fields; expected {_RESULT_FIELDS[code]}")
@@ -449,7 +408,7 @@ def decode_result(data: bytes) -> Result:
     if code is ResultCode.REJECTED:
         reason, message = fields
         if type(reason) is not int or reason not in _REJECT_REASONS:
-            raise ResultError(f"reason is {_show(reason)}; expected one of {[int(r) for r in RejectReason]}")
+            raise ResultError(f"reason is {show(reason)}; expected one of {[int(r) for r in RejectReason]}")
         check_type(message, str, "message", ResultError)
         return Rejected(_REJECT_REASONS[reason], message)
     if code is ResultCode.CAS:
@@ -464,9 +423,7 @@ def decode_result(data: bytes) -> Result:
 
 
 # --- the workflow namespace's ops and results ------------------------------------------
-# Imported last: ops.py builds on the helpers above (and the engine on the errors), so
-# this module must be complete up to here first. statemachine/__init__.py imports this
-# module before anything in statemachine.workflow, so the order always holds.
+# Imported last, for now: the codes below still follow from the order of the Unions.
 
 from raftflow.statemachine.workflow.ops import (  # noqa: E402
     LEADER_OPS,

@@ -19,7 +19,7 @@ from typing import ClassVar, Protocol, TypeAlias, get_args
 
 import msgpack
 
-from raftflow.statemachine.commands import MAX_INT, CommandError, ResultError, check_int, check_type
+from raftflow.statemachine._checks import MAX_INT, CommandError, ResultError, check_int, check_type
 from raftflow.statemachine.workflow.definitions import MAX_VERSION, decode_definition, encode_definition
 from raftflow.statemachine.workflow.engine import (
     DEFAULT_MAX_BACKLOG,
