@@ -10,6 +10,8 @@ versions); never edit a golden value to make the test pass.
 import pytest
 
 from raftflow.statemachine.commands import (
+    OP_CLASSES,
+    RESULT_CLASSES,
     Cas,
     CasResult,
     Command,
@@ -55,6 +57,60 @@ from raftflow.statemachine.workflow.records import (
     WorkflowRejectReason,
     WorkflowStarted,
 )
+
+# --- the tables: name -> number -> class ----------------------------------------------
+
+OP_TABLE = [
+    ("OPEN_SESSION", 0, "OpenSession"),
+    ("PUT", 1, "Put"),
+    ("DELETE", 2, "Delete"),
+    ("CAS", 3, "Cas"),
+    ("REGISTER_WORKFLOW_TYPE", 4, "RegisterWorkflowType"),
+    ("START_WORKFLOW", 5, "StartWorkflow"),
+    ("ACTIVITY_TASK_STARTED", 6, "ActivityTaskStarted"),
+    ("COMPLETE_ACTIVITY", 7, "CompleteActivity"),
+    ("FAIL_ACTIVITY", 8, "FailActivity"),
+    ("HEARTBEAT_ACTIVITY", 9, "HeartbeatActivity"),
+    ("CANCEL_WORKFLOW", 10, "CancelWorkflow"),
+    ("TERMINATE_WORKFLOW", 11, "TerminateWorkflow"),
+    ("TICK", 12, "Tick"),
+    ("REARM_TIMEOUTS", 13, "RearmTimeouts"),
+    ("SIGNAL_WORKFLOW", 14, "SignalWorkflow"),
+]
+
+RESULT_TABLE = [
+    ("SESSION_OPENED", 0, "SessionOpened"),
+    ("PUT", 1, "PutResult"),
+    ("DELETE", 2, "DeleteResult"),
+    ("CAS", 3, "CasResult"),
+    ("REJECTED", 4, "Rejected"),
+    ("TYPE_REGISTERED", 5, "TypeRegistered"),
+    ("WORKFLOW_STARTED", 6, "WorkflowStarted"),
+    ("TASK_ACCEPTED", 7, "TaskAccepted"),
+    ("WORKFLOW_ACCEPTED", 8, "WorkflowAccepted"),
+    ("TICKED", 9, "Ticked"),
+    ("ACTIVITY_TASK", 10, "ActivityTask"),
+    ("WORKFLOW_REJECTED", 11, "WorkflowRejected"),
+    ("REARMED", 12, "Rearmed"),
+]
+
+# Rejected's reason is in the result's bytes too, so in every snapshot's session cache.
+REJECT_REASON_TABLE = [("SESSION_UNKNOWN", 0), ("STALE_SEQUENCE", 1), ("TOO_MANY_PENDING", 2), ("MALFORMED", 3)]
+
+
+def test_every_op_code_keeps_its_number_and_class():
+    assert [(code.name, code.value, OP_CLASSES[code].__name__) for code in OpCode] == OP_TABLE
+    assert len(OP_CLASSES) == len(OP_TABLE)
+
+
+def test_every_result_code_keeps_its_number_and_class():
+    assert [(code.name, code.value, RESULT_CLASSES[code].__name__) for code in ResultCode] == RESULT_TABLE
+    assert len(RESULT_CLASSES) == len(RESULT_TABLE)
+
+
+def test_every_reject_reason_keeps_its_number():
+    assert [(reason.name, reason.value) for reason in RejectReason] == REJECT_REASON_TABLE
+
 
 # --- the bytes of one of each op and result -------------------------------------------
 
