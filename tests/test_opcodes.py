@@ -31,32 +31,7 @@ from raftflow.statemachine.commands import (
     encode_command,
     encode_result,
 )
-from raftflow.statemachine.workflow import activity, encode_definition, workflow
-from raftflow.statemachine.workflow.ops import (
-    ActivityTaskStarted,
-    CancelWorkflow,
-    CompleteActivity,
-    FailActivity,
-    HeartbeatActivity,
-    RearmTimeouts,
-    RegisterWorkflowType,
-    SignalWorkflow,
-    StartWorkflow,
-    TerminateWorkflow,
-    Tick,
-)
-from raftflow.statemachine.workflow.records import (
-    ActivityTask,
-    Rearmed,
-    Status,
-    TaskAccepted,
-    Ticked,
-    TypeRegistered,
-    WorkflowAccepted,
-    WorkflowRejected,
-    WorkflowRejectReason,
-    WorkflowStarted,
-)
+from raftflow.statemachine.workflow import activity, encode_definition, ops, records, workflow
 
 # --- the tables: name -> number -> class ----------------------------------------------
 
@@ -136,17 +111,18 @@ COMMANDS = [
     (1, 3, 2, Delete("k"), "9601cf0000018bcfe568000103029202a16b"),
     (1, 4, 3, Cas("k", b"w", expected_value=b"v"), "9601cf0000018bcfe568000104039503a16bc40177c40176c0"),
     (1, 5, 4, Cas("k", b"w", expected_revision=2), "9601cf0000018bcfe568000105049503a16bc40177c002"),
-    (1, 6, 6, RegisterWorkflowType(DEFINITION), "9601cf0000018bcfe568000106069204c5011a" + DEFINITION_HEX),
-    (1, 7, 7, StartWorkflow("w1", "t", 1, {"n": 1}, False), "9601cf0000018bcfe568000107079605a27731a1740181a16e01c2"),
-    (0, 0, 0, ActivityTaskStarted(1, 1), "9601cf0000018bcfe5680000000093060101"),
-    (1, 8, 8, CompleteActivity(1, 1, [1, "x"]), "9601cf0000018bcfe56800010808940701019201a178"),
-    (1, 9, 9, FailActivity(2, 1, "Boom", "it broke", True), "9601cf0000018bcfe5680001090996080201a4426f6f6da869742062726f6b65c3"),
-    (1, 10, 10, HeartbeatActivity(2, 2, None), "9601cf0000018bcfe56800010a0a94090202c0"),
-    (1, 11, 11, CancelWorkflow("w1"), "9601cf0000018bcfe56800010b0b920aa27731"),
-    (1, 12, 12, TerminateWorkflow("w2", "stop"), "9601cf0000018bcfe56800010c0c930ba27732a473746f70"),
-    (0, 0, 0, Tick(), "9601cf0000018bcfe56800000000910c"),
-    (0, 0, 0, RearmTimeouts(500), "9601cf0000018bcfe56800000000920dcd01f4"),
-    (1, 13, 13, SignalWorkflow("w1", "go", True), "9601cf0000018bcfe56800010d0d940ea27731a2676fc3"),
+    (1, 6, 6, ops.RegisterWorkflowType(DEFINITION), "9601cf0000018bcfe568000106069204c5011a" + DEFINITION_HEX),
+    (1, 7, 7, ops.StartWorkflow("w1", "t", 1, {"n": 1}, False), "9601cf0000018bcfe568000107079605a27731a1740181a16e01c2"),
+    (0, 0, 0, ops.ActivityTaskStarted(1, 1), "9601cf0000018bcfe5680000000093060101"),
+    (1, 8, 8, ops.CompleteActivity(1, 1, [1, "x"]), "9601cf0000018bcfe56800010808940701019201a178"),
+    (1, 9, 9, ops.FailActivity(2, 1, "Boom", "it broke", True),
+     "9601cf0000018bcfe5680001090996080201a4426f6f6da869742062726f6b65c3"),
+    (1, 10, 10, ops.HeartbeatActivity(2, 2, None), "9601cf0000018bcfe56800010a0a94090202c0"),
+    (1, 11, 11, ops.CancelWorkflow("w1"), "9601cf0000018bcfe56800010b0b920aa27731"),
+    (1, 12, 12, ops.TerminateWorkflow("w2", "stop"), "9601cf0000018bcfe56800010c0c930ba27732a473746f70"),
+    (0, 0, 0, ops.Tick(), "9601cf0000018bcfe56800000000910c"),
+    (0, 0, 0, ops.RearmTimeouts(500), "9601cf0000018bcfe56800000000920dcd01f4"),
+    (1, 13, 13, ops.SignalWorkflow("w1", "go", True), "9601cf0000018bcfe56800010d0d940ea27731a2676fc3"),
 ]
 
 KV = KeyValue("k", b"v", 2, 3, 2)
@@ -159,14 +135,14 @@ RESULTS = [
     (CasResult(True, 5, KV), "950103c30595a16bc40176020302"),
     (CasResult(False, 5, None), "950103c205c0"),
     (Rejected(RejectReason.STALE_SEQUENCE, "seq 3 is below"), "94010401ae73657120332069732062656c6f77"),
-    (TypeRegistered("t", 1), "940105a17401"),
-    (WorkflowStarted("w1", 7, False), "950106a2773107c2"),
-    (TaskAccepted(1, 2), "9401070102"),
-    (WorkflowAccepted("w1", Status.COMPENSATING), "940108a27731ac636f6d70656e736174696e67"),
-    (Ticked(2, 1), "9401090201"),
-    (ActivityTask(1, 1, "w1", "a", {"n": 1}, False, 7, "a", "q"), "9b010a0101a27731a16181a16e01c207a161a171"),
-    (WorkflowRejected(WorkflowRejectReason.NOT_FOUND, "no w9"), "94010ba96e6f745f666f756e64a56e6f207739"),
-    (Rearmed(3), "93010c03"),
+    (records.TypeRegistered("t", 1), "940105a17401"),
+    (records.WorkflowStarted("w1", 7, False), "950106a2773107c2"),
+    (records.TaskAccepted(1, 2), "9401070102"),
+    (records.WorkflowAccepted("w1", records.Status.COMPENSATING), "940108a27731ac636f6d70656e736174696e67"),
+    (records.Ticked(2, 1), "9401090201"),
+    (records.ActivityTask(1, 1, "w1", "a", {"n": 1}, False, 7, "a", "q"), "9b010a0101a27731a16181a16e01c207a161a171"),
+    (records.WorkflowRejected(records.WorkflowRejectReason.NOT_FOUND, "no w9"), "94010ba96e6f745f666f756e64a56e6f207739"),
+    (records.Rearmed(3), "93010c03"),
 ]
 
 
@@ -174,14 +150,16 @@ def test_the_golden_definition_is_what_encode_definition_gives():
     assert encode_definition(workflow("t", version=1, steps=[activity("a", task_queue="q")])) == DEFINITION
 
 
-@pytest.mark.parametrize(("session_id", "seq", "ack_floor", "op", "golden"), COMMANDS, ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize(
+    ("session_id", "seq", "ack_floor", "op", "golden"), COMMANDS, ids=[type(op).__name__ for _, _, _, op, _ in COMMANDS]
+)
 def test_every_op_encodes_to_its_golden_bytes_and_back(session_id, seq, ack_floor, op, golden):
     cmd = Command(AT_MS, session_id, seq, ack_floor, op)
     assert encode_command(cmd).hex() == golden
     assert decode_command(bytes.fromhex(golden)) == cmd
 
 
-@pytest.mark.parametrize(("result", "golden"), RESULTS, ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize(("result", "golden"), RESULTS, ids=[type(r).__name__ for r, _ in RESULTS])
 def test_every_result_encodes_to_its_golden_bytes_and_back(result, golden):
     assert encode_result(result).hex() == golden
     assert decode_result(bytes.fromhex(golden)) == result
