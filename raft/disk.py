@@ -233,6 +233,10 @@ class DiskStorage:
                     continue  # created, then torn before its header was durable
                 raise WalCorruption(seg_path, 0, "segment does not start with a META record")
             fmt, cluster_id, node_id, seg_no = records[0].payload
+            if fmt != FORMAT_VERSION:
+                # Checked in every segment, not only in the meta file: a segment of
+                # another format would be misread, whatever the meta file says.
+                raise DataDirError(f"{seg_path} has data format {fmt}; this build reads format {FORMAT_VERSION}")
             if (cluster_id, node_id, seg_no) != (self.cluster_id, self.node_id, number):
                 raise WalCorruption(
                     seg_path, 0, f"segment of node {node_id} of {cluster_id!r} numbered {seg_no}, found as {number}"

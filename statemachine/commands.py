@@ -21,23 +21,35 @@ from typing import TypeAlias
 
 import msgpack
 
+from raftflow.statemachine._checks import (
+    MAX_INT,
+    CommandError,
+    ResultError,
+    SnapshotError,
+    check_int,
+    check_row,
+    check_type,
+    check_version,
+    show,
+    unpack,
+)
+from raftflow.statemachine.workflow import ops as workflow_ops
+from raftflow.statemachine.workflow import records as workflow_records
+from raftflow.statemachine.workflow.ops import (
+    LEADER_OPS,
+    WORKFLOW_OPS,
+    WORKFLOW_RESULTS,
+    WorkflowOp,
+    WorkflowResult,
+    validate_workflow_op,
+    workflow_result_fields,
+    workflow_result_from_fields,
+)
+
 MAX_KEY_BYTES = 1024  # a key's UTF-8 encoding
 MAX_VALUE_BYTES = 1 << 20  # a value, and a Cas's expected_value
-MAX_INT = (1 << 64) - 1  # every integer field: msgpack's unsigned range, like raft's indices
 COMMAND_FORMAT = 1  # bump when the command layout changes; decode refuses other versions
 RESULT_FORMAT = 1
-
-
-class CommandError(ValueError):
-    """Entry data or an op that is not a valid command; the message names the field."""
-
-
-class ResultError(ValueError):
-    """Bytes that are not an encoded result; the message names the field."""
-
-
-class SnapshotError(ValueError):
-    """Bytes that are not a snapshot this machine can restore; the message names the field."""
 
 
 # --- ops ------------------------------------------------------------------------------
@@ -70,12 +82,13 @@ class Cas:
     expected_revision: int | None = None
 
 
-# The workflow ops and results live in statemachine/workflow/ops.py (imported at the end).
-Op: TypeAlias = "OpenSession | Put | Delete | Cas | WorkflowOp"
+# The workflow ops and results live in statemachine/workflow/ops.py.
+Op: TypeAlias = OpenSession | Put | Delete | Cas | WorkflowOp
 
 
 class OpCode(enum.IntEnum):
-    """Codes in the log: append new ones, never renumber."""
+    """Codes in the log: append new ones, never renumber (tests/test_opcodes.py pins
+    them). OP_CLASSES below gives each its class."""
 
     OPEN_SESSION = 0
     PUT = 1
@@ -94,8 +107,37 @@ class OpCode(enum.IntEnum):
     SIGNAL_WORKFLOW = 14
 
 
-_OP_CLASSES: dict[int, type] = {OpCode.OPEN_SESSION: OpenSession, OpCode.PUT: Put, OpCode.DELETE: Delete, OpCode.CAS: Cas}
-_OP_CODES: dict[type, OpCode] = {}  # filled at the end, with the workflow ops
+# Each op's code, written out in full, in the one place: a code never follows from
+# the order of a declaration, so reordering a Union cannot renumber a durable log.
+OP_CLASSES: dict[int, type] = {
+    OpCode.OPEN_SESSION: OpenSession,
+    OpCode.PUT: Put,
+    OpCode.DELETE: Delete,
+    OpCode.CAS: Cas,
+    OpCode.REGISTER_WORKFLOW_TYPE: workflow_ops.RegisterWorkflowType,
+    OpCode.START_WORKFLOW: workflow_ops.StartWorkflow,
+    OpCode.ACTIVITY_TASK_STARTED: workflow_ops.ActivityTaskStarted,
+    OpCode.COMPLETE_ACTIVITY: workflow_ops.CompleteActivity,
+    OpCode.FAIL_ACTIVITY: workflow_ops.FailActivity,
+    OpCode.HEARTBEAT_ACTIVITY: workflow_ops.HeartbeatActivity,
+    OpCode.CANCEL_WORKFLOW: workflow_ops.CancelWorkflow,
+    OpCode.TERMINATE_WORKFLOW: workflow_ops.TerminateWorkflow,
+    OpCode.TICK: workflow_ops.Tick,
+    OpCode.REARM_TIMEOUTS: workflow_ops.RearmTimeouts,
+    OpCode.SIGNAL_WORKFLOW: workflow_ops.SignalWorkflow,
+}
+
+
+def _codes_of(classes: dict[int, type], codes: type[enum.IntEnum], expected: set[type]) -> dict[type, int]:
+    """A code table's inverse, once the table is checked: each code has a class, and
+    each of the `expected` classes exactly one code."""
+    inverse = {cls: code for code, cls in classes.items()}
+    assert set(classes) == set(codes), f"codes without a class: {set(codes) - set(classes)}"
+    assert len(inverse) == len(classes) and set(inverse) == expected, f"classes without one code: {expected ^ set(inverse)}"
+    return inverse
+
+
+_OP_CODES: dict[type, OpCode] = _codes_of(OP_CLASSES, OpCode, {OpenSession, Put, Delete, Cas, *WORKFLOW_OPS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +207,12 @@ class Rejected:
     message: str
 
 
-Result: TypeAlias = "PutResult | DeleteResult | CasResult | SessionOpened | Rejected | WorkflowResult"
+Result: TypeAlias = PutResult | DeleteResult | CasResult | SessionOpened | Rejected | WorkflowResult
 
 
 class ResultCode(enum.IntEnum):
-    """Codes in session caches and snapshots: append new ones, never renumber."""
+    """Codes in session caches and snapshots: append new ones, never renumber
+    (tests/test_opcodes.py pins them). RESULT_CLASSES below gives each its class."""
 
     SESSION_OPENED = 0
     PUT = 1
@@ -186,45 +229,25 @@ class ResultCode(enum.IntEnum):
     REARMED = 12
 
 
-# --- field checks, shared by every decoder in the package ------------------------------
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def unpack(data: object, error: type[ValueError], what: str) -> object:
-    """msgpack bytes -> Python values, or `error` naming `what`; never anything else."""
-    if type(data) is not bytes:
-        raise error(f"{what} is {type(data).__name__}; expected bytes")
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise error(f"{what} is not msgpack ({len(data)} bytes): {type(exc).__name__}: {exc}") from exc
-
-
-def check_type(value: object, expected: type, what: str, error: type[ValueError]) -> None:
-    # Exact types: msgpack gives bool for booleans, and bool is an int subclass.
-    if type(value) is not expected:
-        raise error(f"{what} is {_show(value)}; expected {expected.__name__}")
-
-
-def check_int(value: object, what: str, error: type[ValueError], minimum: int = 0) -> int:
-    if type(value) is not int or not minimum <= value <= MAX_INT:
-        raise error(f"{what} is {_show(value)}; expected an integer from {minimum} to {MAX_INT}")
-    return value
-
-
-def check_row(value: object, length: int, what: str, error: type[ValueError]) -> list:
-    if type(value) is not list or len(value) != length:
-        raise error(f"{what} is {_show(value)}; expected an array of {length} items")
-    return value
-
-
-def check_version(value: object, version: int, what: str, error: type[ValueError]) -> None:
-    if type(value) is not int or value != version:
-        raise error(f"{what} format is {_show(value)}; this build reads format {version}")
+# Each result's code, written out in full, like OP_CLASSES.
+RESULT_CLASSES: dict[int, type] = {
+    ResultCode.SESSION_OPENED: SessionOpened,
+    ResultCode.PUT: PutResult,
+    ResultCode.DELETE: DeleteResult,
+    ResultCode.CAS: CasResult,
+    ResultCode.REJECTED: Rejected,
+    ResultCode.TYPE_REGISTERED: workflow_records.TypeRegistered,
+    ResultCode.WORKFLOW_STARTED: workflow_records.WorkflowStarted,
+    ResultCode.TASK_ACCEPTED: workflow_records.TaskAccepted,
+    ResultCode.WORKFLOW_ACCEPTED: workflow_records.WorkflowAccepted,
+    ResultCode.TICKED: workflow_records.Ticked,
+    ResultCode.ACTIVITY_TASK: workflow_records.ActivityTask,
+    ResultCode.WORKFLOW_REJECTED: workflow_records.WorkflowRejected,
+    ResultCode.REARMED: workflow_records.Rearmed,
+}
+_RESULT_CODES: dict[type, ResultCode] = _codes_of(
+    RESULT_CLASSES, ResultCode, {SessionOpened, PutResult, DeleteResult, CasResult, Rejected, *WORKFLOW_RESULTS}
+)
 
 
 # --- commands -------------------------------------------------------------------------
@@ -303,11 +326,11 @@ def _command_from_row(row: object) -> Command:
 
 def _decode_op(op_row: object) -> Op:
     if type(op_row) is not list or not op_row:
-        raise CommandError(f"op is {_show(op_row)}; expected an array [op_code, *fields]")
+        raise CommandError(f"op is {show(op_row)}; expected an array [op_code, *fields]")
     code, *fields = op_row
-    if type(code) is not int or code not in _OP_CLASSES:
-        raise CommandError(f"op code is {_show(code)}; expected one of {[int(c) for c in OpCode]}")
-    cls = _OP_CLASSES[code]
+    if type(code) is not int or code not in OP_CLASSES:
+        raise CommandError(f"op code is {show(code)}; expected one of {[int(c) for c in OpCode]}")
+    cls = OP_CLASSES[code]
     if len(fields) != len(cls.__slots__):
         raise CommandError(f"{cls.__name__} op has {len(fields)} fields; expected {len(cls.__slots__)} {list(cls.__slots__)}")
     return cls(*fields)  # field types are validate_op's to check
@@ -355,7 +378,7 @@ def validate_op(op: Op) -> None:
             validate_workflow_op(op)
         case _:
             workflow_ops = ", ".join(cls.__name__ for cls in WORKFLOW_OPS)
-            raise CommandError(f"op is {_show(op)}; expected OpenSession, Put, Delete or Cas, or a workflow op ({workflow_ops})")
+            raise CommandError(f"op is {show(op)}; expected OpenSession, Put, Delete or Cas, or a workflow op ({workflow_ops})")
 
 
 def _check_key(key: object) -> None:
@@ -363,11 +386,11 @@ def _check_key(key: object) -> None:
     if not key:
         raise CommandError("key is empty")
     if "\0" in key:
-        raise CommandError(f"key {_show(key)} contains a NUL character")
+        raise CommandError(f"key {show(key)} contains a NUL character")
     try:
         size = len(key.encode())
     except UnicodeEncodeError as exc:
-        raise CommandError(f"key {_show(key)} is not valid UTF-8: {exc.reason}") from exc
+        raise CommandError(f"key {show(key)} is not valid UTF-8: {exc.reason}") from exc
     if size > MAX_KEY_BYTES:
         raise CommandError(f"key is {size} bytes of UTF-8; at most {MAX_KEY_BYTES}")
 
@@ -402,31 +425,28 @@ def _optional_key_value(row: object, what: str) -> KeyValue | None:
 
 
 def encode_result(result: Result) -> bytes:
+    code = _RESULT_CODES.get(type(result))
+    if code is None:
+        raise TypeError(f"not a result: {result!r}")
+    return msgpack.packb([RESULT_FORMAT, code, *_result_fields(result)], use_bin_type=True)
+
+
+def _result_fields(result: Result) -> list:
+    """The fields of a result in its row: keys as rows, enums as their values."""
     match result:
         case SessionOpened(session_id):
-            row = [ResultCode.SESSION_OPENED, session_id]
+            return [session_id]
         case PutResult(revision, prev):
-            row = [ResultCode.PUT, revision, key_value_row(prev)]
+            return [revision, key_value_row(prev)]
         case DeleteResult(revision, deleted):
-            row = [ResultCode.DELETE, revision, key_value_row(deleted)]
+            return [revision, key_value_row(deleted)]
         case CasResult(succeeded, revision, current):
-            row = [ResultCode.CAS, succeeded, revision, key_value_row(current)]
+            return [succeeded, revision, key_value_row(current)]
         case Rejected(reason, message):
-            row = [ResultCode.REJECTED, reason, message]
-        case _ if type(result) in _WORKFLOW_RESULT_CODES:
-            row = [_WORKFLOW_RESULT_CODES[type(result)], *workflow_result_fields(result)]
-        case _:
-            raise TypeError(f"not a result: {result!r}")
-    return msgpack.packb([RESULT_FORMAT, *row], use_bin_type=True)
+            return [reason, message]
+    return workflow_result_fields(result)
 
 
-_RESULT_FIELDS = {
-    ResultCode.SESSION_OPENED: 1,
-    ResultCode.PUT: 2,
-    ResultCode.DELETE: 2,
-    ResultCode.CAS: 3,
-    ResultCode.REJECTED: 2,
-}
 _REJECT_REASONS = {int(r): r for r in RejectReason}
 
 
@@ -434,56 +454,28 @@ def decode_result(data: bytes) -> Result:
     """Bytes from encode_result -> the result, or ResultError naming the field."""
     row = unpack(data, ResultError, "result")
     if type(row) is not list or len(row) < 2:
-        raise ResultError(f"result is {_show(row)}; expected an array [format, code, *fields]")
+        raise ResultError(f"result is {show(row)}; expected an array [format, code, *fields]")
     version, code, *fields = row
     check_version(version, RESULT_FORMAT, "result", ResultError)
-    if type(code) is not int or code not in _RESULT_FIELDS:
-        raise ResultError(f"result code is {_show(code)}; expected one of {[int(c) for c in ResultCode]}")
-    code = ResultCode(code)
-    if len(fields) != _RESULT_FIELDS[code]:
-        raise ResultError(f"{code.name} result has {len(fields)} fields; expected {_RESULT_FIELDS[code]}")
-    if code in _WORKFLOW_RESULT_CLASSES:
-        return workflow_result_from_fields(_WORKFLOW_RESULT_CLASSES[code], fields)
-    if code is ResultCode.SESSION_OPENED:
+    if type(code) is not int or code not in RESULT_CLASSES:
+        raise ResultError(f"result code is {show(code)}; expected one of {[int(c) for c in ResultCode]}")
+    cls = RESULT_CLASSES[code]
+    if len(fields) != len(cls.__slots__):  # every result's row holds its fields, in order
+        raise ResultError(f"{ResultCode(code).name} result has {len(fields)} fields; expected {len(cls.__slots__)}")
+    if cls is SessionOpened:
         return SessionOpened(check_int(fields[0], "session_id", ResultError, minimum=1))
-    if code is ResultCode.REJECTED:
+    if cls is Rejected:
         reason, message = fields
         if type(reason) is not int or reason not in _REJECT_REASONS:
-            raise ResultError(f"reason is {_show(reason)}; expected one of {[int(r) for r in RejectReason]}")
+            raise ResultError(f"reason is {show(reason)}; expected one of {[int(r) for r in RejectReason]}")
         check_type(message, str, "message", ResultError)
         return Rejected(_REJECT_REASONS[reason], message)
-    if code is ResultCode.CAS:
+    if cls is CasResult:
         succeeded, revision, current = fields
         check_type(succeeded, bool, "succeeded", ResultError)
         return CasResult(succeeded, check_int(revision, "revision", ResultError), _optional_key_value(current, "current"))
-    revision, kv = fields
-    check_int(revision, "revision", ResultError)
-    if code is ResultCode.PUT:
-        return PutResult(revision, _optional_key_value(kv, "prev"))
-    return DeleteResult(revision, _optional_key_value(kv, "deleted"))
-
-
-# --- the workflow namespace's ops and results ------------------------------------------
-# Imported last: ops.py builds on the helpers above (and the engine on the errors), so
-# this module must be complete up to here first. statemachine/__init__.py imports this
-# module before anything in statemachine.workflow, so the order always holds.
-
-from raftflow.statemachine.workflow.ops import (  # noqa: E402
-    LEADER_OPS,
-    WORKFLOW_OPS,
-    WORKFLOW_RESULTS,
-    WorkflowOp,
-    WorkflowResult,
-    validate_workflow_op,
-    workflow_result_fields,
-    workflow_result_from_fields,
-)
-
-_OP_CLASSES.update(zip(list(OpCode)[OpCode.REGISTER_WORKFLOW_TYPE :], WORKFLOW_OPS, strict=True))
-_OP_CODES.update({cls: OpCode(code) for code, cls in _OP_CLASSES.items()})
-_WORKFLOW_RESULT_CLASSES: dict[ResultCode, type] = dict(
-    zip(list(ResultCode)[ResultCode.TYPE_REGISTERED :], WORKFLOW_RESULTS, strict=True)
-)
-_WORKFLOW_RESULT_CODES: dict[type, ResultCode] = {cls: code for code, cls in _WORKFLOW_RESULT_CLASSES.items()}
-_RESULT_FIELDS.update({code: len(cls.__slots__) for code, cls in _WORKFLOW_RESULT_CLASSES.items()})
-assert set(_OP_CLASSES) == set(OpCode) and set(_RESULT_FIELDS) == set(ResultCode)
+    if cls is PutResult or cls is DeleteResult:
+        revision, kv = fields
+        check_int(revision, "revision", ResultError)
+        return cls(revision, _optional_key_value(kv, "prev" if cls is PutResult else "deleted"))
+    return workflow_result_from_fields(cls, fields)

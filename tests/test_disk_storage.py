@@ -597,6 +597,22 @@ def test_a_directory_of_another_data_format_is_refused(tmp_path):
         open_disk(str(path))
 
 
+def test_a_segment_of_another_data_format_is_refused(tmp_path):
+    path = str(tmp_path / "data")
+    storage = open_disk(path, create=True)
+    storage.persist(None, [Entry(1, 1, b"x")], HardState(1, 1, 1))
+    storage.close()
+    segment = os.path.join(path, "wal", "0000000000000000.wal")
+    data = bytearray(OsFS().read(segment))
+    header = encode_record(RecordType.META, [1, CLUSTER, 1, 0])
+    assert data.startswith(header)
+    data[: len(header)] = encode_record(RecordType.META, [99, CLUSTER, 1, 0])  # as long: 1 and 99 are one byte each
+    with open(segment, "wb") as f:
+        f.write(data)
+    with pytest.raises(DataDirError, match=f"{segment} has data format 99; this build reads format 1"):
+        open_disk(path)
+
+
 # --- failed writes and syncs ---------------------------------------------------------------
 
 

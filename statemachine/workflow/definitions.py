@@ -36,7 +36,7 @@ from typing import TypeAlias
 
 import msgpack
 
-from raftflow.statemachine.commands import unpack
+from raftflow.statemachine._checks import unpack
 from raftflow.statemachine.workflow.retry import (
     Duration,
     DefinitionError,

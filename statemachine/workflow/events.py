@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from raftflow.statemachine.commands import SnapshotError, check_int, check_row, check_type
+from raftflow.statemachine._checks import SnapshotError, check_int, check_row, check_type
 
 
 class EventType(str, enum.Enum):

@@ -6,8 +6,8 @@ The ops ride in the client session envelope like the key-value ops (exactly-once
 session_id = seq = ack_floor = 0, and the machine applies them without the session
 table; each is safe to apply twice (a second ActivityTaskStarted for the same token is
 STALE_TASK, a second Tick or RearmTimeouts at the same time changes nothing).
-`commands.py` gives the ops and results codes after the key-value ones and calls
-`validate_workflow_op` and the row helpers here. Every payload a client
+`commands.py` gives each op and result its code (OP_CLASSES, RESULT_CLASSES: one
+table, written out) and calls `validate_workflow_op` and the row helpers here. Every payload a client
 supplies (`input`, `result`, `details`) must be msgpack-plain data, so that it
 round-trips through the log and snapshots unchanged and every replica sees equal values.
 """
@@ -19,7 +19,7 @@ from typing import ClassVar, Protocol, TypeAlias, get_args
 
 import msgpack
 
-from raftflow.statemachine.commands import MAX_INT, CommandError, ResultError, check_int, check_type
+from raftflow.statemachine._checks import MAX_INT, CommandError, ResultError, check_int, check_type
 from raftflow.statemachine.workflow.definitions import MAX_VERSION, decode_definition, encode_definition
 from raftflow.statemachine.workflow.engine import (
     DEFAULT_MAX_BACKLOG,
@@ -146,7 +146,7 @@ WorkflowOp: TypeAlias = (
     | RearmTimeouts
     | SignalWorkflow
 )
-WORKFLOW_OPS: tuple[type, ...] = get_args(WorkflowOp)  # in op-code order (commands.py)
+WORKFLOW_OPS: tuple[type, ...] = get_args(WorkflowOp)  # which ops are the engine's; their codes: commands.OP_CLASSES
 LEADER_OPS: tuple[type, ...] = (ActivityTaskStarted, Tick, RearmTimeouts)  # carried without a session
 
 
@@ -276,7 +276,7 @@ def _utf8(value: str) -> bool:
 WorkflowResult: TypeAlias = (
     TypeRegistered | WorkflowStarted | TaskAccepted | WorkflowAccepted | Ticked | ActivityTask | WorkflowRejected | Rearmed
 )
-WORKFLOW_RESULTS: tuple[type, ...] = get_args(WorkflowResult)  # in result-code order (commands.py)
+WORKFLOW_RESULTS: tuple[type, ...] = get_args(WorkflowResult)  # their codes: commands.RESULT_CLASSES
 _STATUSES = {status.value: status for status in Status}
 _REJECT_REASONS = {reason.value: reason for reason in WorkflowRejectReason}
 

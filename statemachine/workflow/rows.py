@@ -15,7 +15,7 @@ import heapq
 from collections import deque
 from typing import TYPE_CHECKING
 
-from raftflow.statemachine.commands import SnapshotError, check_int, check_row, check_type, check_version
+from raftflow.statemachine._checks import SnapshotError, check_int, check_row, check_type, check_version
 from raftflow.statemachine.workflow._steps import step_members
 from raftflow.statemachine.workflow.definitions import SignalStep, TimerStep, decode_definition, encode_definition
 from raftflow.statemachine.workflow.events import Event, event_from_row, event_row

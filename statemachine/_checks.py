@@ -1,0 +1,66 @@
+"""The errors and field checks every decoder in the package shares: commands and
+results (commands.py), the workflow ops (workflow/ops.py), definitions and the
+snapshot rows (workflow/definitions.py, events.py, rows.py), sessions and the store.
+
+It imports nothing from the package, so that the modules above can all import it
+without an import cycle: commands.py imports the workflow ops, which use these.
+"""
+
+from __future__ import annotations
+
+import msgpack
+
+MAX_INT = (1 << 64) - 1  # every integer field: msgpack's unsigned range, like raft's indices
+
+
+class CommandError(ValueError):
+    """Entry data or an op that is not a valid command; the message names the field."""
+
+
+class ResultError(ValueError):
+    """Bytes that are not an encoded result; the message names the field."""
+
+
+class SnapshotError(ValueError):
+    """Bytes that are not a snapshot this machine can restore; the message names the field."""
+
+
+def show(value: object) -> str:
+    """`value` for an error message: its repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def unpack(data: object, error: type[ValueError], what: str) -> object:
+    """msgpack bytes -> Python values, or `error` naming `what`; never anything else."""
+    if type(data) is not bytes:
+        raise error(f"{what} is {type(data).__name__}; expected bytes")
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise error(f"{what} is not msgpack ({len(data)} bytes): {type(exc).__name__}: {exc}") from exc
+
+
+def check_type(value: object, expected: type, what: str, error: type[ValueError]) -> None:
+    # Exact types: msgpack gives bool for booleans, and bool is an int subclass.
+    if type(value) is not expected:
+        raise error(f"{what} is {show(value)}; expected {expected.__name__}")
+
+
+def check_int(value: object, what: str, error: type[ValueError], minimum: int = 0) -> int:
+    if type(value) is not int or not minimum <= value <= MAX_INT:
+        raise error(f"{what} is {show(value)}; expected an integer from {minimum} to {MAX_INT}")
+    return value
+
+
+def check_row(value: object, length: int, what: str, error: type[ValueError]) -> list:
+    if type(value) is not list or len(value) != length:
+        raise error(f"{what} is {show(value)}; expected an array of {length} items")
+    return value
+
+
+def check_version(value: object, version: int, what: str, error: type[ValueError]) -> None:
+    """A format number read from data must be the one this build writes: an older or
+    newer one is refused, naming both, never read as if it were this one."""
+    if type(value) is not int or value != version:
+        raise error(f"{what} format is {show(value)}; this build reads format {version}")
