@@ -37,6 +37,8 @@ def unpack(data: object, error: type[ValueError], what: str) -> object:
         raise error(f"{what} is {type(data).__name__}; expected bytes")
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (msgpack.StackError, RecursionError):  # StackError from the C unpacker, RecursionError from the pure one
+        raise error(f"{what} ({len(data)} bytes of msgpack) nests too deep to unpack") from None
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise error(f"{what} is not msgpack ({len(data)} bytes): {type(exc).__name__}: {exc}") from exc
 

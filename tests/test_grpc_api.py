@@ -125,6 +125,50 @@ def test_reads_ride_the_stream_without_a_session_and_a_follower_names_the_leader
     assert (refused.leader_id, refused.leader_address) == (leader_id, leader)
 
 
+# A document nested deeper than json.loads can recurse: RecursionError, not ValueError.
+DEEP_DEFINITION_JSON = '{"name": "deep", "version": 1, "steps": ' + "[" * 5000 + "]" * 5000 + "}"
+DEEP_MSGPACK = b"\x91" * 5000 + b"\xc0"  # [[[...[nil]...]]], deeper than the unpacker's stack
+
+
+def register_deep(session_id: int, seq: int) -> client_pb2.Command:
+    definition = client_pb2.RegisterWorkflowType(definition_json=DEEP_DEFINITION_JSON)
+    return client_pb2.Command(session_id=session_id, seq=seq, ack_floor=1, register_workflow_type=definition)
+
+
+def start_deep(session_id: int, seq: int) -> client_pb2.Command:
+    start = client_pb2.StartWorkflow(workflow_id="deep-1", type_name="deep", input=DEEP_MSGPACK)
+    return client_pb2.Command(session_id=session_id, seq=seq, ack_floor=1, start_workflow=start)
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"), [(register_deep, "definition_json"), (start_deep, "input")], ids=["deep-json", "deep-msgpack"]
+)
+def test_a_malformed_command_gets_its_own_reply_and_the_rest_of_the_batch_applies(cluster, bad, field):
+    # Issue 13 §5: one bad command used to end the stream, its batch unanswered.
+    leader = cluster.address(cluster.wait_leader())
+    sid = session(leader)
+    before, after = f"{field}-before", f"{field}-after"
+    commands = [put(sid, 1, before, b"1"), bad(sid, 2), put(sid, 3, after, b"3", ack_floor=1)]
+    for request_id, command in enumerate(commands, start=1):
+        command.request_id = request_id
+    replies = stream_replies(leader, *commands)
+    assert sorted(replies) == [1, 2, 3]
+    assert replies[1].code == 0 and replies[1].succeeded, replies[1].message
+    assert replies[3].code == 0 and replies[3].succeeded, replies[3].message
+    assert replies[2].code == grpc.StatusCode.INVALID_ARGUMENT.value[0], replies[2].message
+    assert field in replies[2].message and "deep" in replies[2].message
+    assert cluster.client.get(before).kv.value == b"1"
+    assert cluster.client.get(after).kv.value == b"3"
+
+
+def test_a_definition_nested_too_deep_is_invalid_argument_on_execute(cluster):
+    leader = cluster.address(cluster.wait_leader())
+    command = register_deep(session(leader), 1)
+    err = rpc_error(leader, lambda stub: stub.Execute(command, timeout=5))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    assert "definition_json" in err.details()
+
+
 def test_a_read_on_execute_is_invalid_argument(cluster):
     # Execute answers with a command's reply; a read has its own call (Read).
     leader = cluster.address(cluster.wait_leader())
@@ -216,3 +260,54 @@ def test_a_read_still_waiting_when_its_stream_closes_is_cancelled():
         return waiting[0].cancelled()
 
     assert run_sync(scenario()), "the read's task outlived its stream"
+
+
+def test_an_unexpected_failure_is_that_commands_internal_reply_and_the_stream_goes_on(caplog):
+    # A bug met by one command (the node raising what it never should, at submit or
+    # in its future) answers that command INTERNAL, logged with the traceback; the
+    # other commands of the batch are answered as usual.
+    from raftflow.cluster.node.services import ClientService
+    from raftflow.statemachine.commands import PutResult
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+
+        class Node:
+            id = 1
+
+            def submit(self, op, *, session_id, seq, ack_floor):
+                if op.key == "raises":
+                    raise RuntimeError("a bug in submit")
+                future = loop.create_future()
+                if op.key == "fails":
+                    future.set_exception(RuntimeError("a bug in apply"))
+                else:
+                    future.set_result((seq, PutResult(revision=seq, prev=None)))
+                return future
+
+        commands = [put(7, seq, key, ack_floor=1) for seq, key in enumerate(["a", "raises", "b", "fails", "c"], 1)]
+        for command in commands:
+            command.request_id = command.seq
+
+        async def requests():
+            yield client_pb2.CommandBatch(commands=commands)
+
+        written = []
+
+        class Context:
+            async def write(self, batch):
+                written.extend(batch.replies)
+
+        service = ClientService(Node())
+        await service.ExecuteStream(requests(), Context())
+        return service, {reply.request_id: reply for reply in written}
+
+    service, replies = run_sync(scenario())
+    assert sorted(replies) == [1, 2, 3, 4, 5]
+    assert [replies[n].succeeded for n in (1, 3, 5)] == [True, True, True]
+    for n, bug in ((2, "a bug in submit"), (4, "a bug in apply")):
+        assert replies[n].code == grpc.StatusCode.INTERNAL.value[0]
+        assert bug in replies[n].message
+    assert service.internal_errors == 2
+    logged = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+    assert len(logged) == 2 and all(r.exc_info for r in logged)

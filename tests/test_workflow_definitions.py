@@ -4,6 +4,7 @@ whose message starts with the field's path, and input templates resolve determin
 
 import copy
 import json
+import sys
 
 import pytest
 
@@ -262,6 +263,26 @@ def test_load_definition_reads_yaml_or_says_what_to_install(tmp_path):
             load_definition(path)
     else:
         assert load_definition(path) == order_in_python()
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_load_definition_says_a_document_nested_too_deep_is_too_deep(tmp_path, suffix):
+    # json.loads and yaml.safe_load raise RecursionError here: the file's fault, not a crash.
+    if suffix == ".yaml":
+        pytest.importorskip("yaml")
+    path = tmp_path / f"deep{suffix}"
+    path.write_text('{"name": "deep", "version": 1, "steps": ' + "[" * 5000 + "]" * 5000 + "}")
+    with pytest.raises(DefinitionError, match=rf"deep\{suffix}: nests too deep to read"):
+        load_definition(path)
+
+
+def test_a_document_nested_near_the_recursion_limit_is_a_definition_error():
+    # Deep enough that repr (for the message) recurses out, as msgpack or JSON can give.
+    name = "deep"
+    for _ in range(sys.getrecursionlimit()):
+        name = [name]
+    with pytest.raises(DefinitionError, match="nests too deep to read"):
+        parse_definition({"name": name, "version": 1, "steps": []})
 
 
 # --- resolve_input --------------------------------------------------------------------

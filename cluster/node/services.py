@@ -151,12 +151,51 @@ class _NodeService:
 
 
 class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
+    """Each command gets its own reply: bad input is INVALID_ARGUMENT naming the field,
+    and an exception nobody expected is that command's INTERNAL, logged with its
+    traceback and counted; it never ends a call that carries other commands."""
+
+    def __init__(self, node: RaftNode) -> None:
+        super().__init__(node)
+        self.internal_errors = 0  # commands answered INTERNAL since start: each one is a bug
+
+    def _internal(self, request_id: int, error: BaseException) -> NodeError:
+        """The answer to a command that met a bug: counted, logged with the traceback."""
+        self.internal_errors += 1
+        log.error(
+            "node %d: command %d failed unexpectedly (%d such since start)", self.node.id, request_id,
+            self.internal_errors, exc_info=error,
+        )
+        return NodeError(grpc.StatusCode.INTERNAL, f"node {self.node.id} failed on this command: {error!r}")
+
     def _submit(self, cmd: client_pb2.Command) -> asyncio.Future:
+        """The command's future from the node; raises NodeError only."""
         try:
             op = op_from_proto(cmd)
+            return self.node.submit(op, session_id=cmd.session_id, seq=cmd.seq, ack_floor=cmd.ack_floor)
         except CommandError as exc:
             raise NodeError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        return self.node.submit(op, session_id=cmd.session_id, seq=cmd.seq, ack_floor=cmd.ack_floor)
+        except NodeError:
+            raise
+        except Exception as exc:
+            raise self._internal(cmd.request_id, exc) from exc
+
+    def _reply(self, request_id: int, future: asyncio.Future) -> client_pb2.CommandReply:
+        """The reply for a finished command or read on ExecuteStream."""
+        try:
+            if future.cancelled():
+                return error_reply(request_id, NodeError(grpc.StatusCode.CANCELLED, "cancelled"))
+            error = future.exception()
+            if error is not None:
+                if not isinstance(error, NodeError):
+                    error = self._internal(request_id, error)
+                return error_reply(request_id, error)
+            result = future.result()
+            if isinstance(result, client_pb2.ReadReply):
+                return client_pb2.CommandReply(request_id=request_id, read=result)
+            return reply_for(request_id, *result)
+        except Exception as exc:
+            return error_reply(request_id, self._internal(request_id, exc))
 
     async def OpenSession(self, request, context):
         try:
@@ -169,9 +208,11 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
     async def Execute(self, request, context):
         try:
             index, result = await self._submit(request)
+            reply = reply_for(request.request_id, index, result)
         except NodeError as error:
             await _abort(context, error, self.node.id)
-        reply = reply_for(request.request_id, index, result)
+        except Exception as exc:  # a bug met by this command; the aborts above raise outside this try
+            await _abort(context, self._internal(request.request_id, exc), self.node.id)
         if reply.code:
             await self._fail(context, status_code(reply.code), reply.message)
         return reply
@@ -188,20 +229,7 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
         def done(request_id: int, future: asyncio.Future) -> None:
             nonlocal inflight
             inflight -= 1
-            if future.cancelled():
-                error = NodeError(grpc.StatusCode.CANCELLED, "cancelled")
-            else:
-                error = future.exception()
-            if error is None:
-                result = future.result()
-                if isinstance(result, client_pb2.ReadReply):
-                    replies.put_nowait(client_pb2.CommandReply(request_id=request_id, read=result))
-                else:
-                    replies.put_nowait(reply_for(request_id, *result))
-            elif isinstance(error, NodeError):
-                replies.put_nowait(error_reply(request_id, error))
-            else:
-                replies.put_nowait(error_reply(request_id, NodeError(grpc.StatusCode.INTERNAL, repr(error))))
+            replies.put_nowait(self._reply(request_id, future))
 
         async def read() -> None:
             nonlocal inflight, reading

@@ -17,8 +17,8 @@ import grpc
 import msgpack
 
 from raftflow.proto import client_pb2, workflow_pb2
-from raftflow.statemachine.commands import CommandError
-from raftflow.statemachine.workflow.definitions import encode_definition, parse_definition
+from raftflow.statemachine.commands import CommandError, unpack
+from raftflow.statemachine.workflow.definitions import TOO_DEEP, encode_definition, parse_definition
 from raftflow.statemachine.workflow.events import Event, EventType
 from raftflow.statemachine.workflow.records import (
     ActivityError,
@@ -70,12 +70,9 @@ REJECT_CODES = {
 
 
 def unpack_payload(data: bytes, what: str) -> object:
-    if not data:
-        return None
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise CommandError(f"{what} is not msgpack: {exc}") from None
+    """The payload's value (empty bytes: None); CommandError naming `what` if the
+    bytes are not msgpack or nest too deep to unpack."""
+    return unpack(data, CommandError, what) if data else None
 
 
 def pack_payload(value: object) -> bytes:
@@ -89,12 +86,14 @@ def workflow_op_from_proto(which: str, cmd: client_pb2.Command):
             document = json.loads(cmd.register_workflow_type.definition_json)
         except ValueError as exc:
             raise CommandError(f"definition_json is not JSON: {exc}") from None
+        except RecursionError:  # the document's depth, not our bug: an input error like any other
+            raise CommandError(f"definition_json {TOO_DEEP}") from None
         if not isinstance(document, dict):
             raise CommandError("definition_json must be a JSON object (the definition file's form)")
         try:
             return RegisterWorkflowType(encode_definition(parse_definition(document)))
         except DefinitionError as exc:
-            raise CommandError(f"definition: {exc}") from None
+            raise CommandError(f"definition_json: {exc}") from None
     if which == "start_workflow":
         m = cmd.start_workflow
         return StartWorkflow(m.workflow_id, m.type_name, m.version, unpack_payload(m.input, "input"), m.return_running)

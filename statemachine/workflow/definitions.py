@@ -57,6 +57,9 @@ DEFAULT_START_TO_CLOSE_MS = 10 * 60_000
 MAX_STEPS = 1000  # steps in a workflow type, the members of parallel groups included
 MAX_PARALLEL_STEPS = 100  # members of one parallel group
 MAX_TEMPLATE_DEPTH = 32  # nesting of lists and objects in an input template
+# A document nested near Python's recursion limit makes json.loads, yaml and repr raise
+# RecursionError: that is the document's fault, said as this, after what was too deep.
+TOO_DEEP = f"nests too deep to read; input templates nest at most {MAX_TEMPLATE_DEPTH} levels"
 MAX_VERSION = (1 << 31) - 1
 _MIN_INT, _MAX_INT = -(1 << 63), (1 << 64) - 1  # what msgpack carries
 _STEP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # no dots: names appear in references
@@ -568,7 +571,15 @@ def _list(value: object, what: str) -> list:
 
 def parse_definition(data: dict) -> WorkflowType:
     """A workflow type from its file form (a JSON/YAML-shaped dict); DefinitionError
-    naming the field path on any unknown, missing, mistyped or out-of-range field."""
+    naming the field path on any unknown, missing, mistyped or out-of-range field, or
+    saying the document nests too deep to walk."""
+    try:
+        return _parse_definition(data)
+    except RecursionError:  # a walk (or a repr for a message) of a document nested near the limit
+        raise DefinitionError(TOO_DEEP) from None
+
+
+def _parse_definition(data: dict) -> WorkflowType:
     if type(data) is not dict:
         raise DefinitionError(f"definition={show(data)} must be an object (a mapping of field names to values)")
     fields = _fields(data, "", frozenset({"name", "version", "steps"}))
@@ -694,6 +705,8 @@ def load_definition(path: str | Path) -> WorkflowType:
         raise DefinitionError(f"{path}: {exc}") from None
     except ValueError as exc:  # json.JSONDecodeError and yaml.YAMLError's parse errors
         raise DefinitionError(f"{path}: not valid {suffix[1:].upper()}: {exc}") from None
+    except RecursionError:  # json.loads or yaml.safe_load of a document nested too deep
+        raise DefinitionError(f"{path}: {TOO_DEEP}") from None
 
 
 def _load_yaml(text: str) -> object:
