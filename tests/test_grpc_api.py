@@ -10,6 +10,7 @@ import pytest
 
 from raftflow.cluster.client import run_sync
 from procnet import ProcCluster
+from waiting import settle
 from raftflow.proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc
 
 
@@ -249,15 +250,13 @@ def test_a_read_still_waiting_when_its_stream_closes_is_cancelled():
                 pass
 
         handler = asyncio.ensure_future(ClientService(Node()).ExecuteStream(requests(), Context()))
-        for _ in range(10):
-            await asyncio.sleep(0)
+        await settle(lambda: waiting, "the read to wait for its index")
         assert len(waiting) == 1 and not waiting[0].done()
         handler.cancel()  # what gRPC does when the client cancels the call
         with pytest.raises(asyncio.CancelledError):
             await handler
-        for _ in range(3):
-            await asyncio.sleep(0)
-        return waiting[0].cancelled()
+        await settle(waiting[0].cancelled, "the read's wait to be cancelled with its stream")
+        return True
 
     assert run_sync(scenario()), "the read's task outlived its stream"
 

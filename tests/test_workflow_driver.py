@@ -5,11 +5,13 @@ real cluster produces only by chance, made to happen on purpose."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from types import SimpleNamespace
 
 import pytest
 
+from waiting import settle
 from raftflow.cluster.node.errors import NodeError
 from raftflow.cluster.worker.worker import Worker, _Heartbeats
 from raftflow.cluster.client.workflows import Task
@@ -43,25 +45,16 @@ class FakeNode:
         return future
 
 
-async def settle(condition, what: str, timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.001)  # lets the driver's callbacks run: they are the condition
-
-
 async def test_a_task_handed_out_early_is_not_handed_out_again_when_its_start_fails():
     node = FakeNode()
     driver = WorkflowDriver(node, rearm_grace_ms=1000)
     assert [t.task_id for t in await driver._hand_out("q", 10)] == [7]
     node.proposed[0][1].set_exception(NodeError(None, "proposal dropped"))
-    await asyncio.sleep(0)
-    assert await driver._hand_out("q", 10) == []  # still reserved for the first worker
     await settle(lambda: len(node.proposed) == 2, "the start to be proposed again")
+    assert await driver._hand_out("q", 10) == []  # still reserved for the first worker
     assert node.proposed[1][0] == node.proposed[0][0]  # the same token, not a new hand-out
     node.proposed[1][1].set_result((9, node.pending[0]))
-    await asyncio.sleep(0)
-    assert 7 not in driver._handing_out
+    await settle(lambda: 7 not in driver._handing_out, "the started task to leave the reserved set")
 
 
 async def test_a_start_lost_with_the_term_frees_the_task():
@@ -70,7 +63,7 @@ async def test_a_start_lost_with_the_term_frees_the_task():
     await driver._hand_out("q", 10)
     node.node.term = 6  # an election happened (this node won again)
     node.proposed[0][1].set_exception(NodeError(None, "lost in a leader change"))
-    await asyncio.sleep(0)
+    await settle(lambda: 7 not in driver._handing_out, "the lost start to free the task")
     assert [t.task_id for t in await driver._hand_out("q", 10)] == [7]  # the old worker's report will be stale
 
 
@@ -152,10 +145,11 @@ async def test_flush_after_a_heartbeat_in_the_throttle_window_ends_cleanly():
     beats.report(1)
     await settle(lambda: workflows.calls, "the first heartbeat")
     beats.report(2)  # throttled: its sender sleeps
-    await asyncio.sleep(0)
+    await settle(lambda: inspect.getcoroutinestate(beats._sender.get_coro()) == inspect.CORO_SUSPENDED,
+                 "the throttled sender to wait out the interval")
     await asyncio.wait_for(beats.flush(), 1.0)
-    beats.report(3)  # after the attempt ended: not sent
-    await asyncio.sleep(0)
+    beats.report(3)  # after the attempt ended: dropped at once, no sender started
+    assert beats._pending is None and beats._sender.done()
     assert workflows.calls == [("heartbeat", 3, 1, 1)]
 
 
@@ -219,7 +213,7 @@ async def test_a_delayed_snapshot_leaves_as_one_transfer_and_a_cut_drops_delayed
 
     transport.send([Heartbeat(1, 2, 1, 0, 1)])
     transport.faults.set([PeerFault(2, drop_out=True)], replace=True)  # cut while it waits
-    await asyncio.sleep(0.05)
+    await settle(lambda: transport.delayed[2] == 0, "the delayed heartbeat's delay to end")
     assert sent["messages"] == 0 and link.dropped == 1
 
 
