@@ -65,7 +65,7 @@ class WorkflowTestError(AssertionError):
 class Outcome:
     workflow_id: str
     run_id: int
-    status: str  # completed | compensated | failed | terminated (or running, when stopped early)
+    status: Status  # a WorkflowStatus (a str enum: == "completed" holds too)
     result: object  # the last step's result when completed
     reason: str | None
     history: tuple[Event, ...]
@@ -232,7 +232,7 @@ class WorkflowEnvironment:
         if d is None:
             raise self._missing(workflow_id)
         history = self.machine.workflow.history(workflow_id)
-        return Outcome(d.workflow_id, d.run_id, d.status.value, d.result, d.reason, history)
+        return Outcome(d.workflow_id, d.run_id, d.status, d.result, d.reason, history)
 
     def close(self) -> None:
         if self._loop is not None:
