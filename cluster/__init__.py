@@ -11,6 +11,8 @@
 - `demos`: the narrated demos;
 - `cli`: the `raftflow` command line.
 
-Dependencies point one way: cli -> demos -> verify -> local -> worker -> client ->
-protocol, and node -> protocol; nothing imports cli.
+Imports point one way: cli uses the others and nothing uses cli; demos and verify
+use local and client; local uses client and node's config (to write node configs);
+worker uses client; node and client use protocol. tests/test_layout.py checks that
+cluster/ has no import cycle.
 """

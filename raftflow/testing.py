@@ -32,6 +32,7 @@ from pathlib import Path
 from types import ModuleType
 
 from raftflow.cluster.client.durations import seconds
+from raftflow.cluster.client.errors import InvalidArgument
 from raftflow.cluster.worker.activity import ActivityContext, ActivityInfo, ApplicationError, Registry, failure_of
 from raftflow.statemachine import Machine
 from raftflow.statemachine.commands import Command, OpenSession, Rejected, RejectReason, encode_command
@@ -179,7 +180,10 @@ class WorkflowEnvironment:
         a cluster whose workers are up: ready tasks run, and each timer and timeout due
         fires at its own time, in order (a timer that fires mid-sleep arms what follows
         it from then)."""
-        until_ms = self.now_ms + round(seconds(duration, "duration", zero=True) * 1000)
+        try:
+            until_ms = self.now_ms + round(seconds(duration, "duration", zero=True) * 1000)
+        except InvalidArgument as exc:
+            raise WorkflowTestError(str(exc)) from None
         for _ in range(MAX_STEPS):
             if self.now_ms < until_ms and self.run_ready_tasks():
                 continue
@@ -307,7 +311,7 @@ class WorkflowEnvironment:
 
     def _in_session(self, op):
         """Applies `op` in the environment's session, opening a new one first if it
-        expired, as cluster/client.py does for a command not yet sent.
+        expired, as cluster/client/client.py does for a command not yet sent.
 
         Skipped time is leader time, so a backoff or timer longer than session_ttl_ms
         expires the session between two commands, as it would a real client's. The

@@ -1,5 +1,5 @@
 """The `raftflow` CLI end to end: real node processes on 127.0.0.1, driven the way a
-user drives them, one `python -m cluster.cli ...` subprocess per command.
+user drives them, one `python -m raftflow ...` subprocess per command.
 
 Most checks share one 3-node cluster (the `shared` fixture, started once with
 `cluster up`); the tests that break a cluster (no quorum, down and up again) start
@@ -27,8 +27,7 @@ from pathlib import Path
 import pytest
 
 from raftflow.cluster.local import launcher
-from raftflow.cluster.client import Client, RaftflowError
-from raftflow.proto import admin_pb2
+from raftflow.cluster.client import Client, NodeStatus, RaftflowError
 from raftflow.raft.types import Role
 from procnet import live_statuses, wait_until
 
@@ -152,7 +151,7 @@ class LocalCluster:
 
     # --- observations, in-process (cheaper than a CLI call per poll) -------------------
 
-    def statuses(self) -> dict[int, admin_pb2.StatusReply]:
+    def statuses(self) -> dict[int, NodeStatus]:
         """The status of every running node that answers."""
         return live_statuses(self.client, self.file().members)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
@@ -70,6 +71,24 @@ def test_node_run_with_a_bad_config_prints_one_line_and_exits_2(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["raftflow: config: peers.1='h:0': port 0 is outside 1-65535"]
+
+
+def test_node_run_on_a_port_in_use_names_the_address_and_exits_1(tmp_path):
+    # gRPC raises (it no longer returns 0) when the bind fails: that was a traceback.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "raftflow", "node", "run", "--id", "1", "--peers", f"1=127.0.0.1:{port}",
+             "--data-dir", str(tmp_path / "d")],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"raftflow: node 1: cannot listen on 127.0.0.1:{port}: the address is in use or not local"
+    )
 
 
 def test_node_config_defaults_keep_the_lease_and_election_rules():

@@ -54,7 +54,7 @@ def client_for(args: argparse.Namespace) -> Client:
 
 
 def faults_text(faults) -> str:
-    """A node's PeerFaults (admin_pb2) as `raftflow cluster status` and `partition show`
+    """A node's PeerFaults (from its NodeStatus) as `raftflow cluster status` and `partition show`
     print them: 'cut from 3,4,5; +100ms both ways with 1'."""
     return describe_faults(list(faults))
 

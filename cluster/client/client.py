@@ -517,7 +517,10 @@ class AsyncClient:
             )
         except grpc.aio.AioRpcError as exc:
             raise _one_node_error(endpoint, exc) from None
-        return _node_status(reply)
+        try:
+            return _node_status(reply)
+        except ValueError as exc:  # a role (or fault) this client does not know: another version
+            raise RaftflowError(f"node at {endpoint} sent a status this client cannot read: {exc}") from None
 
     async def cluster_status(self, *, timeout: Duration = 1.0) -> list[tuple[str, NodeStatus | str]]:
         """Every endpoint's status, or one line saying why it has none."""

@@ -78,7 +78,17 @@ def _description(reply: workflow_pb2.DescribeReply) -> WorkflowDescription:
     data = _unpack(reply.details)
     if not isinstance(data, dict):
         raise RaftflowError(f"the node's description is a {type(data).__name__}, not a map")
-    return description_from_plain(data)
+    return _read_back("description", description_from_plain, data)
+
+
+def _read_back(what: str, convert, *args):
+    """A reply turned back into its record; one RaftflowError line if it cannot be
+    (a status or event type this client does not know: a node of a newer build)."""
+    try:
+        return convert(*args)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RaftflowError(f"the node's {what} cannot be read by this client ({type(exc).__name__}: {exc}); "
+                            "is the node of another raftflow version?") from None
 
 
 def _status(value: WorkflowStatus | str) -> WorkflowStatus:
@@ -206,7 +216,7 @@ class AsyncWorkflows:
     async def history(self, workflow_id: str) -> list[HistoryEvent]:
         """Every event of the run, oldest first (each attempt, failure, compensation)."""
         reply = await self._read("History", workflow_pb2.HistoryRequest(workflow_id=workflow_id))
-        return [event_from_proto(e, _unpack(e.attributes)) for e in reply.events]
+        return [_read_back("history event", event_from_proto, e, _unpack(e.attributes)) for e in reply.events]
 
     async def list(self, *, status: WorkflowStatus | str | None = None, limit: int = 100) -> list[WorkflowSummary]:
         """Runs, newest first; only those with `status` when given."""
@@ -214,7 +224,7 @@ class AsyncWorkflows:
             status = _status(status)
         request = workflow_pb2.ListRequest(status=status.value if status else "", limit=limit)
         reply = await self._read("List", request)
-        return [summary_from_proto(w) for w in reply.workflows]
+        return [_read_back("workflow summary", summary_from_proto, w) for w in reply.workflows]
 
     async def wait(
         self, workflow_id: str, *, run_id: int = 0, timeout: Duration | None = None,

@@ -103,7 +103,9 @@ def process_alive(pid: int) -> bool:
             cmdline = f.read()
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    return state != "Z" and b"\0-m\0raftflow\0node\0run\0" in cmdline
+    # `python -m raftflow node run` (launcher.start_node); a node an earlier build
+    # started ran `-m cluster.cli`: still one of ours, so `cluster down` stops it.
+    return state != "Z" and (b"\0-m\0raftflow\0node\0run\0" in cmdline or b"\0-m\0cluster.cli\0node\0run\0" in cmdline)
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
@@ -244,7 +246,7 @@ def wait_for_leader(
     exclude: frozenset[int] | set[int] = frozenset(),
 ) -> int:
     """Wait until a leader is elected and every running node knows it; returns the
-    leader's id. `status_of(endpoints)` gives (endpoint, StatusReply or an error
+    leader's id. `status_of(endpoints)` gives (endpoint, NodeStatus or an error
     string) pairs. Members in `exclude` (say, one just killed) are left out."""
     members = [m for m in cluster.members if m.id not in exclude]
     deadline = time.monotonic() + timeout

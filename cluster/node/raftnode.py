@@ -32,7 +32,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -109,6 +109,9 @@ class RaftNode:
         self.transport = transport
         self.storage = storage
         self.hooks: list[NodeHooks] = list(hooks)  # more may be added before start()
+        # Run by stop() once every waiter has its answer, before the transport and the
+        # log close: the node process stops its gRPC server here, so the answers leave.
+        self.closing: list[Callable[[], Awaitable[None]]] = []
         self._disk = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"disk-{config.id}")
         self._storage_lock = threading.Lock()  # the disk thread writes, the loop reads back
         self.node: Node | None = None
@@ -177,6 +180,8 @@ class RaftNode:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             self._fail_everything(NodeError(grpc.StatusCode.UNAVAILABLE, f"node {self.id} is stopping"))
+            for close in self.closing:
+                await close()
             await self.transport.close()
             await asyncio.get_running_loop().run_in_executor(self._disk, self.storage.close)
         except Exception as exc:  # noqa: BLE001 (a failed close must not leave the process hanging)

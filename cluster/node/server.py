@@ -77,19 +77,32 @@ class NodeServer:
         client_pb2_grpc.add_ClientServicer_to_server(ClientService(node), server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminService(node), server)
         workflow_pb2_grpc.add_WorkflowsServicer_to_server(WorkflowService(node, driver), server)
-        if server.add_insecure_port(cfg.listen_address) == 0:
+        # The server stops inside node.stop(), after every waiter has its answer and
+        # before the log closes: on a graceful stop and when the node fails alike.
+        node.closing.append(lambda: server.stop(0.2))
+        try:
+            await node.start()  # loads the log: a damaged data dir fails here, before any port opens
+        except BaseException:
+            self.node = None
             await asyncio.get_running_loop().run_in_executor(None, storage.close)
+            raise
+        try:
+            bound = server.add_insecure_port(cfg.listen_address)
+        except RuntimeError:  # grpcio >= 1.5x raises where older ones returned 0
+            bound = 0
+        if bound == 0:
+            node.closing.clear()  # never started: nothing to stop
+            await node.stop()
             raise OSError(f"cannot listen on {cfg.listen_address}: the address is in use or not local")
         await server.start()
-        await node.start()
         return node
 
     async def stop(self) -> None:
-        """Stop the node (it finishes the Ready in progress and closes its log), then
-        the server: calls meanwhile are answered UNAVAILABLE by the node."""
+        """Graceful: the node refuses new work, finishes the Ready in progress, answers
+        every waiter, stops the server, then closes its transport and log."""
         if self.node is not None:
             await self.node.stop()
-        if self.server is not None:
+        elif self.server is not None:
             await self.server.stop(0.2)
 
 

@@ -365,11 +365,12 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
 
 
 class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
+    """Reads of the engine and the long polls; all served by the leader after a
+    ReadIndex round (proto/workflow.proto). The long polls wait on `driver`."""
+
     def __init__(self, node: RaftNode, driver: WorkflowDriver) -> None:
         super().__init__(node)
         self.driver = driver
-    """Reads of the engine and the long polls; all served by the leader after a
-    ReadIndex round (proto/workflow.proto)."""
 
     async def _abort(self, context, error: NodeError):
         await _abort(context, error, self.node.id)

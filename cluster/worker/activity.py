@@ -14,7 +14,7 @@ the error that tells the engine how a failure should be treated.
         activity.heartbeat({"stage": "label printed"})
         ...
 
-The worker (cluster/worker.py) and the test environment (raftflow/testing.py) run the
+The worker (cluster/worker/worker.py) and the test environment (raftflow/testing.py) run the
 same functions: sync functions in a thread pool, async ones on the event loop.
 
 Delivery is at-least-once: a worker that dies after the effect but before its report

@@ -16,7 +16,7 @@ A worker that dies, hangs or loses its report is covered by the step's timeouts 
 retry policy: delivery is at-least-once, and `activity.info().idempotency_key` makes
 an effect exactly-once. A report refused as stale (the attempt timed out, was retried,
 or the workflow closed) is dropped: the engine has moved on. Heartbeats are
-throttled to one call per `heartbeat_interval_s` (the latest details win); a refused
+throttled to one call per `heartbeat_interval` (the latest details win); a refused
 heartbeat cancels the attempt (`activity.heartbeat` then raises ActivityCancelled).
 """
 

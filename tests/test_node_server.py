@@ -1,0 +1,77 @@
+"""The node process's life cycle in one process (NodeServer): what it opens, it
+closes, on a refused start, a graceful stop and a failure alike; and a failed node
+stops serving rather than answer from a closed log."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from raftflow.cluster.client import AsyncClient, Unavailable
+from raftflow.cluster.local.launcher import free_ports
+from raftflow.cluster.node.config import NodeConfig
+from raftflow.cluster.node.server import NodeServer
+from raftflow.raft.types import Role
+from waiting import settle
+
+
+def _open_files_under(path: str) -> list[str]:
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(path):
+            found.append(target)
+    return found
+
+
+def _config(tmp_path, port: int) -> NodeConfig:
+    return NodeConfig(id=1, peers={1: f"127.0.0.1:{port}"}, data_dir=str(tmp_path / "d"), seed=1)
+
+
+async def test_a_port_in_use_is_refused_and_leaves_no_file_open(tmp_path):
+    (port,) = free_ports(1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        process = NodeServer(_config(tmp_path, port))
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+            await process.start()
+    assert _open_files_under(str(tmp_path / "d")) == []
+    await process.stop()  # after a refused start: nothing left to stop, no second close
+
+
+async def test_a_damaged_data_dir_fails_before_a_port_opens(tmp_path):
+    (port,) = free_ports(1)
+    config = _config(tmp_path, port)
+    first = NodeServer(config)
+    await first.start()
+    await first.stop()
+    os.rename(tmp_path / "d", tmp_path / "elsewhere")
+    os.makedirs(tmp_path / "d")
+    (tmp_path / "d" / "raftflow.meta").write_bytes(b"not a meta file")
+    process = NodeServer(config)
+    with pytest.raises(Exception):  # noqa: B017 (the storage names what is damaged; any refusal will do here)
+        await process.start()
+    assert _open_files_under(str(tmp_path / "d")) == []
+    with socket.socket() as probe:  # nothing listens: the port is free to bind
+        probe.bind(("127.0.0.1", port))
+
+
+async def test_a_failed_node_stops_serving_and_closes_its_log(tmp_path):
+    (port,) = free_ports(1)
+    process = NodeServer(_config(tmp_path, port))
+    node = await process.start()
+    await settle(lambda: node.node.role is Role.LEADER, "the single node to lead", timeout=10)
+    async with AsyncClient([f"127.0.0.1:{port}"], timeout=2, no_leader_timeout=1) as client:
+        assert (await client.status(f"127.0.0.1:{port}")).role is Role.LEADER
+        node.fail(RuntimeError("a bug, on purpose"))
+        await settle(node.stopped.is_set, "the failed node to stop", timeout=10)
+        with pytest.raises(Unavailable):
+            await client.status(f"127.0.0.1:{port}", timeout=1)
+    assert _open_files_under(str(tmp_path / "d")) == []
+    await process.stop()
