@@ -25,7 +25,14 @@ class PeerState(_message.Message):
     def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., connected: _Optional[bool] = ..., last_heard_s: _Optional[float] = ..., progress: _Optional[str] = ...) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("id", "address", "cluster_id", "role", "term", "leader_id", "leader_address", "last_index", "commit_index", "applied_index", "snapshot_index", "leader_unknown_s", "peers", "pid", "pending_proposals", "version", "faults")
+    __slots__ = ("id", "address", "cluster_id", "role", "term", "leader_id", "leader_address", "last_index", "commit_index", "applied_index", "snapshot_index", "leader_unknown_s", "peers", "pid", "pending_proposals", "version", "faults", "refused")
+    class RefusedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +50,7 @@ class StatusReply(_message.Message):
     PENDING_PROPOSALS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     FAULTS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     id: int
     address: str
     cluster_id: str
@@ -60,7 +68,8 @@ class StatusReply(_message.Message):
     pending_proposals: int
     version: str
     faults: _containers.RepeatedCompositeFieldContainer[PeerFault]
-    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., cluster_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., last_index: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., leader_unknown_s: _Optional[float] = ..., peers: _Optional[_Iterable[_Union[PeerState, _Mapping]]] = ..., pid: _Optional[int] = ..., pending_proposals: _Optional[int] = ..., version: _Optional[str] = ..., faults: _Optional[_Iterable[_Union[PeerFault, _Mapping]]] = ...) -> None: ...
+    refused: _containers.ScalarMap[str, int]
+    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., cluster_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., last_index: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., leader_unknown_s: _Optional[float] = ..., peers: _Optional[_Iterable[_Union[PeerState, _Mapping]]] = ..., pid: _Optional[int] = ..., pending_proposals: _Optional[int] = ..., version: _Optional[str] = ..., faults: _Optional[_Iterable[_Union[PeerFault, _Mapping]]] = ..., refused: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class PeerFault(_message.Message):
     __slots__ = ("peer_id", "drop_out", "drop_in", "delay_out_ms", "delay_in_ms")

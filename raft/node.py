@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from raftflow.raft.config import Config
 from raftflow.raft.log import EntryReader, RaftLog
 from raftflow.raft.progress import Progress, ProgressState
+from raftflow.raft.refusals import MessageRefused, check_message
 from raftflow.raft.types import (
     NONE,
     AppendEntries,
@@ -84,10 +86,13 @@ class Node:
         snapshot: Snapshot | None = None,
         entries: list[Entry] | None = None,
         reader: EntryReader | None = None,
+        snapshot_check: Callable[[bytes], None] | None = None,
     ) -> None:
         """Start from durable state (empty for a new node). The driver has already
         restored `snapshot` into its state machine. With a `reader` (the storage's
-        `entries(lo, hi)`), at most `max_cached_entries` entries stay in memory."""
+        `entries(lo, hi)`), at most `max_cached_entries` entries stay in memory.
+        `snapshot_check(data)` raises ValueError for snapshot bytes the state machine
+        cannot restore: a received snapshot is refused before anything keeps it."""
         self.config = config
         self.id = config.id
         self.peers = tuple(v for v in config.voters if v != config.id)
@@ -98,6 +103,7 @@ class Node:
         self.log.commit = max(hard_state.commit, self.log.snapshot_index)
         self.snapshot = snapshot  # the newest snapshot, sent to followers that need it
         self._incoming_snapshot: _IncomingSnapshot | None = None  # chunks being received
+        self._snapshot_check = snapshot_check
         self.term = hard_state.term
         self.vote = hard_state.vote
         self.role = Role.FOLLOWER
@@ -370,7 +376,9 @@ class Node:
     # --- messages ----------------------------------------------------------------
 
     def step(self, m: Message) -> None:
-        assert m.dst == self.id, (m, self.id)
+        """Take one message in. MessageRefused (changing nothing) for one no correct
+        member could send (raft/refusals.py)."""
+        check_message(self, m)
         if m.term > self.term:
             if isinstance(m, RequestVote):
                 in_lease = self.config.check_quorum and (
@@ -496,6 +504,13 @@ class Node:
             whole = self._assemble_snapshot(m)
             if whole is None:
                 return  # more chunks to come; answer once the last is in
+            if self._snapshot_check is not None:
+                try:
+                    self._snapshot_check(whole.data)
+                except ValueError as exc:
+                    raise MessageRefused(
+                        "snapshot-parse", f"snapshot {whole.index} from node {m.src} does not restore: {exc}"
+                    ) from None
             log.restore(whole)
             log.applying = whole.index
         incoming = self._incoming_snapshot

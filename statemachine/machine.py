@@ -98,6 +98,17 @@ class SnapshotView:
         return msgpack.packb(row, use_bin_type=True)
 
 
+@dataclass(frozen=True, slots=True)
+class DecodedSnapshot:
+    """A snapshot's state, checked, before `Machine.adopt` installs it."""
+
+    applied_index: int
+    now_ms: int
+    sessions: object
+    kv: object
+    workflows: object
+
+
 class Machine:
     def __init__(
         self,
@@ -202,6 +213,11 @@ class Machine:
     def restore(self, data: bytes) -> None:
         """Replaces the whole state with a snapshot's. Raises SnapshotError naming the
         field if `data` is not a valid snapshot, and then leaves the machine as it was."""
+        self.adopt(self.decode_snapshot(data))
+
+    def decode_snapshot(self, data: bytes) -> DecodedSnapshot:
+        """A snapshot's state, decoded and checked but not installed (SnapshotError
+        naming the field if `data` is not a valid snapshot); `adopt` installs it."""
         row = check_row(unpack(data, SnapshotError, "snapshot"), 5, "snapshot", SnapshotError)
         version, applied_index, now_ms, session_state, namespace_states = row
         check_version(version, SNAPSHOT_FORMAT, "snapshot", SnapshotError)
@@ -214,9 +230,12 @@ class Machine:
         kv.restore_state(kv_state)
         workflows = WorkflowNamespace(self._workflow_limits)
         workflows.restore_state(workflow_state)
-        # Nothing above touched self, so a bad snapshot left the machine as it was.
-        self.applied_index, self.now_ms = applied_index, now_ms
-        self._install(sessions, kv, workflows)
+        return DecodedSnapshot(applied_index, now_ms, sessions, kv, workflows)
+
+    def adopt(self, decoded: DecodedSnapshot) -> None:
+        """Install a decoded snapshot's state (pointer moves; `decoded` is used up)."""
+        self.applied_index, self.now_ms = decoded.applied_index, decoded.now_ms
+        self._install(decoded.sessions, decoded.kv, decoded.workflows)
 
     def state_hash(self) -> str:
         """Hex SHA-256 of snapshot(): equal on replicas that applied the same log."""

@@ -49,6 +49,17 @@ def log_terms(node: Node) -> list[int]:
     return [e.term for e in node.log.entries]
 
 
+def _check_snapshot(data: bytes) -> None:
+    """This network's state machine is a msgpack list of payloads: anything else is
+    refused before a node keeps it, as a real driver's snapshot_check does."""
+    try:
+        state = msgpack.unpackb(data)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ValueError(f"not a snapshot: {exc}") from None
+    if not isinstance(state, list):
+        raise ValueError(f"not a snapshot: a {type(state).__name__}")
+
+
 class Network:
     """Nodes 1..size, all voters. `config` is passed to every node's Config.
 
@@ -290,7 +301,9 @@ class Network:
         durable = self.storages[id].load()
         self._incarnation[id] += 1
         rng = random.Random(f"{self.seed}/{id}/{self._incarnation[id]}")
-        node = Node(self.config(id), rng, durable.hard_state, durable.snapshot, durable.entries)
+        node = Node(
+            self.config(id), rng, durable.hard_state, durable.snapshot, durable.entries, snapshot_check=_check_snapshot,
+        )
         self.nodes[id] = node
         self.applied[id] = list(msgpack.unpackb(durable.snapshot.data)) if durable.snapshot else []
         return node

@@ -98,7 +98,7 @@ def test_append_is_rejected_when_the_previous_entry_does_not_match():
     follower = net.nodes[2]
     x = Entry(4, 3, b"x")
     for prev_index, prev_term in [(3, 3), (4, 2), (2, 2)]:
-        net.step(AppendEntries(1, 2, 3, prev_index, prev_term, [x], commit=0))
+        net.step(AppendEntries(1, 2, 3, prev_index, prev_term, [Entry(prev_index + 1, 3, b"x")], commit=0))
         (response,) = net.process(2).messages
         assert not response.success and response.index == prev_index
         assert log_terms(follower) == [1, 1, 2]

@@ -212,7 +212,7 @@ def _status_rows(client: Client, cluster: launcher.ClusterFile | None) -> list[d
             "leader": status.leader_id, "last_index": status.last_index, "commit_index": status.commit_index,
             "applied_index": status.applied_index, "snapshot_index": status.snapshot_index,
             "pid": status.pid or pids.get(endpoint, 0),
-            "network": faults_text(status.faults),
+            "network": faults_text(status.faults), "refused": status.refused,
         })
     return rows
 

@@ -570,7 +570,7 @@ def _node_status(reply: admin_pb2.StatusReply) -> NodeStatus:
         leader_unknown_s=reply.leader_unknown_s, pid=reply.pid, pending_proposals=reply.pending_proposals,
         version=reply.version,
         peers=tuple(PeerState(p.id, p.address, p.connected, p.last_heard_s, p.progress) for p in reply.peers),
-        faults=tuple(fault_from_proto(f) for f in reply.faults),
+        faults=tuple(fault_from_proto(f) for f in reply.faults), refused=dict(reply.refused),
     )
 
 

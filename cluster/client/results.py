@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from raftflow.cluster.protocol.faults import PeerFault
 from raftflow.raft.types import Role
@@ -82,6 +82,7 @@ class NodeStatus:
     version: str
     peers: tuple[PeerState, ...] = ()
     faults: tuple[PeerFault, ...] = ()  # the network faults it injects toward peers
+    refused: dict[str, int] = field(default_factory=dict)  # peer messages refused since start, by rule
 
 
 @dataclass(frozen=True, slots=True)

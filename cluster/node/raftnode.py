@@ -23,6 +23,7 @@ so everything that arrived during one fsync is written by the next one.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import gc
 import heapq
@@ -43,9 +44,10 @@ from raftflow.cluster.node.errors import NodeError
 from raftflow.cluster.node.transport import Transport
 from raftflow.raft.disk import DiskStorage, StorageFailed
 from raftflow.raft.node import Node
+from raftflow.raft.refusals import MessageRefused
 from raftflow.version import __version__
 from raftflow.raft.types import NONE, AppendEntries, EntryKind, Heartbeat, InstallSnapshot, LeaseExpired, Message, NotLeader, ProposalDropped, RaftError, Ready, Role
-from raftflow.statemachine.machine import Machine
+from raftflow.statemachine.machine import DecodedSnapshot, Machine
 from raftflow.statemachine.commands import Command, Op, encode_command, validate_op
 
 log = logging.getLogger("raftflow.node")
@@ -54,6 +56,7 @@ VERSION = __version__
 GC_FREEZE_ENTRIES = 50_000  # applied entries between two gc.freeze() calls
 APPLY_CHUNK = 1024  # entries applied between two turns of the event loop
 LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot)
+REFUSAL_LOG_S = 1.0  # at most one log line a second per refusal rule
 LEASE_STALL_TICKS = 3  # a gap this many ticks long between two ticks ends the leader's lease
 # A small Ready is written and synced on the loop itself (no hop to the disk thread
 # and back, no wait for the GIL: ~0.1-0.3 ms off every commit here) while syncs stay
@@ -131,6 +134,9 @@ class RaftNode:
         self._leader_unknown_since: float = time.monotonic()
         self._last_leader_contact: float | None = None
         self._tasks: list[asyncio.Task] = []
+        self.refused: collections.Counter[str] = collections.Counter()  # messages refused, by rule
+        self._refusal_logged: dict[str, float] = {}  # rule -> when a refusal of it was last logged
+        self._checked_snapshot: tuple[bytes, DecodedSnapshot] | None = None  # a received snapshot, decoded
         self.stopped = asyncio.Event()
         self.failure: BaseException | None = None
 
@@ -146,7 +152,7 @@ class RaftNode:
         seed = cfg.seed if cfg.seed is not None else int.from_bytes(os.urandom(8), "big")
         self.node = Node(
             cfg.raft_config(), random.Random(seed), durable.hard_state, durable.snapshot, durable.entries,
-            reader=self._read_entries,
+            reader=self._read_entries, snapshot_check=self._check_snapshot,
         )
         log.info(
             "node %d starting: cluster %s, term %d, log (%d, %d], commit %d, %s, %s event loop",
@@ -192,6 +198,21 @@ class RaftNode:
             log.info("node %d stopped", self.id)
             self.stopped.set()
 
+    def _refused(self, exc: MessageRefused) -> None:
+        """Count a refused message; log it, at most once a second per rule (a flood of
+        forged messages must not become a flood of log lines)."""
+        self.refused[exc.rule] += 1
+        now = time.monotonic()
+        if now - self._refusal_logged.get(exc.rule, -REFUSAL_LOG_S) >= REFUSAL_LOG_S:
+            self._refusal_logged[exc.rule] = now
+            log.warning("node %d refused a message (%s, %d so far): %s", self.id, exc.rule, self.refused[exc.rule], exc)
+
+    def _check_snapshot(self, data: bytes) -> None:
+        """The core's snapshot_check: a received snapshot must decode before anything
+        keeps it (a bad one written to disk would stop the node at every restart).
+        The decoded state is kept for the Ready that installs it."""
+        self._checked_snapshot = (data, self.machine.decode_snapshot(data))
+
     def _read_entries(self, lo: int, hi: int):
         with self._storage_lock:
             return self.storage.entries(lo, hi)
@@ -235,7 +256,10 @@ class RaftNode:
         for m in messages:
             try:
                 node.step(m)
-            except RaftError as exc:  # a message the core refuses is logged, not fatal
+            except MessageRefused as exc:  # impossible from a correct member: counted, logged, not fatal
+                self._refused(exc)
+                continue
+            except RaftError as exc:
                 log.warning("node %d refused %s: %s", self.id, type(m).__name__, exc)
                 continue
             # Heard from the leader: only a leader's message (append, heartbeat,
@@ -493,7 +517,11 @@ class RaftNode:
         if rd.messages:
             self.transport.send(rd.messages)
         if rd.snapshot is not None:
-            self.machine.restore(rd.snapshot.data)
+            checked, self._checked_snapshot = self._checked_snapshot, None
+            if checked is not None and checked[0] is rd.snapshot.data:
+                self.machine.adopt(checked[1])  # decoded when it arrived: not twice
+            else:
+                self.machine.restore(rd.snapshot.data)
             log.info("node %d installed a snapshot at index %d", self.id, rd.snapshot.index)
             self._fail_waiting_through(rd.snapshot.index)
         if not applied_early:

@@ -305,7 +305,7 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
             term=st.term, leader_id=st.leader, leader_address=rn.config.peers.get(st.leader, ""),
             last_index=st.last_index, commit_index=st.commit, applied_index=rn.machine.applied_index,
             snapshot_index=st.snapshot_index, leader_unknown_s=rn.leader_unknown_s(), pid=os.getpid(),
-            pending_proposals=rn.pending_proposals(), version=VERSION,
+            pending_proposals=rn.pending_proposals(), version=VERSION, refused=dict(rn.refused),
             faults=[fault_to_proto(f) for f in rn.transport.faults.faults()],
         )
         for peer_id, address in sorted(rn.config.peers.items()):
