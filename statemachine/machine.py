@@ -137,6 +137,11 @@ class Machine:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    def has_session(self, session_id: int) -> bool:
+        """Session `session_id` is open as of the applied index (it may still expire
+        before a command in it applies: the apply decides)."""
+        return session_id in self._sessions
+
     @property
     def revision(self) -> int:
         """The key-value store's revision as of applied_index (etcd's header revision)."""

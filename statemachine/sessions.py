@@ -74,6 +74,9 @@ class SessionTable:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def __contains__(self, session_id: int) -> bool:
+        return session_id in self._sessions
+
     def expire(self, now_ms: int) -> None:
         """Forgets every session unused for session_ttl_ms at `now_ms`."""
         sessions = self._sessions

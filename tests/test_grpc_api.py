@@ -310,3 +310,19 @@ def test_an_unexpected_failure_is_that_commands_internal_reply_and_the_stream_go
     assert service.internal_errors == 2
     logged = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
     assert len(logged) == 2 and all(r.exc_info for r in logged)
+
+
+def test_oversized_payloads_are_refused_before_they_are_decoded():
+    from raftflow.cluster.protocol.workflow_proto import MAX_DEFINITION_JSON_CHARS, workflow_op_from_proto
+    from raftflow.statemachine.commands import CommandError
+    from raftflow.statemachine.workflow.ops import MAX_PAYLOAD_BYTES
+
+    cmd = client_pb2.Command(request_id=1, session_id=1, seq=1)
+    cmd.start_workflow.workflow_id, cmd.start_workflow.type_name = "w", "t"
+    cmd.start_workflow.input = b"\x91" * (MAX_PAYLOAD_BYTES + 1)  # nests too: never looked at
+    with pytest.raises(CommandError, match=rf"input is {MAX_PAYLOAD_BYTES + 1} bytes; at most {MAX_PAYLOAD_BYTES}"):
+        workflow_op_from_proto("start_workflow", cmd)
+    cmd = client_pb2.Command(request_id=2, session_id=1, seq=2)
+    cmd.register_workflow_type.definition_json = " " * (MAX_DEFINITION_JSON_CHARS + 1)
+    with pytest.raises(CommandError, match="definition_json is .* characters; at most"):
+        workflow_op_from_proto("register_workflow_type", cmd)

@@ -4,6 +4,7 @@ stops serving rather than answer from a closed log."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 
@@ -75,3 +76,37 @@ async def test_a_failed_node_stops_serving_and_closes_its_log(tmp_path):
             await client.status(f"127.0.0.1:{port}", timeout=1)
     assert _open_files_under(str(tmp_path / "d")) == []
     await process.stop()
+
+
+async def test_a_command_in_an_unknown_session_is_refused_before_the_log(tmp_path):
+    from raftflow.cluster.node.errors import NodeError
+    from raftflow.statemachine.commands import OpenSession, Put
+
+    (port,) = free_ports(1)
+    process = NodeServer(_config(tmp_path, port))
+    node = await process.start()
+    try:
+        await settle(node.state_is_current, "the single node to lead with its state current", timeout=10)
+        _, opened = await node.submit(OpenSession())
+        await node.submit(Put("k", b"v"), session_id=opened.session_id, seq=1, ack_floor=1)
+        last = node.node.log.last_index()
+        with pytest.raises(NodeError, match="SESSION_UNKNOWN: session 999999 is unknown or expired") as refused:
+            node.submit(Put("k", b"w"), session_id=999_999, seq=1, ack_floor=1)
+        assert refused.value.code.name == "NOT_FOUND"
+        assert node.node.log.last_index() == last  # nothing reached the log
+    finally:
+        await process.stop()
+
+
+async def test_the_state_hash_is_computed_off_the_loop_and_equals_the_machines(tmp_path):
+    (port,) = free_ports(1)
+    process = NodeServer(_config(tmp_path, port))
+    node = await process.start()
+    try:
+        await settle(lambda: node.node.role is Role.LEADER, "the single node to lead", timeout=10)
+        async with AsyncClient([f"127.0.0.1:{port}"], timeout=5) as client:
+            await client.put("k", b"v")
+            hashes = await asyncio.gather(*(client.state_hash(f"127.0.0.1:{port}") for _ in range(5)))
+        assert {h.hash for h in hashes} == {node.machine.state_hash()}
+    finally:
+        await process.stop()

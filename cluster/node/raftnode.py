@@ -379,6 +379,13 @@ class RaftNode:
             )
         if session_id == 0:
             validate_op(op)  # the node's own ops (leader ops, OpenSession): client ops were checked at the edge
+        elif not self.machine.has_session(session_id) and self.state_is_current():
+            # Applied as of everything committed, so every session a client was told of
+            # is here unless it expired: refused before it takes a place in the log.
+            raise NodeError(
+                grpc.StatusCode.NOT_FOUND,
+                f"SESSION_UNKNOWN: session {session_id} is unknown or expired; open a new session",
+            )
         now_ms = wall_ms() if timestamp_ms is None else timestamp_ms
         command = Command(now_ms, session_id, seq, ack_floor, op)
         data = encode_command(command)

@@ -4,6 +4,7 @@ node, typed results back to protobuf. The conversion happens here, once."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import time
@@ -49,6 +50,7 @@ from raftflow.statemachine.commands import (
 )
 
 log = logging.getLogger("raftflow.services")
+MAX_STATE_HASH_WAITING = 8  # StateHash calls queued behind the one being computed
 _CONSISTENCY = {
     client_pb2.LINEARIZABLE: "linearizable",
     client_pb2.LEASE: "lease",
@@ -295,6 +297,11 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
 
 
 class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
+    def __init__(self, node: RaftNode) -> None:
+        super().__init__(node)
+        self._state_hash_lock = asyncio.Lock()
+        self._state_hash_waiting = 0
+
     async def Status(self, request, context):
         rn = self.node
         node = rn.node
@@ -360,8 +367,22 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
         return admin_pb2.FaultsReply(faults=[fault_to_proto(f) for f in now])
 
     async def StateHash(self, request, context):
-        machine = self.node.machine
-        return admin_pb2.StateHashReply(applied_index=machine.applied_index, hash=machine.state_hash())
+        """Captured on the loop (pointer copies), encoded and hashed in a thread: a
+        large state must not hold the loop (and with it the leadership). One at a
+        time; beyond MAX_STATE_HASH_WAITING callers waiting, RESOURCE_EXHAUSTED."""
+        if self._state_hash_waiting >= MAX_STATE_HASH_WAITING:
+            await self._fail(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             f"{self._state_hash_waiting} StateHash calls are waiting; at most {MAX_STATE_HASH_WAITING}")
+        self._state_hash_waiting += 1
+        try:
+            async with self._state_hash_lock:
+                view = self.node.machine.capture()
+                digest = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: hashlib.sha256(view.encode()).hexdigest()
+                )
+        finally:
+            self._state_hash_waiting -= 1
+        return admin_pb2.StateHashReply(applied_index=view.applied_index, hash=digest)
 
 
 class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):

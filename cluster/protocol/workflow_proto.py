@@ -35,6 +35,8 @@ from raftflow.statemachine.workflow.records import (
     WorkflowStarted,
 )
 from raftflow.statemachine.workflow.ops import (
+    MAX_DEFINITION_BYTES,
+    MAX_PAYLOAD_BYTES,
     CancelWorkflow,
     CompleteActivity,
     FailActivity,
@@ -47,6 +49,7 @@ from raftflow.statemachine.workflow.ops import (
 )
 from raftflow.statemachine.workflow.retry import DefinitionError
 
+MAX_DEFINITION_JSON_CHARS = 2 * MAX_DEFINITION_BYTES  # JSON text, whitespace included, before it is parsed
 MAX_POLL_TASKS = 100  # tasks one poll may take
 MAX_WAIT_MS = 60_000  # the longest long poll
 DEFAULT_LIST_LIMIT = 100
@@ -71,7 +74,9 @@ REJECT_CODES = {
 
 def unpack_payload(data: bytes, what: str) -> object:
     """The payload's value (empty bytes: None); CommandError naming `what` if the
-    bytes are not msgpack or nest too deep to unpack."""
+    bytes are too many (checked before any decoding), not msgpack, or nest too deep."""
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise CommandError(f"{what} is {len(data)} bytes; at most {MAX_PAYLOAD_BYTES}")
     return unpack(data, CommandError, what) if data else None
 
 
@@ -82,8 +87,11 @@ def pack_payload(value: object) -> bytes:
 def workflow_op_from_proto(which: str, cmd: client_pb2.Command):
     """The engine op of a workflow Command; CommandError names what is wrong."""
     if which == "register_workflow_type":
+        text = cmd.register_workflow_type.definition_json
+        if len(text) > MAX_DEFINITION_JSON_CHARS:  # before parsing it, which takes the loop
+            raise CommandError(f"definition_json is {len(text)} characters; at most {MAX_DEFINITION_JSON_CHARS}")
         try:
-            document = json.loads(cmd.register_workflow_type.definition_json)
+            document = json.loads(text)
         except ValueError as exc:
             raise CommandError(f"definition_json is not JSON: {exc}") from None
         except RecursionError:  # the document's depth, not our bug: an input error like any other
