@@ -110,3 +110,21 @@ async def test_the_state_hash_is_computed_off_the_loop_and_equals_the_machines(t
         assert {h.hash for h in hashes} == {node.machine.state_hash()}
     finally:
         await process.stop()
+
+
+async def test_fault_injection_is_refused_unless_the_node_allows_it(tmp_path):
+    # Found from outside: Admin.SetFaults was accepted from anyone, a full outage in
+    # one call. `raftflow cluster up` allows it for local clusters; `node run` does not.
+    from raftflow.cluster.client import RaftflowError
+    from raftflow.cluster.protocol.faults import PeerFault
+
+    (port,) = free_ports(1)
+    process = NodeServer(_config(tmp_path, port))
+    node = await process.start()
+    try:
+        async with AsyncClient([f"127.0.0.1:{port}"], timeout=2) as client:
+            with pytest.raises(RaftflowError, match="does not allow fault injection: start it with allow_faults = true"):
+                await client.set_faults(f"127.0.0.1:{port}", [PeerFault(2, drop_out=True)], replace=True)
+        assert node.transport.faults.faults() == []
+    finally:
+        await process.stop()

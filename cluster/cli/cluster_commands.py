@@ -44,6 +44,8 @@ def add_node_commands(sub) -> None:
     run.add_argument("--snapshot-entries", type=int, help="applied entries between snapshots (default 100000)")
     run.add_argument("--max-pending-proposals", type=int, help="commands queued before RESOURCE_EXHAUSTED")
     run.add_argument("--no-fsync", action="store_true", help="benchmarks only: never fsync (may lose acked writes)")
+    run.add_argument("--allow-faults", action="store_true",
+                     help="accept Admin.SetFaults (raftflow partition ...): anyone who reaches the node can cut it off")
     run.add_argument("--seed", type=int, help="seed of the election timer (default: random)")
     run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     run.set_defaults(func=_cmd_node_run)
@@ -77,7 +79,7 @@ def _cmd_node_run(args: argparse.Namespace) -> int:
         "id": args.id, "listen": args.listen, "data_dir": args.data_dir, "cluster_id": args.cluster_id,
         "tick_ms": args.tick_ms, "election_ticks": args.election_ticks, "heartbeat_ticks": args.heartbeat_ticks,
         "snapshot_entries": args.snapshot_entries, "max_pending_proposals": args.max_pending_proposals,
-        "seed": args.seed, "fsync": False if args.no_fsync else None,
+        "seed": args.seed, "fsync": False if args.no_fsync else None, "allow_faults": True if args.allow_faults else None,
         "peers": _parse_peers(args.peers) if args.peers else None,
     }
     if args.config is None and args.id is None:

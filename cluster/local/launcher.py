@@ -148,6 +148,7 @@ def create(
     base_port + i - 1, or on ports[i - 1] when `ports` is given. Bad input (node count,
     port range) is a ConfigError; ports someone else holds, a LauncherError."""
     check_size(nodes)
+    settings.setdefault("allow_faults", True)  # a local cluster is for trying partitions out
     if ports is None:
         if not 0 < base_port <= 65535 - nodes:
             raise ConfigError(f"--base-port {base_port} leaves no room for {nodes} ports")

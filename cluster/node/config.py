@@ -55,6 +55,9 @@ class NodeConfig:
     # disk under a large write). Tests use it to show that a slow fsync costs no
     # leadership.
     slow_disk_ms: int = 0
+    # Admin.SetFaults (`raftflow partition ...`) is refused unless this is on: one
+    # call can cut a node off. `cluster up` turns it on for local clusters.
+    allow_faults: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, int) or self.id <= 0:

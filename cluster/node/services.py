@@ -354,6 +354,12 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
         )
 
     async def SetFaults(self, request, context):
+        if not self.node.config.allow_faults:
+            await self._fail(
+                context, grpc.StatusCode.FAILED_PRECONDITION,
+                f"node {self.node.id} does not allow fault injection: start it with allow_faults = true "
+                "(`raftflow cluster up` does, for local clusters)",
+            )
         transport = self.node.transport
         try:
             faults = [
