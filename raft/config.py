@@ -37,6 +37,9 @@ class Config:
     max_uncommitted_entries: int = 1 << 16  # proposals beyond this are dropped
     max_pending_reads: int = 4096  # ReadIndex requests waiting for a heartbeat round
     max_snapshot_chunk_bytes: int = 1 << 20  # InstallSnapshot sends a snapshot in chunks this big
+    # A received snapshot is assembled in memory: a larger one (or chunks claiming to
+    # reach past it) is refused, so a hostile sender cannot grow a follower's memory.
+    max_snapshot_bytes: int = 512 << 20
     # Entries kept in memory when the node has a reader to fetch older ones back
     # from storage; older entries keep only their term (8 bytes each).
     max_cached_entries: int = 1 << 16
@@ -65,6 +68,7 @@ class Config:
             "max_uncommitted_entries",
             "max_pending_reads",
             "max_snapshot_chunk_bytes",
+            "max_snapshot_bytes",
             "max_cached_entries",
         ):
             if getattr(self, name) < 1:

@@ -67,12 +67,13 @@ class Status:
 
 
 class _IncomingSnapshot:
-    __slots__ = ("key", "chunks", "total")
+    __slots__ = ("key", "chunks", "total", "size")
 
     def __init__(self, key: tuple[int, int, int, int]) -> None:
         self.key = key  # (sender, its term, snapshot index, snapshot term)
         self.chunks: dict[int, bytes] = {}  # offset -> bytes
         self.total: int | None = None  # known once the last chunk arrived
+        self.size = 0  # bytes held in chunks (<= max_snapshot_bytes)
 
 
 class Node:
@@ -168,6 +169,9 @@ class Node:
         self._round_outstanding = 0
 
     def become_follower(self, term: int, leader: int) -> None:
+        incoming = self._incoming_snapshot
+        if incoming is not None and (term, leader) != (incoming.key[1], incoming.key[0]):
+            self._incoming_snapshot = None  # its sender no longer leads here: it will not finish
         self._reset(term)
         self.role = Role.FOLLOWER
         self.leader = leader
@@ -527,6 +531,15 @@ class Node:
             if incoming is not None and (m.term, m.snapshot.index) < (incoming.key[1], incoming.key[2]):
                 return None  # a chunk of an older snapshot than the one being received
             incoming = self._incoming_snapshot = _IncomingSnapshot(key)
+        limit = self.config.max_snapshot_bytes
+        if m.offset + len(m.snapshot.data) > limit or incoming.size + len(m.snapshot.data) > limit:
+            self._incoming_snapshot = None  # what was gathered of it goes too
+            raise MessageRefused(
+                "snapshot-size", f"snapshot {m.snapshot.index} from node {m.src} reaches past "
+                f"max_snapshot_bytes={limit} (chunk at {m.offset}, {len(m.snapshot.data)} bytes)",
+            )
+        previous = incoming.chunks.get(m.offset)
+        incoming.size += len(m.snapshot.data) - (0 if previous is None else len(previous))
         incoming.chunks[m.offset] = m.snapshot.data
         if m.done:
             incoming.total = m.offset + len(m.snapshot.data)
