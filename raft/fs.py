@@ -11,6 +11,10 @@ Files are written at explicit offsets, never in O_APPEND mode, so that a file ca
 be preallocated (zero-filled to its final size, `allocate()`) and then filled in
 place: an fdatasync after a write that does not change the file's size has no
 size metadata to commit.
+
+Every file `OsFS` creates is FILE_MODE (0600) and every folder DIR_MODE (0700),
+whatever the process umask: a data directory holds the whole application state.
+`open_private` and `makedirs_private` do the same for the cluster's other files.
 """
 
 from __future__ import annotations
@@ -30,18 +34,54 @@ class File(Protocol):
 
 
 class FS(Protocol):
-    def makedirs(self, path: str) -> None: ...
+    def makedirs(self, path: str) -> None: ...  # missing folders are created private (DIR_MODE)
     def listdir(self, path: str) -> list[str]: ...
     def exists(self, path: str) -> bool: ...
     def read(self, path: str) -> bytes: ...
     def read_range(self, path: str, offset: int, size: int) -> bytes: ...
-    def open_write(self, path: str) -> File: ...  # creates the file if missing
+    def open_write(self, path: str) -> File: ...  # creates the file if missing, private (FILE_MODE)
     def rename(self, src: str, dst: str) -> None: ...
     def remove(self, path: str) -> None: ...
     def sync_dir(self, path: str) -> None: ...
 
 
 # --- the real file system ------------------------------------------------------
+
+
+FILE_MODE = 0o600  # every file raftflow creates: cluster data or configuration
+DIR_MODE = 0o700  # every folder raftflow creates
+
+
+def open_private(path: str, flags: int) -> int:
+    """`os.open(path, flags)`, creating the file if missing. A file it creates is
+    FILE_MODE from its first moment, whatever the umask; one that exists keeps its
+    mode (an earlier build's file keeps working as it did)."""
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return os.open(path, flags)
+    # Never wider than FILE_MODE, but a umask can take the owner's bits too (0o277
+    # would leave a file its owner cannot open for writing again).
+    os.fchmod(fd, FILE_MODE)
+    return fd
+
+
+def makedirs_private(path: str) -> None:
+    """Create `path` and its missing parents, each DIR_MODE whatever the umask.
+    Folders that exist keep their mode."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, DIR_MODE)
+        except FileExistsError:
+            if os.path.isdir(folder):
+                continue  # made meanwhile by someone else: theirs, mode and all
+            raise
+        os.chmod(folder, DIR_MODE)  # the umask may have taken the owner's bits
 
 
 # What posix_fallocate answers where the file system cannot preallocate (glibc
@@ -54,7 +94,7 @@ class _OsFile:
 
     def __init__(self, path: str) -> None:
         # Not O_APPEND: Linux ignores pwrite's offset on a file opened for appending.
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        self.fd = open_private(path, os.O_WRONLY)
 
     def write_at(self, offset: int, data: bytes) -> None:
         view = memoryview(data)
@@ -88,7 +128,7 @@ class _OsFile:
 
 class OsFS:
     def makedirs(self, path: str) -> None:
-        os.makedirs(path, exist_ok=True)
+        makedirs_private(path)
 
     def listdir(self, path: str) -> list[str]:
         return sorted(os.listdir(path))

@@ -51,7 +51,7 @@ def expected_status(order: dict) -> str:
 
 
 def start_worker(directory: str, endpoints: list[str], ledger: str) -> subprocess.Popen:
-    log = open(os.path.join(directory, "worker.log"), "ab")  # noqa: SIM115 (the child keeps it)
+    log = launcher.open_log(os.path.join(directory, "worker.log"))  # the child keeps it
     return subprocess.Popen(
         [sys.executable, "-m", "raftflow", "worker", "--activities", os.path.join(EXAMPLE, "activities.py"),
          "--task-queue", "orders", "--concurrency", os.environ.get("RAFTFLOW_DEMO_CONCURRENCY", "16"), "--endpoints", ",".join(endpoints), "--timeout", "10", *(["--verbose"] if os.environ.get("RAFTFLOW_DEMO_VERBOSE") else [])],

@@ -8,10 +8,15 @@ DIR/cluster.json (ids, addresses, pids, data dirs, config and log files).
 `up()` on a folder that already holds a cluster starts its stopped nodes again,
 with their data. Waiting for a leader says what it waits for and gives up with a
 reason (a node that exited, with the last line of its log) rather than hang.
+
+Everything here is private to the user running it: the folder is created 0700 and
+each file 0600 (they hold the cluster's configuration, its data and logs of its
+requests), whatever the umask. A folder an earlier build made keeps its modes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,6 +30,7 @@ from dataclasses import asdict, dataclass
 
 from raftflow.cluster.client import Client, RaftflowError
 from raftflow.cluster.node.config import ConfigError, NodeConfig, load_config
+from raftflow.raft.fs import makedirs_private, open_private
 from raftflow.raft.types import Role
 
 CLUSTER_FILE = "cluster.json"
@@ -68,11 +74,7 @@ class ClusterFile:
 
     def save(self) -> None:
         data = {"cluster_id": self.cluster_id, "members": [asdict(m) for m in self.members]}
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, self.path)
+        _write_private(self.path, json.dumps(data, indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str) -> ClusterFile:
@@ -86,6 +88,23 @@ class ClusterFile:
             raise LauncherError(f"no cluster in {directory}: {path} does not exist (start one with `raftflow cluster up`)") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise LauncherError(f"{path} is damaged: {exc}") from None
+
+
+def _write_private(path: str, text: str) -> None:
+    """Replace `path` whole (temp file, rename) with a file that is 0600 from its
+    creation on."""
+    tmp = path + ".tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(tmp)  # a leftover (an earlier build's, 0644) would keep its mode
+    with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def open_log(path: str):
+    """`path` opened for appending a child's output; created 0600 (a log holds
+    request details), an existing log keeps its mode."""
+    return os.fdopen(open_private(path, os.O_WRONLY | os.O_APPEND), "ab")
 
 
 def process_alive(pid: int) -> bool:
@@ -158,7 +177,7 @@ def create(
     busy = [p for p in ports if not _port_free(host, p)]
     if busy:
         raise LauncherError(f"port(s) {', '.join(map(str, busy))} on {host} are in use; choose another --base-port")
-    os.makedirs(directory, exist_ok=True)
+    makedirs_private(directory)
     directory = os.path.abspath(directory)
     cluster_id = f"raftflow-{uuid.uuid4().hex[:8]}"
     peers = {i: f"{host}:{port}" for i, port in enumerate(ports, start=1)}
@@ -167,8 +186,7 @@ def create(
         data_dir = os.path.join(directory, f"data-{node_id}")
         config_path = os.path.join(directory, f"node-{node_id}.toml")
         config = NodeConfig(id=node_id, peers=peers, data_dir=data_dir, cluster_id=cluster_id, **settings)
-        with open(config_path, "w") as f:
-            f.write(config.to_toml())
+        _write_private(config_path, config.to_toml())
         members.append(Member(node_id, address, data_dir, config_path, os.path.join(directory, f"node-{node_id}.log")))
     cluster = ClusterFile(directory, cluster_id, members)
     cluster.save()
@@ -179,7 +197,7 @@ def start_node(cluster: ClusterFile, member: Member) -> None:
     if process_alive(member.pid):
         return
     load_config(member.config)  # a broken config fails here, with its reason, not in the log
-    with open(member.log, "ab") as log:
+    with open_log(member.log) as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "raftflow", "node", "run", "--config", member.config],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

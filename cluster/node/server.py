@@ -4,8 +4,11 @@ peer transport, log storage, the workflow driver) and its gRPC services."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import shlex
 import signal
+import stat
 
 import grpc
 
@@ -19,6 +22,8 @@ from raftflow.proto import admin_pb2_grpc, client_pb2_grpc, peer_pb2_grpc, workf
 from raftflow.raft.disk import DiskStorage
 from raftflow.raft.fs import OsFS
 from raftflow.statemachine.machine import Machine
+
+log = logging.getLogger("raftflow.node")
 
 
 class _NoSyncFS(OsFS):
@@ -46,7 +51,22 @@ def open_storage(config: NodeConfig) -> DiskStorage:
     """The node's log storage in `data_dir`, created on first start (blocking I/O)."""
     create = not os.path.exists(os.path.join(config.data_dir, "raftflow.meta"))
     fs = OsFS() if config.fsync else _NoSyncFS()
-    return DiskStorage(config.data_dir, cluster_id=config.cluster_id, node_id=config.id, create=create, fs=fs)
+    storage = DiskStorage(config.data_dir, cluster_id=config.cluster_id, node_id=config.id, create=create, fs=fs)
+    warn_if_open_to_others(config.data_dir)
+    return storage
+
+
+def warn_if_open_to_others(data_dir: str) -> None:
+    """One warning line when other users may enter `data_dir` (it holds the whole
+    application state). A folder this build creates is 0700; one an earlier build
+    created (0755) keeps working as it is: changing its mode unasked could lock out
+    whatever else reads it (a backup job), so the warning says how instead."""
+    mode = stat.S_IMODE(os.stat(data_dir).st_mode)
+    if mode & 0o077:
+        log.warning(
+            "data dir %s is open to other users (mode %03o); it holds the whole cluster state: "
+            "make it private with `chmod -R go-rwx %s`", data_dir, mode, shlex.quote(data_dir),
+        )
 
 
 class NodeServer:
