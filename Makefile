@@ -36,6 +36,7 @@ test: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/raftflow sim --nodes 3 --seed 0 --seeds $$(($(SOAK_SEEDS) / 2)) --steps 1000 --jobs $(JOBS) --quiet
 	$(BIN)/raftflow sim --nodes 5 --seed $$(($(SOAK_SEEDS) / 2)) --seeds $$(($(SOAK_SEEDS) / 2)) --steps 1000 --jobs $(JOBS) --quiet
+	$(BIN)/raftflow sim --nodes 5 --seed $(SOAK_SEEDS) --seeds $$(($(SOAK_SEEDS) / 10)) --steps 1000 --jobs $(JOBS) --quiet --hostile
 	HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest -q -n $(JOBS) tests/test_sim.py -k hypothesis
 	RAFTFLOW_NEMESIS_S=$(NEMESIS_S) $(BIN)/python -m pytest -q -m soak tests/test_nemesis.py
 

@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="disk: the real write-ahead log on a simulated file system that loses unsynced "
         "writes on a crash (default); memory: the in-memory store",
     )
+    sim.add_argument("--hostile", action="store_true",
+                     help="a hostile peer forges impossible messages during the faults; each must be refused")
     sim.add_argument("--seeds", type=_positive, default=1, help="run this many seeds from --seed (a sweep)")
     sim.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="processes for a sweep")
     show = sim.add_mutually_exclusive_group()
@@ -127,6 +129,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         mutations=args.mutate,
         compact_every=args.compact_every,
         storage=args.storage,
+        hostile=args.hostile,
     )
     if args.seeds > 1:
         return _sweep(options, args, sweep)

@@ -23,6 +23,9 @@ import msgpack
 from raftflow.raft.config import Config
 from raftflow.raft.node import Node
 from raftflow.raft.sim.checker import LivenessViolation, SafetyChecker, SafetyViolation, chain_hash
+from raftflow.raft.codec import DecodeError, decode_message
+from raftflow.raft.refusals import MessageRefused
+from raftflow.raft.sim.hostile import HostilePeer
 from raftflow.raft.sim.network import Network
 from raftflow.raft.sim.schedule import FAULT_KINDS, Action, Fault, random_schedule
 from raftflow.raft.disk import DiskStorage
@@ -58,6 +61,7 @@ class SimOptions:
     disk_delay_max: int = 15  # time units a persist may take
     liveness_ticks: int = 300  # after faults end, a leader and a commit within this
     schedule: tuple[Fault, ...] | None = None  # explicit faults (otherwise from the seed)
+    hostile: bool = False  # a hostile peer forges impossible messages during the faults (hostile.py)
     # "disk": the real write-ahead log (raft.disk) over a simulated file system that
     # loses what was not fsynced; "memory": raft.storage.MemoryStorage.
     storage: str = "disk"
@@ -82,6 +86,8 @@ class SimOptions:
             parts.append(f"--compact-every {self.compact_every}")
         if self.storage != "disk":
             parts.append(f"--storage {self.storage}")
+        if self.hostile:
+            parts.append("--hostile")
         return " ".join(parts) + " --trace"
 
 
@@ -162,7 +168,18 @@ class SimMachine:
         return msgpack.packb([self.index, self.chain, self.writes])
 
     def restore(self, data: bytes) -> None:
-        self.index, self.chain, self.writes = msgpack.unpackb(data)
+        self.index, self.chain, self.writes = SimMachine.check(data)
+
+    @staticmethod
+    def check(data: bytes) -> tuple[int, bytes, int]:
+        """The snapshot's fields, or ValueError (the node's snapshot_check)."""
+        try:
+            index, chain, writes = msgpack.unpackb(data)
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise ValueError(f"not a simulation snapshot: {exc}") from None
+        if type(index) is not int or type(chain) is not bytes or type(writes) is not int:
+            raise ValueError("not a simulation snapshot: fields of the wrong types")
+        return index, chain, writes
 
 
 class _Host:
@@ -233,7 +250,12 @@ class Simulation:
             "crashes": 0,
             "snapshots_installed": 0,
             "messages": 0,
+            "hostile_refused": 0,
+            "hostile_ignored": 0,
         }
+        # Its own stream, so a run with the hostile peer differs from one without only
+        # by what it forges.
+        self._hostile = HostilePeer(random.Random(f"{o.seed}/hostile"), self.ids) if o.hostile else None
         self._max_acked_index = 0  # over acknowledged writes
         self._max_read_index = 0  # over completed reads
         self._roles: dict[int, tuple[Role, int]] = {}
@@ -286,6 +308,7 @@ class Simulation:
             durable.snapshot,
             durable.entries,
             reader=host.storage.entries,
+            snapshot_check=SimMachine.check,
         )
         host.incarnation += 1
         host.persisting = False
@@ -574,11 +597,46 @@ class Simulation:
                 if host.node is not None:
                     host.node.tick()
                     self._drive(host)
+            if self._hostile is not None and self.now < self.options.steps * TICK:
+                self._hostile_step()
             for c in range(self.options.clients):
                 if not self._client_busy[c] and self._client_rng.random() < 0.5:
                     self._client_step(c)
             if (self.now // TICK) % 5 == 0:
                 self._expire_operations()
+
+    def _hostile_step(self) -> None:
+        """Now and then, a forged message to a live node: it must be refused by the
+        rule it breaks, and nothing else may come of it."""
+        rng = self._hostile.rng
+        live = [h for h in self.hosts.values() if h.node is not None]
+        if not live or rng.random() >= 0.3:
+            return
+        host = rng.choice(live)
+        forged, rule = self._hostile.forge(host.node)
+        if isinstance(forged, bytes):
+            try:
+                decode_message(forged)
+            except DecodeError:
+                self.stats["hostile_refused"] += 1
+                return
+            raise SafetyViolation("Refusal", f"the codec took in forged bytes {forged!r}")
+        self._log_trace(f"hostile {forged!r}")
+        node = host.node
+        before = (node.term, node.vote, node.log.snapshot_index, node.log.last_index(), node.log.commit)
+        try:
+            node.step(forged)
+        except MessageRefused as exc:
+            if exc.rule != rule:
+                raise SafetyViolation(
+                    "Refusal", f"node {host.id} refused {forged!r} by rule {exc.rule}, expected {rule}"
+                ) from None
+            self.stats["hostile_refused"] += 1
+            return
+        after = (node.term, node.vote, node.log.snapshot_index, node.log.last_index(), node.log.commit)
+        if after != before:
+            raise SafetyViolation("Refusal", f"node {host.id} took in a forged message {forged!r} (rule {rule})")
+        self.stats["hostile_ignored"] += 1  # e.g. a chunk of a snapshot older than the one arriving
 
     def _run_until(self, end: int, stop=None) -> bool:
         while self._events and self._events[0][0] <= end:
