@@ -326,3 +326,53 @@ def test_oversized_payloads_are_refused_before_they_are_decoded():
     cmd.register_workflow_type.definition_json = " " * (MAX_DEFINITION_JSON_CHARS + 1)
     with pytest.raises(CommandError, match="definition_json is .* characters; at most"):
         workflow_op_from_proto("register_workflow_type", cmd)
+
+
+def test_a_request_over_the_size_limit_is_refused_before_it_is_decoded(cluster):
+    # Found from outside: a 60 MB put was taken in whole before any size check.
+    from raftflow.cluster.protocol.wire import MAX_REQUEST_BYTES
+
+    leader = cluster.address(cluster.wait_leader())
+    huge = client_pb2.Command(request_id=1, session_id=1, seq=1)
+    huge.put.key, huge.put.value = "k", b"x" * (MAX_REQUEST_BYTES + 1)
+    with grpc.insecure_channel(leader, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            client_pb2_grpc.ClientStub(channel).Execute(huge, timeout=10)
+    assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert cluster.client.put("after", b"fine").succeeded  # the node is up and serving
+
+
+def test_queued_commands_leave_in_batches_under_the_limit():
+    # A node refuses a request over MAX_REQUEST_BYTES whole: the client splits what
+    # it has queued into CommandBatches under COMMAND_BATCH_BYTES_MAX.
+    from types import SimpleNamespace
+
+    from raftflow.cluster.client.client import _Stream
+    from raftflow.cluster.protocol.wire import COMMAND_BATCH_BYTES_MAX
+
+    class Call:
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            await asyncio.Event().wait()
+
+        def cancel(self):
+            pass
+
+    async def scenario():
+        stream = _Stream(SimpleNamespace(ExecuteStream=lambda requests: Call()))
+        commands = []
+        for i in range(24):
+            cmd = client_pb2.Command(request_id=i + 1, session_id=1, seq=i + 1)
+            cmd.put.key, cmd.put.value = f"big-{i}", bytes([i]) * 900_000
+            commands.append(cmd)
+            stream._outbox.put_nowait(cmd)
+        stream._outbox.put_nowait(None)
+        batches = [batch async for batch in stream._requests()]
+        stream.reader.cancel()
+        return commands, batches
+
+    commands, batches = run_sync(scenario())
+    assert len(batches) > 1 and all(b.ByteSize() <= COMMAND_BATCH_BYTES_MAX for b in batches)
+    assert [c.request_id for b in batches for c in b.commands] == [c.request_id for c in commands]

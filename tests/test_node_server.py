@@ -128,3 +128,33 @@ async def test_fault_injection_is_refused_unless_the_node_allows_it(tmp_path):
         assert node.transport.faults.faults() == []
     finally:
         await process.stop()
+
+
+async def test_long_polls_beyond_the_limit_are_refused(tmp_path):
+    import dataclasses
+
+    import grpc
+
+    from raftflow.proto import workflow_pb2, workflow_pb2_grpc
+
+    (port,) = free_ports(1)
+    process = NodeServer(dataclasses.replace(_config(tmp_path, port), max_long_polls=1))
+    node = await process.start()
+    try:
+        await settle(node.state_is_current, "the single node to lead", timeout=10)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = workflow_pb2_grpc.WorkflowsStub(channel)
+            request = workflow_pb2.PollRequest(task_queue="q", max_tasks=1, wait_ms=5000)
+            first = asyncio.ensure_future(stub.PollActivityTasks(request, timeout=10))
+            await settle(lambda: process_service_polls(process) == 1, "the first poll to wait")
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.PollActivityTasks(request, timeout=5)
+            assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "max_long_polls=1" in refused.value.details()
+            first.cancel()
+    finally:
+        await process.stop()
+
+
+def process_service_polls(process: NodeServer) -> int:
+    return process.workflow_service.long_polls

@@ -28,6 +28,7 @@ import grpc
 
 from raftflow.cluster.protocol.wire import (
     CHANNEL_OPTIONS,
+    COMMAND_BATCH_BYTES_MAX,
     LEADER_METADATA,
     NODE_METADATA,
     parse_address,
@@ -105,8 +106,17 @@ class _Stream:
                 batch.append(outbox.get_nowait())
             closing = None in batch
             commands = [cmd for cmd in batch if cmd is not None]
-            if commands:
-                yield client_pb2.CommandBatch(commands=commands)
+            # Each CommandBatch stays under COMMAND_BATCH_BYTES_MAX (a node refuses a
+            # message over MAX_REQUEST_BYTES whole); one command always fits alone.
+            start, size = 0, 0
+            for n, cmd in enumerate(commands):
+                cmd_size = cmd.ByteSize()
+                if n > start and size + cmd_size > COMMAND_BATCH_BYTES_MAX:
+                    yield client_pb2.CommandBatch(commands=commands[start:n])
+                    start, size = n, 0
+                size += cmd_size
+            if start < len(commands):
+                yield client_pb2.CommandBatch(commands=commands[start:])
             if closing:
                 return
 

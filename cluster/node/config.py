@@ -51,6 +51,7 @@ class NodeConfig:
     workflow_retention_s: float = 7 * 86400.0  # closed workflows (and their history) kept this long
     max_task_backlog: int = 10_000  # scheduled tasks per task queue; a start beyond it is refused
     max_history_events: int = 10_000  # per workflow run; past it the workflow fails
+    max_long_polls: int = 10_000  # PollActivityTasks and WaitWorkflow calls waiting at once
     # Fault injection: every write of log entries takes this much longer (a slow
     # disk under a large write). Tests use it to show that a slow fsync costs no
     # leadership.
@@ -76,7 +77,7 @@ class NodeConfig:
             raise ConfigError("data_dir is empty; name the folder this node keeps its log in")
         if not self.cluster_id:
             raise ConfigError("cluster_id is empty")
-        for name in ("tick_ms", "max_pending_proposals", "max_sessions"):
+        for name in ("tick_ms", "max_pending_proposals", "max_sessions", "max_long_polls"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")
         if self.slow_disk_ms < 0:

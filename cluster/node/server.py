@@ -78,6 +78,7 @@ class NodeServer:
         self.node: RaftNode | None = None
         self.driver: WorkflowDriver | None = None
         self.server: grpc.aio.Server | None = None
+        self.workflow_service: WorkflowService | None = None
 
     async def start(self) -> RaftNode:
         cfg = self.config
@@ -96,7 +97,8 @@ class NodeServer:
         )
         client_pb2_grpc.add_ClientServicer_to_server(ClientService(node), server)
         admin_pb2_grpc.add_AdminServicer_to_server(AdminService(node), server)
-        workflow_pb2_grpc.add_WorkflowsServicer_to_server(WorkflowService(node, driver), server)
+        self.workflow_service = WorkflowService(node, driver)
+        workflow_pb2_grpc.add_WorkflowsServicer_to_server(self.workflow_service, server)
         # The server stops inside node.stop(), after every waiter has its answer and
         # before the log closes: on a graceful stop and when the node fails alike.
         node.closing.append(lambda: server.stop(0.2))

@@ -398,6 +398,20 @@ class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
     def __init__(self, node: RaftNode, driver: WorkflowDriver) -> None:
         super().__init__(node)
         self.driver = driver
+        self.long_polls = 0  # PollActivityTasks and WaitWorkflow calls waiting now
+
+    async def _long_poll(self, context, wait):
+        """Run one long poll (`wait()`), counted: beyond max_long_polls, RESOURCE_EXHAUSTED."""
+        limit = self.node.config.max_long_polls
+        if self.long_polls >= limit:
+            await self._fail(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             f"{self.long_polls} long polls are waiting on node {self.node.id}; "
+                             f"max_long_polls={limit}: retry with backoff")
+        self.long_polls += 1
+        try:
+            return await wait()
+        finally:
+            self.long_polls -= 1
 
     async def _abort(self, context, error: NodeError):
         await _abort(context, error, self.node.id)
@@ -463,9 +477,9 @@ class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
         if request.wait_ms > MAX_WAIT_MS:
             await self._invalid(context, f"wait_ms={request.wait_ms} is above {MAX_WAIT_MS}")
         try:
-            tasks = await self.driver.poll(
+            tasks = await self._long_poll(context, lambda: self.driver.poll(
                 request.task_queue, request.max_tasks, request.wait_ms / 1000, request.identity
-            )
+            ))
         except NodeError as error:
             await self._abort(context, error)
         return workflow_pb2.PollReply(tasks=[task_to_proto(task) for task in tasks])
@@ -475,7 +489,9 @@ class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
             await self._invalid(context, f"wait_ms={request.wait_ms} is above {MAX_WAIT_MS}")
         await self._described(context, request.workflow_id)
         try:
-            described = await self.driver.wait_closed(request.workflow_id, request.run_id, request.wait_ms / 1000)
+            described = await self._long_poll(
+                context, lambda: self.driver.wait_closed(request.workflow_id, request.run_id, request.wait_ms / 1000)
+            )
         except NodeError as error:
             await self._abort(context, error)
         if described is None:

@@ -21,10 +21,19 @@ CHANNEL_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
+# What a node takes in one request, checked by gRPC before anything is decoded: a
+# peer batch (4 MiB and one more message of at most ~1 MiB of entries), a snapshot
+# chunk (1 MiB), or a client's CommandBatch, which the client keeps under
+# COMMAND_BATCH_BYTES_MAX (every command's payload has a cap of its own, at most
+# 1 MiB). Replies may be larger (a long history): the clients take up to
+# MAX_MESSAGE_BYTES.
+MAX_REQUEST_BYTES = 16 << 20
+COMMAND_BATCH_BYTES_MAX = 4 << 20
 # The server accepts the clients' keepalive pings (every 10 s, idle or not); with
 # gRPC's default policy (one per 5 min without data) it answers an idle client's
 # pings with GOAWAY "too_many_pings" and drops the connection.
-SERVER_OPTIONS = CHANNEL_OPTIONS + [
+SERVER_OPTIONS = [option for option in CHANNEL_OPTIONS if option[0] != "grpc.max_receive_message_length"] + [
+    ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.http2.max_ping_strikes", 0),
 ]
