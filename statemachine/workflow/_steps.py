@@ -18,6 +18,8 @@ import heapq
 from collections import deque
 from dataclasses import dataclass, replace
 
+import msgpack
+
 from raftflow.statemachine.workflow.definitions import (
     ActivityStep,
     InputError,
@@ -60,6 +62,11 @@ class ActivitySpec:
     timeouts: Timeouts  # effective: with the default start_to_close where the definition sets no limit
 
 
+def payload_bytes(payload: object) -> int:
+    """A payload's size as histories count it: its msgpack encoding (0 for none)."""
+    return 0 if payload is None else len(msgpack.packb(payload, use_bin_type=True))
+
+
 def step_members(step: Step) -> tuple[ActivityStep, ...]:
     """The activity steps a step schedules when it begins: a group's members, an
     activity step itself, none for a timer or signal step."""
@@ -72,18 +79,20 @@ class StepRunner:
     """WorkflowEngine's state transitions; its state is set up by WorkflowEngine._reset."""
 
     max_history_events: int
+    max_history_bytes: int
     retention_ms: int
     _types: dict[tuple[str, int], WorkflowType]
     _named: dict[tuple[str, int], dict[str, Step]]  # each type's steps and group members by name
     _workflows: dict[str, Workflow]
     _histories: dict[str, list[Event]]
+    _history_bytes: dict[str, int]
     _tasks: dict[int, Task]
     _queues: dict[str, dict[int, None]]
     _next_task_id: int
     _running: int
     _deadlines: list[tuple[int, int, int | str, int]]
     _retention: deque[tuple[int, int, str]]
-    _overflowed: dict[str, None]
+    _overflowed: dict[str, str]
 
     # --- lookups and records -------------------------------------------------------------
 
@@ -114,13 +123,20 @@ class StepRunner:
 
     def _record(self, workflow_id: str, now_ms: int, event_type: EventType, **fields: object) -> None:
         """Appends an event; an open workflow keeps one slot for its closing event, and
-        when it is full the event is dropped and the workflow fails at the end of the call."""
+        when its history is full (max_history_events, or max_history_bytes of
+        payloads) the event is dropped and the workflow fails at the end of the call."""
         history = self._histories[workflow_id]
-        closing = self._workflows[workflow_id].status in CLOSED
-        if not closing and len(history) >= self.max_history_events - 1:
-            self._overflowed[workflow_id] = None
-            return
+        size = payload_bytes(fields.get("payload"))
+        held = self._history_bytes[workflow_id]
+        if self._workflows[workflow_id].status not in CLOSED:
+            if len(history) >= self.max_history_events - 1:
+                self._overflowed[workflow_id] = f"max_history_events={self.max_history_events}"
+                return
+            if held + size > self.max_history_bytes:
+                self._overflowed[workflow_id] = f"max_history_bytes={self.max_history_bytes}"
+                return
         history.append(Event(len(history) + 1, now_ms, event_type, **fields))
+        self._history_bytes[workflow_id] = held + size
 
     def _record_task(self, task: Task, spec: ActivitySpec, now_ms: int, event_type: EventType, **fields: object) -> None:
         self._record(
@@ -130,11 +146,10 @@ class StepRunner:
 
     def _close_overflowed(self, now_ms: int) -> None:
         overflowed, self._overflowed = self._overflowed, {}
-        for workflow_id in overflowed:
+        for workflow_id, limit in overflowed.items():
             workflow = self._workflows[workflow_id]
             if workflow.status not in CLOSED:
-                reason = f"history reached max_history_events={self.max_history_events}"
-                self._close(workflow, Status.FAILED, reason, now_ms)
+                self._close(workflow, Status.FAILED, f"history reached {limit}", now_ms)
 
     # --- going forward ---------------------------------------------------------------------
 

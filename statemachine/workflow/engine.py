@@ -50,7 +50,7 @@ import heapq
 from collections import deque
 from dataclasses import replace
 
-from raftflow.statemachine.workflow._steps import ActivitySpec, StepRunner, step_members
+from raftflow.statemachine.workflow._steps import ActivitySpec, StepRunner, payload_bytes, step_members
 from raftflow.statemachine.workflow.definitions import InputError, ParallelStep, SignalStep, Step, TimerStep, WorkflowType, resolve_input
 from raftflow.statemachine.workflow.events import Event, EventType
 from raftflow.statemachine.workflow.records import (
@@ -82,6 +82,7 @@ DEFAULT_MAX_BACKLOG = 10_000
 DEFAULT_MAX_RUNNING_WORKFLOWS = 100_000
 DEFAULT_RETENTION_MS = 7 * 86_400_000
 DEFAULT_MAX_BUFFERED_SIGNALS = 1000
+DEFAULT_MAX_HISTORY_BYTES = 32 << 20  # payload bytes (msgpack) in one run's history
 MAX_GRACE_MS = 3_600_000  # RearmTimeouts' grace period: at most an hour
 
 
@@ -94,6 +95,7 @@ class WorkflowEngine(StepRunner):
         max_running_workflows: int = DEFAULT_MAX_RUNNING_WORKFLOWS,
         retention_ms: int = DEFAULT_RETENTION_MS,
         max_buffered_signals: int = DEFAULT_MAX_BUFFERED_SIGNALS,
+        max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES,
     ) -> None:
         limits = (
             ("max_history_events", max_history_events, 4),  # started, scheduled, started, closed
@@ -101,6 +103,7 @@ class WorkflowEngine(StepRunner):
             ("max_running_workflows", max_running_workflows, 1),
             ("retention_ms", retention_ms, 0),
             ("max_buffered_signals", max_buffered_signals, 1),
+            ("max_history_bytes", max_history_bytes, 1 << 20),  # a few payloads of the largest size
         )
         for name, value, minimum in limits:
             if type(value) is not int or value < minimum:
@@ -110,6 +113,7 @@ class WorkflowEngine(StepRunner):
         self.max_running_workflows = max_running_workflows
         self.retention_ms = retention_ms
         self.max_buffered_signals = max_buffered_signals
+        self.max_history_bytes = max_history_bytes
         self._reset()
 
     def _reset(self) -> None:
@@ -118,6 +122,8 @@ class WorkflowEngine(StepRunner):
         self._latest: dict[str, int] = {}  # derived from _types: type name -> its highest version
         self._workflows: dict[str, Workflow] = {}
         self._histories: dict[str, list[Event]] = {}  # append-only while the run lives
+        # Derived from _histories (restore recomputes it): each history's payload bytes.
+        self._history_bytes: dict[str, int] = {}
         self._tasks: dict[int, Task] = {}
         self._queues: dict[str, dict[int, None]] = {}  # FIFO of SCHEDULED task ids; no empty queues
         self._next_task_id = 1
@@ -129,7 +135,7 @@ class WorkflowEngine(StepRunner):
         # Workflows closed by this engine object (or since the last restore); not state,
         # not in snapshots: a node's waiters look for closes only when it moved.
         self.closes = 0
-        self._overflowed: dict[str, None] = {}  # workflows whose history filled during this call
+        self._overflowed: dict[str, str] = {}  # workflow id -> the limit its history reached during this call
         self._now_ms = 0  # the latest now_ms seen; not part of the state
 
     # --- ops ----------------------------------------------------------------------------
@@ -194,6 +200,7 @@ class WorkflowEngine(StepRunner):
         self._running += 1
         self._workflows[workflow_id] = workflow
         self._histories[workflow_id] = []
+        self._history_bytes[workflow_id] = 0
         self._record(workflow_id, now_ms, EventType.WORKFLOW_EXECUTION_STARTED, payload=input)
         self._next_step(workflow, now_ms)
         self._close_overflowed(now_ms)
@@ -307,6 +314,15 @@ class WorkflowEngine(StepRunner):
                 WorkflowRejectReason.RESOURCE_EXHAUSTED,
                 f"workflow {workflow_id!r} holds max_buffered_signals={self.max_buffered_signals} unconsumed signals",
             )
+        # A signal's input is recorded twice (signaled, then received by its step):
+        # refused while that would pass the history's bound, rather than failing the run.
+        held = self._history_bytes[workflow_id]
+        if held + 2 * payload_bytes(input) > self.max_history_bytes:
+            return WorkflowRejected(
+                WorkflowRejectReason.RESOURCE_EXHAUSTED,
+                f"workflow {workflow_id!r} history holds {held} payload bytes; a signal of "
+                f"{payload_bytes(input)} would pass max_history_bytes={self.max_history_bytes}",
+            )
         self._record(workflow_id, now_ms, EventType.WORKFLOW_EXECUTION_SIGNALED, signal=name, payload=input)
         if waiting:
             self._record(workflow_id, now_ms, EventType.SIGNAL_RECEIVED, step=step.name, signal=name, payload=input)
@@ -365,6 +381,7 @@ class WorkflowEngine(StepRunner):
             if workflow is not None and workflow.run_id == run_id:  # else a newer run reuses the id
                 del self._workflows[workflow_id]
                 del self._histories[workflow_id]
+                del self._history_bytes[workflow_id]
                 removed += 1
         return Ticked(fired, removed)
 
@@ -468,6 +485,7 @@ class WorkflowEngine(StepRunner):
             max_running_workflows=self.max_running_workflows,
             retention_ms=self.retention_ms,
             max_buffered_signals=self.max_buffered_signals,
+            max_history_bytes=self.max_history_bytes,
         )
         restore_into(fresh, state)
         for name, value in vars(fresh).items():

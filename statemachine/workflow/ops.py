@@ -24,6 +24,7 @@ from raftflow.statemachine.workflow.definitions import MAX_VERSION, decode_defin
 from raftflow.statemachine.workflow.engine import (
     DEFAULT_MAX_BACKLOG,
     DEFAULT_MAX_BUFFERED_SIGNALS,
+    DEFAULT_MAX_HISTORY_BYTES,
     DEFAULT_MAX_HISTORY_EVENTS,
     DEFAULT_MAX_RUNNING_WORKFLOWS,
     DEFAULT_RETENTION_MS,
@@ -360,6 +361,7 @@ class WorkflowLimits:
     max_running_workflows: int = DEFAULT_MAX_RUNNING_WORKFLOWS
     retention_ms: int = DEFAULT_RETENTION_MS
     max_buffered_signals: int = DEFAULT_MAX_BUFFERED_SIGNALS
+    max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES  # payload bytes per run; past it the run fails
 
     def __post_init__(self) -> None:
         WorkflowEngine(**self._kwargs())  # the engine checks its bounds: fail at start-up
