@@ -85,7 +85,7 @@ class StepRunner:
     _named: dict[tuple[str, int], dict[str, Step]]  # each type's steps and group members by name
     _workflows: dict[str, Workflow]
     _histories: dict[str, list[Event]]
-    _history_bytes: dict[str, int]
+    _history_bytes: dict[str, int]  # a run's payload bytes, once counted (_held_bytes)
     _tasks: dict[int, Task]
     _queues: dict[str, dict[int, None]]
     _next_task_id: int
@@ -127,7 +127,7 @@ class StepRunner:
         payloads) the event is dropped and the workflow fails at the end of the call."""
         history = self._histories[workflow_id]
         size = payload_bytes(fields.get("payload"))
-        held = self._history_bytes[workflow_id]
+        held = self._held_bytes(workflow_id)
         if self._workflows[workflow_id].status not in CLOSED:
             if len(history) >= self.max_history_events - 1:
                 self._overflowed[workflow_id] = f"max_history_events={self.max_history_events}"
@@ -137,6 +137,16 @@ class StepRunner:
                 return
         history.append(Event(len(history) + 1, now_ms, event_type, **fields))
         self._history_bytes[workflow_id] = held + size
+
+    def _held_bytes(self, workflow_id: str) -> int:
+        """The payload bytes of the run's history. Derived from its events, and counted
+        on first use after a restore (not at restore: most runs are never touched)."""
+        held = self._history_bytes.get(workflow_id)
+        if held is None:
+            held = self._history_bytes[workflow_id] = sum(
+                payload_bytes(event.payload) for event in self._histories[workflow_id]
+            )
+        return held
 
     def _record_task(self, task: Task, spec: ActivitySpec, now_ms: int, event_type: EventType, **fields: object) -> None:
         self._record(

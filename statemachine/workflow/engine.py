@@ -122,7 +122,7 @@ class WorkflowEngine(StepRunner):
         self._latest: dict[str, int] = {}  # derived from _types: type name -> its highest version
         self._workflows: dict[str, Workflow] = {}
         self._histories: dict[str, list[Event]] = {}  # append-only while the run lives
-        # Derived from _histories (restore recomputes it): each history's payload bytes.
+        # Derived from _histories, counted on first use (_held_bytes): payload bytes per run.
         self._history_bytes: dict[str, int] = {}
         self._tasks: dict[int, Task] = {}
         self._queues: dict[str, dict[int, None]] = {}  # FIFO of SCHEDULED task ids; no empty queues
@@ -316,7 +316,7 @@ class WorkflowEngine(StepRunner):
             )
         # A signal's input is recorded twice (signaled, then received by its step):
         # refused while that would pass the history's bound, rather than failing the run.
-        held = self._history_bytes[workflow_id]
+        held = self._held_bytes(workflow_id)
         if held + 2 * payload_bytes(input) > self.max_history_bytes:
             return WorkflowRejected(
                 WorkflowRejectReason.RESOURCE_EXHAUSTED,
@@ -381,7 +381,7 @@ class WorkflowEngine(StepRunner):
             if workflow is not None and workflow.run_id == run_id:  # else a newer run reuses the id
                 del self._workflows[workflow_id]
                 del self._histories[workflow_id]
-                del self._history_bytes[workflow_id]
+                self._history_bytes.pop(workflow_id, None)
                 removed += 1
         return Ticked(fired, removed)
 

@@ -16,7 +16,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from raftflow.statemachine._checks import SnapshotError, check_int, check_row, check_type, check_version
-from raftflow.statemachine.workflow._steps import payload_bytes, step_members
+from raftflow.statemachine.workflow._steps import step_members
 from raftflow.statemachine.workflow.definitions import SignalStep, TimerStep, decode_definition, encode_definition
 from raftflow.statemachine.workflow.events import Event, event_from_row, event_row
 from raftflow.statemachine.workflow.records import CLOSED, ActivityError, Deadline, Status, Task, TaskState, Workflow
@@ -139,7 +139,6 @@ def _restore_workflow(engine: WorkflowEngine, row: object) -> None:
         reason, buffered, wait_until_ms,
     )  # fmt: skip
     engine._histories[workflow_id] = history
-    engine._history_bytes[workflow_id] = sum(payload_bytes(event.payload) for event in history)
 
 
 def _restore_results(engine: WorkflowEngine, key: tuple[str, int], step_index: int, results: object, what: str) -> set:
