@@ -64,3 +64,32 @@ def test_a_restored_engine_counts_the_same_bytes():
             env.signal(run, "noise", BIG)
             twin.signal(run, "noise", BIG, env.now_ms)
         assert twin.signal(run, "noise", BIG, env.now_ms) == env.machine.workflow.signal(run, "noise", BIG, env.now_ms)
+
+
+def _type(name: str, steps: int = 1) -> workflow.WorkflowType:
+    return workflow.define(name, version=1, steps=[
+        workflow.step(f"step_{i:04d}_" + "n" * 180, activity="a" * 150, task_queue="q" * 150) for i in range(steps)
+    ])
+
+
+def test_registered_types_are_bounded_in_count_and_bytes():
+    from raftflow.statemachine.workflow.engine import WorkflowEngine
+    from raftflow.statemachine.workflow.records import TypeRegistered, WorkflowRejected, WorkflowRejectReason
+
+    engine = WorkflowEngine(max_types=2)
+    assert engine.register(_type("a")) == TypeRegistered("a", 1)
+    assert engine.register(_type("b")) == TypeRegistered("b", 1)
+    refused = engine.register(_type("c"))
+    assert isinstance(refused, WorkflowRejected) and refused.reason is WorkflowRejectReason.RESOURCE_EXHAUSTED
+    assert "max_types=2" in refused.message
+    assert engine.register(_type("a")) == TypeRegistered("a", 1)  # the same type again: a no-op, not a new one
+
+    engine = WorkflowEngine(max_type_bytes=1 << 20)
+    large = [_type(f"large{i}", steps=1000) for i in range(2)]  # about 750 KB each, encoded
+    results = [engine.register(t) for t in large]
+    assert results[0] == TypeRegistered("large0", 1)
+    assert isinstance(results[-1], WorkflowRejected) and "max_type_bytes=1048576" in results[-1].message
+    restored = WorkflowEngine(max_type_bytes=1 << 20)
+    restored.restore_state(engine.snapshot_state())
+    again = restored.register(large[-1])  # counted the same after a restore
+    assert isinstance(again, WorkflowRejected) and again.message == results[-1].message

@@ -52,6 +52,8 @@ class NodeConfig:
     max_task_backlog: int = 10_000  # scheduled tasks per task queue; a start beyond it is refused
     max_history_events: int = 10_000  # per workflow run; past it the workflow fails
     max_history_bytes: int = 32 << 20  # payload bytes per workflow run; past it the workflow fails
+    max_workflow_types: int = 10_000  # registered workflow types (name, version)
+    max_workflow_type_bytes: int = 64 << 20  # their encoded definitions, in all
     max_long_polls: int = 10_000  # PollActivityTasks and WaitWorkflow calls waiting at once
     # Fault injection: every write of log entries takes this much longer (a slow
     # disk under a large write). Tests use it to show that a slow fsync costs no
@@ -107,6 +109,8 @@ class NodeConfig:
             return WorkflowLimits(
                 max_history_events=self.max_history_events,
                 max_history_bytes=self.max_history_bytes,
+                max_types=self.max_workflow_types,
+                max_type_bytes=self.max_workflow_type_bytes,
                 max_backlog=self.max_task_backlog,
                 retention_ms=int(self.workflow_retention_s * 1000),
             )

@@ -51,7 +51,7 @@ from collections import deque
 from dataclasses import replace
 
 from raftflow.statemachine.workflow._steps import ActivitySpec, StepRunner, payload_bytes, step_members
-from raftflow.statemachine.workflow.definitions import InputError, ParallelStep, SignalStep, Step, TimerStep, WorkflowType, resolve_input
+from raftflow.statemachine.workflow.definitions import InputError, ParallelStep, SignalStep, Step, TimerStep, WorkflowType, resolve_input, encode_definition
 from raftflow.statemachine.workflow.events import Event, EventType
 from raftflow.statemachine.workflow.records import (
     CANCEL_REASON,
@@ -83,6 +83,8 @@ DEFAULT_MAX_RUNNING_WORKFLOWS = 100_000
 DEFAULT_RETENTION_MS = 7 * 86_400_000
 DEFAULT_MAX_BUFFERED_SIGNALS = 1000
 DEFAULT_MAX_HISTORY_BYTES = 32 << 20  # payload bytes (msgpack) in one run's history
+DEFAULT_MAX_TYPES = 10_000  # registered (name, version) pairs
+DEFAULT_MAX_TYPE_BYTES = 64 << 20  # their encoded definitions, in all
 MAX_GRACE_MS = 3_600_000  # RearmTimeouts' grace period: at most an hour
 
 
@@ -96,6 +98,8 @@ class WorkflowEngine(StepRunner):
         retention_ms: int = DEFAULT_RETENTION_MS,
         max_buffered_signals: int = DEFAULT_MAX_BUFFERED_SIGNALS,
         max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES,
+        max_types: int = DEFAULT_MAX_TYPES,
+        max_type_bytes: int = DEFAULT_MAX_TYPE_BYTES,
     ) -> None:
         limits = (
             ("max_history_events", max_history_events, 4),  # started, scheduled, started, closed
@@ -104,6 +108,8 @@ class WorkflowEngine(StepRunner):
             ("retention_ms", retention_ms, 0),
             ("max_buffered_signals", max_buffered_signals, 1),
             ("max_history_bytes", max_history_bytes, 1 << 20),  # a few payloads of the largest size
+            ("max_types", max_types, 1),
+            ("max_type_bytes", max_type_bytes, 1 << 20),  # one definition of the largest size
         )
         for name, value, minimum in limits:
             if type(value) is not int or value < minimum:
@@ -114,12 +120,15 @@ class WorkflowEngine(StepRunner):
         self.retention_ms = retention_ms
         self.max_buffered_signals = max_buffered_signals
         self.max_history_bytes = max_history_bytes
+        self.max_types = max_types
+        self.max_type_bytes = max_type_bytes
         self._reset()
 
     def _reset(self) -> None:
         self._types: dict[tuple[str, int], WorkflowType] = {}
         self._named: dict[tuple[str, int], dict[str, Step]] = {}  # derived from _types: steps by name
         self._latest: dict[str, int] = {}  # derived from _types: type name -> its highest version
+        self._type_bytes: int | None = 0  # derived from _types: their encoded bytes; None: count on first use
         self._workflows: dict[str, Workflow] = {}
         self._histories: dict[str, list[Event]] = {}  # append-only while the run lives
         # Derived from _histories, counted on first use (_held_bytes): payload bytes per run.
@@ -152,8 +161,24 @@ class WorkflowEngine(StepRunner):
                 WorkflowRejectReason.INVALID,
                 f"workflow type {key[0]!r} version {key[1]} is already registered with other steps; bump the version",
             )
-        self._add_type(workflow_type)
+        if known is None:
+            size = len(encode_definition(workflow_type))
+            held = self._registered_bytes()
+            if len(self._types) >= self.max_types or held + size > self.max_type_bytes:
+                return WorkflowRejected(
+                    WorkflowRejectReason.RESOURCE_EXHAUSTED,
+                    f"{len(self._types)} workflow types of {held} bytes are registered; one more of {size} bytes "
+                    f"would pass max_types={self.max_types} or max_type_bytes={self.max_type_bytes}",
+                )
+            self._type_bytes = held + size
+            self._add_type(workflow_type)
         return TypeRegistered(*key)
+
+    def _registered_bytes(self) -> int:
+        """The registered types' encoded bytes (counted on first use after a restore)."""
+        if self._type_bytes is None:
+            self._type_bytes = sum(len(encode_definition(t)) for t in self._types.values())
+        return self._type_bytes
 
     def _add_type(self, workflow_type: WorkflowType) -> None:
         key = (workflow_type.name, workflow_type.version)
@@ -486,8 +511,11 @@ class WorkflowEngine(StepRunner):
             retention_ms=self.retention_ms,
             max_buffered_signals=self.max_buffered_signals,
             max_history_bytes=self.max_history_bytes,
+            max_types=self.max_types,
+            max_type_bytes=self.max_type_bytes,
         )
         restore_into(fresh, state)
+        fresh._type_bytes = None  # derived from the restored types, on first use
         for name, value in vars(fresh).items():
             setattr(self, name, value)
 

@@ -25,6 +25,8 @@ from raftflow.statemachine.workflow.engine import (
     DEFAULT_MAX_BACKLOG,
     DEFAULT_MAX_BUFFERED_SIGNALS,
     DEFAULT_MAX_HISTORY_BYTES,
+    DEFAULT_MAX_TYPE_BYTES,
+    DEFAULT_MAX_TYPES,
     DEFAULT_MAX_HISTORY_EVENTS,
     DEFAULT_MAX_RUNNING_WORKFLOWS,
     DEFAULT_RETENTION_MS,
@@ -362,6 +364,8 @@ class WorkflowLimits:
     retention_ms: int = DEFAULT_RETENTION_MS
     max_buffered_signals: int = DEFAULT_MAX_BUFFERED_SIGNALS
     max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES  # payload bytes per run; past it the run fails
+    max_types: int = DEFAULT_MAX_TYPES  # registered workflow types (name, version)
+    max_type_bytes: int = DEFAULT_MAX_TYPE_BYTES  # their encoded definitions, in all
 
     def __post_init__(self) -> None:
         WorkflowEngine(**self._kwargs())  # the engine checks its bounds: fail at start-up
