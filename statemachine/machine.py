@@ -87,6 +87,10 @@ class SnapshotView:
     sessions: object
     namespaces: list[tuple[type, object]]
 
+    def hash(self) -> str:
+        """Hex SHA-256 of the encoded snapshot: equal on replicas in the same state."""
+        return hashlib.sha256(self.encode()).hexdigest()
+
     def encode(self) -> bytes:
         row = [
             SNAPSHOT_FORMAT,
@@ -244,4 +248,4 @@ class Machine:
 
     def state_hash(self) -> str:
         """Hex SHA-256 of snapshot(): equal on replicas that applied the same log."""
-        return hashlib.sha256(self.snapshot()).hexdigest()
+        return self.capture().hash()

@@ -16,10 +16,10 @@ from raftflow.cluster.cli.common import (
     CommandFailed,
     add_common,
     client_for,
-    faults_text,
 )
 from raftflow.cluster.client import Client
 from raftflow.cluster.local import launcher
+from raftflow.cluster.protocol.faults import describe_faults
 from raftflow.cluster.node.config import ConfigError, load_config
 
 # --- node ---------------------------------------------------------------------------
@@ -214,7 +214,7 @@ def _status_rows(client: Client, cluster: launcher.ClusterFile | None) -> list[d
             "leader": status.leader_id, "last_index": status.last_index, "commit_index": status.commit_index,
             "applied_index": status.applied_index, "snapshot_index": status.snapshot_index,
             "pid": status.pid or pids.get(endpoint, 0),
-            "network": faults_text(status.faults), "refused": status.refused,
+            "network": describe_faults(status.faults), "refused": status.refused,
         })
     return rows
 

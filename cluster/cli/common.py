@@ -14,7 +14,6 @@ import sys
 
 from raftflow.cluster.client import Client, InvalidArgument, RaftflowError, parse_endpoints
 from raftflow.cluster.local import launcher
-from raftflow.cluster.protocol.faults import describe_faults
 from raftflow.raft.config import ConfigError
 
 EXIT_FAILURE = 1
@@ -51,12 +50,6 @@ def endpoints(args: argparse.Namespace) -> list[str]:
 
 def client_for(args: argparse.Namespace) -> Client:
     return Client(endpoints(args), timeout=args.timeout)
-
-
-def faults_text(faults) -> str:
-    """A node's PeerFaults (from its NodeStatus) as `raftflow cluster status` and `partition show`
-    print them: 'cut from 3,4,5; +100ms both ways with 1'."""
-    return describe_faults(list(faults))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,9 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from raftflow.cluster.cli.common import EXIT_USAGE, CommandFailed, add_common, client_for, faults_text
+from raftflow.cluster.cli.common import EXIT_USAGE, CommandFailed, add_common, client_for
 from raftflow.cluster.client import Client, RaftflowError
-from raftflow.cluster.protocol.faults import MAX_DELAY_MS
+from raftflow.cluster.protocol.faults import MAX_DELAY_MS, describe_faults
 from raftflow.cluster.local.partitions import Plan, cut_plan, faults_of, plan_of
 
 
@@ -159,7 +159,7 @@ def _cmd_partition(args: argparse.Namespace) -> int:
             except RaftflowError as exc:
                 missed[node] = str(exc)
                 continue
-            applied[node] = faults_text(in_force)
+            applied[node] = describe_faults(in_force)
     if args.output == "json":
         print(json.dumps({"faults": applied, "not_set": missed}, indent=2))
     else:
@@ -173,7 +173,7 @@ def _cmd_partition(args: argparse.Namespace) -> int:
 
 
 def _show(args, members: list[int], addresses: dict[int, str], current: Plan, down: list[str]) -> int:
-    rows = {node: faults_text(faults_of(current[node])) for node in members if node in current}
+    rows = {node: describe_faults(faults_of(current[node])) for node in members if node in current}
     if args.output == "json":
         print(json.dumps({"faults": rows, "down": down}, indent=2))
         return 0

@@ -105,7 +105,7 @@ class NodeServer:
         try:
             await node.start()  # loads the log: a damaged data dir fails here, before any port opens
         except BaseException:
-            self.node = None
+            self.node = self.server = None  # nothing was started: nothing to stop
             await asyncio.get_running_loop().run_in_executor(None, storage.close)
             raise
         try:
@@ -123,9 +123,7 @@ class NodeServer:
         """Graceful: the node refuses new work, finishes the Ready in progress, answers
         every waiter, stops the server, then closes its transport and log."""
         if self.node is not None:
-            await self.node.stop()
-        elif self.server is not None:
-            await self.server.stop(0.2)
+            await self.node.stop()  # the server stops inside it (node.closing)
 
 
 async def serve(config: NodeConfig) -> int:

@@ -4,7 +4,6 @@ node, typed results back to protobuf. The conversion happens here, once."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
@@ -383,9 +382,7 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
         try:
             async with self._state_hash_lock:
                 view = self.node.machine.capture()
-                digest = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: hashlib.sha256(view.encode()).hexdigest()
-                )
+                digest = await asyncio.get_running_loop().run_in_executor(None, view.hash)
         finally:
             self._state_hash_waiting -= 1
         return admin_pb2.StateHashReply(applied_index=view.applied_index, hash=digest)

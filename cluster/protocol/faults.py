@@ -12,6 +12,7 @@ The filter is plain state with no clock or I/O; the transport asks it per messag
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from raftflow.proto import admin_pb2
@@ -59,8 +60,9 @@ class PeerFault:
         return kinds
 
 
-def describe_faults(faults: list[PeerFault]) -> str:
-    """One line for a node's faults, peers grouped: 'cut from 3,4,5; +100ms both ways with 1'."""
+def describe_faults(faults: Iterable[PeerFault]) -> str:
+    """One line for a node's faults, peers grouped: 'cut from 3,4,5; +100ms both ways with 1'
+    (`raftflow cluster status` and `partition show` print it)."""
     peers_of: dict[str, list[int]] = {}
     for fault in sorted(faults, key=lambda f: f.peer_id):
         for kind in fault._kinds():

@@ -341,12 +341,12 @@ class WorkflowEngine(StepRunner):
             )
         # A signal's input is recorded twice (signaled, then received by its step):
         # refused while that would pass the history's bound, rather than failing the run.
-        held = self._held_bytes(workflow_id)
-        if held + 2 * payload_bytes(input) > self.max_history_bytes:
+        held, size = self._held_bytes(workflow_id), payload_bytes(input)
+        if held + 2 * size > self.max_history_bytes:
             return WorkflowRejected(
                 WorkflowRejectReason.RESOURCE_EXHAUSTED,
                 f"workflow {workflow_id!r} history holds {held} payload bytes; a signal of "
-                f"{payload_bytes(input)} would pass max_history_bytes={self.max_history_bytes}",
+                f"{size} would pass max_history_bytes={self.max_history_bytes}",
             )
         self._record(workflow_id, now_ms, EventType.WORKFLOW_EXECUTION_SIGNALED, signal=name, payload=input)
         if waiting:
