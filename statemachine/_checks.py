@@ -1,12 +1,18 @@
-"""The errors and field checks every decoder in the package shares: commands and
-results (commands.py), the workflow ops (workflow/ops.py), definitions and the
-snapshot rows (workflow/definitions.py, events.py, rows.py), sessions and the store.
+"""The errors, the Rejected result and the field checks every decoder in the package
+shares: commands and results (commands.py), the workflow ops (workflow/ops.py),
+definitions and the snapshot rows (workflow/definitions.py, events.py, rows.py),
+sessions and the store.
 
 It imports nothing from the package, so that the modules above can all import it
 without an import cycle: commands.py imports the workflow ops, which use these.
+Rejected lives here too, so that a namespace whose ops commands.py imports can
+answer it.
 """
 
 from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
 
 import msgpack
 
@@ -23,6 +29,24 @@ class ResultError(ValueError):
 
 class SnapshotError(ValueError):
     """Bytes that are not a snapshot this machine can restore; the message names the field."""
+
+
+class RejectReason(enum.IntEnum):
+    """Codes in session caches and snapshots: append new ones, never renumber
+    (tests/test_opcodes.py pins them)."""
+
+    SESSION_UNKNOWN = 0  # never opened, or expired: the client must open a new session
+    STALE_SEQUENCE = 1  # seq below the session's ack floor: its reply was delivered and forgotten
+    TOO_MANY_PENDING = 2  # the session holds max_results_per_session unacknowledged results
+    MALFORMED = 3  # the entry's data is not a command
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The command was not applied and changed nothing (it may be retried)."""
+
+    reason: RejectReason
+    message: str
 
 
 def show(value: object) -> str:

@@ -24,6 +24,8 @@ import msgpack
 from raftflow.statemachine._checks import (
     MAX_INT,
     CommandError,
+    Rejected,
+    RejectReason,
     ResultError,
     SnapshotError,
     check_int,
@@ -190,21 +192,6 @@ class CasResult:
 @dataclass(frozen=True, slots=True)
 class SessionOpened:
     session_id: int
-
-
-class RejectReason(enum.IntEnum):
-    SESSION_UNKNOWN = 0  # never opened, or expired: the client must open a new session
-    STALE_SEQUENCE = 1  # seq below the session's ack floor: its reply was delivered and forgotten
-    TOO_MANY_PENDING = 2  # the session holds max_results_per_session unacknowledged results
-    MALFORMED = 3  # the entry's data is not a command
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """The command was not applied and changed nothing (it may be retried)."""
-
-    reason: RejectReason
-    message: str
 
 
 Result: TypeAlias = PutResult | DeleteResult | CasResult | SessionOpened | Rejected | WorkflowResult
