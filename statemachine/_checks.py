@@ -1,7 +1,7 @@
 """The errors, the Rejected result and the field checks every decoder in the package
 shares: commands and results (commands.py), the workflow ops (workflow/ops.py),
 definitions and the snapshot rows (workflow/definitions.py, events.py, rows.py),
-sessions and the store.
+sessions, the store and the access tokens (auth.py).
 
 It imports nothing from the package, so that the modules above can all import it
 without an import cycle: commands.py imports the workflow ops, which use these.
@@ -39,6 +39,8 @@ class RejectReason(enum.IntEnum):
     STALE_SEQUENCE = 1  # seq below the session's ack floor: its reply was delivered and forgotten
     TOO_MANY_PENDING = 2  # the session holds max_results_per_session unacknowledged results
     MALFORMED = 3  # the entry's data is not a command
+    ALREADY_EXISTS = 4  # the record the op would create exists: an IssueToken's token_id
+    QUOTA_EXCEEDED = 5  # the op would pass a bound of the machine: an IssueToken past max_tokens
 
 
 @dataclass(frozen=True, slots=True)

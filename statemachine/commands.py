@@ -35,6 +35,16 @@ from raftflow.statemachine._checks import (
     show,
     unpack,
 )
+from raftflow.statemachine import auth
+from raftflow.statemachine.auth import (
+    AUTH_OPS,
+    AUTH_RESULTS,
+    AuthOp,
+    AuthResult,
+    TokenIssued,
+    TokenRevoked,
+    validate_auth_op,
+)
 from raftflow.statemachine.workflow import ops as workflow_ops
 from raftflow.statemachine.workflow import records as workflow_records
 from raftflow.statemachine.workflow.ops import (
@@ -84,8 +94,9 @@ class Cas:
     expected_revision: int | None = None
 
 
-# The workflow ops and results live in statemachine/workflow/ops.py.
-Op: TypeAlias = OpenSession | Put | Delete | Cas | WorkflowOp
+# The workflow ops and results live in statemachine/workflow/ops.py, the access
+# tokens' in statemachine/auth.py.
+Op: TypeAlias = OpenSession | Put | Delete | Cas | WorkflowOp | AuthOp
 
 
 class OpCode(enum.IntEnum):
@@ -107,6 +118,8 @@ class OpCode(enum.IntEnum):
     TICK = 12
     REARM_TIMEOUTS = 13
     SIGNAL_WORKFLOW = 14
+    ISSUE_TOKEN = 15
+    REVOKE_TOKEN = 16
 
 
 # Each op's code, written out in full, in the one place: a code never follows from
@@ -127,6 +140,8 @@ OP_CLASSES: dict[int, type] = {
     OpCode.TICK: workflow_ops.Tick,
     OpCode.REARM_TIMEOUTS: workflow_ops.RearmTimeouts,
     OpCode.SIGNAL_WORKFLOW: workflow_ops.SignalWorkflow,
+    OpCode.ISSUE_TOKEN: auth.IssueToken,
+    OpCode.REVOKE_TOKEN: auth.RevokeToken,
 }
 
 
@@ -139,7 +154,7 @@ def _codes_of(classes: dict[int, type], codes: type[enum.IntEnum], expected: set
     return inverse
 
 
-_OP_CODES: dict[type, OpCode] = _codes_of(OP_CLASSES, OpCode, {OpenSession, Put, Delete, Cas, *WORKFLOW_OPS})
+_OP_CODES: dict[type, OpCode] = _codes_of(OP_CLASSES, OpCode, {OpenSession, Put, Delete, Cas, *WORKFLOW_OPS, *AUTH_OPS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +209,7 @@ class SessionOpened:
     session_id: int
 
 
-Result: TypeAlias = PutResult | DeleteResult | CasResult | SessionOpened | Rejected | WorkflowResult
+Result: TypeAlias = PutResult | DeleteResult | CasResult | SessionOpened | Rejected | WorkflowResult | AuthResult
 
 
 class ResultCode(enum.IntEnum):
@@ -214,6 +229,8 @@ class ResultCode(enum.IntEnum):
     ACTIVITY_TASK = 10
     WORKFLOW_REJECTED = 11
     REARMED = 12
+    TOKEN_ISSUED = 13
+    TOKEN_REVOKED = 14
 
 
 # Each result's code, written out in full, like OP_CLASSES.
@@ -231,9 +248,11 @@ RESULT_CLASSES: dict[int, type] = {
     ResultCode.ACTIVITY_TASK: workflow_records.ActivityTask,
     ResultCode.WORKFLOW_REJECTED: workflow_records.WorkflowRejected,
     ResultCode.REARMED: workflow_records.Rearmed,
+    ResultCode.TOKEN_ISSUED: TokenIssued,
+    ResultCode.TOKEN_REVOKED: TokenRevoked,
 }
 _RESULT_CODES: dict[type, ResultCode] = _codes_of(
-    RESULT_CLASSES, ResultCode, {SessionOpened, PutResult, DeleteResult, CasResult, Rejected, *WORKFLOW_RESULTS}
+    RESULT_CLASSES, ResultCode, {SessionOpened, PutResult, DeleteResult, CasResult, Rejected, *WORKFLOW_RESULTS, *AUTH_RESULTS}
 )
 
 
@@ -363,9 +382,14 @@ def validate_op(op: Op) -> None:
                 check_int(expected_revision, "expected_revision", CommandError)
         case _ if type(op) in WORKFLOW_OPS:
             validate_workflow_op(op)
+        case _ if type(op) in AUTH_OPS:
+            validate_auth_op(op)
         case _:
             workflow_ops = ", ".join(cls.__name__ for cls in WORKFLOW_OPS)
-            raise CommandError(f"op is {show(op)}; expected OpenSession, Put, Delete or Cas, or a workflow op ({workflow_ops})")
+            raise CommandError(
+                f"op is {show(op)}; expected OpenSession, Put, Delete or Cas, a workflow op ({workflow_ops}), "
+                "IssueToken or RevokeToken"
+            )
 
 
 def _check_key(key: object) -> None:
@@ -431,6 +455,10 @@ def _result_fields(result: Result) -> list:
             return [succeeded, revision, key_value_row(current)]
         case Rejected(reason, message):
             return [reason, message]
+        case TokenIssued(token_id, issued_ms):
+            return [token_id, issued_ms]
+        case TokenRevoked(token_id, revoked):
+            return [token_id, revoked]
     return workflow_result_fields(result)
 
 
@@ -465,4 +493,13 @@ def decode_result(data: bytes) -> Result:
         revision, kv = fields
         check_int(revision, "revision", ResultError)
         return cls(revision, _optional_key_value(kv, "prev" if cls is PutResult else "deleted"))
+    if cls is TokenIssued:
+        token_id, issued_ms = fields
+        check_type(token_id, str, "token_id", ResultError)
+        return TokenIssued(token_id, check_int(issued_ms, "issued_ms", ResultError))
+    if cls is TokenRevoked:
+        token_id, revoked = fields
+        check_type(token_id, str, "token_id", ResultError)
+        check_type(revoked, bool, "revoked", ResultError)
+        return TokenRevoked(token_id, revoked)
     return workflow_result_from_fields(cls, fields)

@@ -9,6 +9,7 @@ versions); never edit a golden value to make the test pass.
 
 import pytest
 
+from raftflow.statemachine.auth import IssueToken, RevokeToken, TokenIssued, TokenRevoked
 from raftflow.statemachine.commands import (
     OP_CLASSES,
     RESULT_CLASSES,
@@ -51,6 +52,8 @@ OP_TABLE = [
     ("TICK", 12, "Tick"),
     ("REARM_TIMEOUTS", 13, "RearmTimeouts"),
     ("SIGNAL_WORKFLOW", 14, "SignalWorkflow"),
+    ("ISSUE_TOKEN", 15, "IssueToken"),
+    ("REVOKE_TOKEN", 16, "RevokeToken"),
 ]
 
 RESULT_TABLE = [
@@ -67,10 +70,19 @@ RESULT_TABLE = [
     ("ACTIVITY_TASK", 10, "ActivityTask"),
     ("WORKFLOW_REJECTED", 11, "WorkflowRejected"),
     ("REARMED", 12, "Rearmed"),
+    ("TOKEN_ISSUED", 13, "TokenIssued"),
+    ("TOKEN_REVOKED", 14, "TokenRevoked"),
 ]
 
 # Rejected's reason is in the result's bytes too, so in every snapshot's session cache.
-REJECT_REASON_TABLE = [("SESSION_UNKNOWN", 0), ("STALE_SEQUENCE", 1), ("TOO_MANY_PENDING", 2), ("MALFORMED", 3)]
+REJECT_REASON_TABLE = [
+    ("SESSION_UNKNOWN", 0),
+    ("STALE_SEQUENCE", 1),
+    ("TOO_MANY_PENDING", 2),
+    ("MALFORMED", 3),
+    ("ALREADY_EXISTS", 4),
+    ("QUOTA_EXCEEDED", 5),
+]
 
 
 def test_every_op_code_keeps_its_number_and_class():
@@ -102,6 +114,8 @@ DEFINITION_HEX = (
 )
 DEFINITION = bytes.fromhex(DEFINITION_HEX)
 AT_MS = 1_700_000_000_000  # every command below was proposed at this leader time
+SECRET_SHA256 = bytes(range(32))  # an IssueToken carries the digest, 32 bytes, never the secret
+SECRET_SHA256_HEX = "c420" + SECRET_SHA256.hex()
 
 # (session_id, seq, ack_floor, op) -> the entry data, as hex. The envelope is
 # [format 1, timestamp_ms, session_id, seq, ack_floor, [op_code, *fields]].
@@ -123,6 +137,12 @@ COMMANDS = [
     (0, 0, 0, ops.Tick(), "9601cf0000018bcfe56800000000910c"),
     (0, 0, 0, ops.RearmTimeouts(500), "9601cf0000018bcfe56800000000920dcd01f4"),
     (1, 13, 13, ops.SignalWorkflow("w1", "go", True), "9601cf0000018bcfe56800010d0d940ea27731a2676fc3"),
+    # The role as its value, the queues as an array (a tuple decodes as a list).
+    (1, 14, 14, IssueToken("w1", "worker", ["q"], SECRET_SHA256, "bw", 0),
+     "9601cf0000018bcfe56800010e0e970fa27731a6776f726b657291a171" + SECRET_SHA256_HEX + "a2627700"),
+    (1, 15, 15, IssueToken("a1", "admin", [], SECRET_SHA256, "", 9),
+     "9601cf0000018bcfe56800010f0f970fa26131a561646d696e90" + SECRET_SHA256_HEX + "a009"),
+    (1, 16, 16, RevokeToken("w1"), "9601cf0000018bcfe568000110109210a27731"),
 ]
 
 KV = KeyValue("k", b"v", 2, 3, 2)
@@ -143,6 +163,11 @@ RESULTS = [
     (records.ActivityTask(1, 1, "w1", "a", {"n": 1}, False, 7, "a", "q"), "9b010a0101a27731a16181a16e01c207a161a171"),
     (records.WorkflowRejected(records.WorkflowRejectReason.NOT_FOUND, "no w9"), "94010ba96e6f745f666f756e64a56e6f207739"),
     (records.Rearmed(3), "93010c03"),
+    (TokenIssued("w1", 7), "94010da2773107"),
+    (TokenRevoked("w1", True), "94010ea27731c3"),
+    (TokenRevoked("zz", False), "94010ea27a7ac2"),
+    (Rejected(RejectReason.ALREADY_EXISTS, "x"), "94010404a178"),
+    (Rejected(RejectReason.QUOTA_EXCEEDED, "y"), "94010405a179"),
 ]
 
 

@@ -335,7 +335,7 @@ def test_the_command_layout_is_format_timestamp_session_seq_ack_floor_op():
         ([1, 0, 7, True, 1, PUT_OP], "seq is True; expected an integer"),
         ([1, 0, 7, 1, 1.0, PUT_OP], "ack_floor is 1.0; expected an integer"),
         ([1, 0, 7, 1, 1, "put"], "op is 'put'; expected an array [op_code, *fields]"),
-        ([1, 0, 7, 1, 1, [99, "k", b"v"]], "op code is 99; expected one of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]"),
+        ([1, 0, 7, 1, 1, [99, "k", b"v"]], "op code is 99; expected one of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]"),
         ([1, 0, 7, 1, 1, [1, "k"]], "Put op has 1 fields; expected 2 ['key', 'value']"),
         ([1, 0, 7, 1, 1, [1, b"k", b"v"]], "key is b'k'; expected str"),
         ([1, 0, 7, 1, 1, [1, "k", "v"]], "value is 'v'; expected bytes"),

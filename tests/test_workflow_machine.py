@@ -147,7 +147,7 @@ def test_a_bad_op_field_is_refused_naming_the_field(op, message):
         ([13, 3_600_001], "grace_ms is 3600001; expected an integer from 0 to 3600000"),
         ([14, "w1", " ", None], "name is ' '; a signal name is not only white space"),
         ([14, "w1", "go", {1: 2}], "command is not msgpack"),
-        ([15], "op code is 15; expected one of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]"),
+        ([17], "op code is 17; expected one of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]"),
     ],
 )
 def test_entry_data_with_a_bad_workflow_field_is_refused_naming_it(op_row, message):
