@@ -4,12 +4,23 @@ The driver applies committed entries in index order: `apply(index, data)` for a 
 command, `apply_noop(index)` for a leader's no-op. A result depends only on the
 machine's state and the entry, so replicas that apply the same log stay byte-identical
 (`state_hash()`). Clients get exactly-once commands through sessions (thesis §6.3).
+Access tokens issued and revoked through the log are in `Machine.auth` on every replica.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from raftflow.statemachine.auth import (
+    AccessRole,
+    AuthNamespace,
+    IssueToken,
+    RevokeToken,
+    TokenIssued,
+    TokenRecord,
+    TokenRevoked,
+    check_secret,
+)
 from raftflow.statemachine.commands import (
     MAX_KEY_BYTES,
     MAX_VALUE_BYTES,
@@ -60,12 +71,15 @@ class StateMachine(Protocol):
 __all__ = [
     "MAX_KEY_BYTES",
     "MAX_VALUE_BYTES",
+    "AccessRole",
+    "AuthNamespace",
     "Cas",
     "CasResult",
     "Command",
     "CommandError",
     "Delete",
     "DeleteResult",
+    "IssueToken",
     "KeyValue",
     "Machine",
     "Op",
@@ -76,9 +90,14 @@ __all__ = [
     "RejectReason",
     "Result",
     "ResultError",
+    "RevokeToken",
     "SessionOpened",
     "SnapshotError",
     "StateMachine",
+    "TokenIssued",
+    "TokenRecord",
+    "TokenRevoked",
+    "check_secret",
     "decode_command",
     "decode_result",
     "encode_command",

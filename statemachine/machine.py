@@ -6,12 +6,12 @@ an entry, so every replica that applies the same log reaches the same state, exp
 the same sessions and returns the same results.
 
 The machine owns the log position, the clock and the sessions; each concern's state is
-a namespace (the key-value store, then the workflow engine) that applies the op types
-it lists, at the machine's clamped now_ms. A command goes: decode -> advance the
-clock -> expire sessions -> dedup by (session, seq) -> the namespace that owns its
-op -> cache the result. The leader's own ops (LEADER_OPS: ActivityTaskStarted, Tick,
-RearmTimeouts) carry no session and skip the dedup and the cache: each is fenced or
-idempotent by itself.
+a namespace (the key-value store, the workflow engine, then the access tokens) that
+applies the op types it lists, at the machine's clamped now_ms. A command goes:
+decode -> advance the clock -> expire sessions -> dedup by (session, seq) -> the
+namespace that owns its op -> cache the result. The leader's own ops (LEADER_OPS:
+ActivityTaskStarted, Tick, RearmTimeouts) carry no session and skip the dedup and the
+cache: each is fenced or idempotent by itself.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import ClassVar, Protocol
 
 import msgpack
 
+from raftflow.statemachine.auth import DEFAULT_MAX_TOKENS, AuthNamespace
 from raftflow.statemachine.commands import (
     Command,
     CommandError,
@@ -35,8 +36,8 @@ from raftflow.statemachine.commands import (
     SnapshotError,
     check_int,
     check_row,
-    check_version,
     decode_command,
+    show,
     unpack,
 )
 from raftflow.statemachine.kv import KvStore
@@ -49,7 +50,16 @@ from raftflow.statemachine.sessions import (
     SessionTable,
 )
 
-SNAPSHOT_FORMAT = 2  # 2 added the workflow namespace; bump on any layout change (restore refuses others)
+# The newest snapshot format this build writes; bump on any layout change (restore
+# refuses formats it does not know). 2 added the workflow namespace, 3 the auth
+# namespace. While the auth namespace is empty the snapshot is written as format 2,
+# byte for byte what builds before the auth namespace write: state hashes of a
+# cluster that never issued a token do not change, and a cluster of old and new
+# builds agrees on them. From the first token on it is format 3: the same row with
+# the auth namespace third. Restore reads both, and refuses a format 3 snapshot
+# with no token, which this build never writes (one state, one encoding).
+SNAPSHOT_FORMAT = 3
+SNAPSHOT_FORMAT_WITHOUT_AUTH = 2
 
 
 class Namespace(Protocol):
@@ -92,13 +102,13 @@ class SnapshotView:
         return hashlib.sha256(self.encode()).hexdigest()
 
     def encode(self) -> bytes:
-        row = [
-            SNAPSHOT_FORMAT,
-            self.applied_index,
-            self.now_ms,
-            SessionTable.state_rows(self.sessions),
-            [ns.state_rows(captured) for ns, captured in self.namespaces],
-        ]
+        """Format 2 while the auth namespace (the last) holds no token, else 3: see SNAPSHOT_FORMAT."""
+        namespace_rows = [ns.state_rows(captured) for ns, captured in self.namespaces]
+        assert self.namespaces[-1][0] is AuthNamespace, self.namespaces
+        version = SNAPSHOT_FORMAT
+        if not namespace_rows[-1]:
+            version, namespace_rows = SNAPSHOT_FORMAT_WITHOUT_AUTH, namespace_rows[:-1]
+        row = [version, self.applied_index, self.now_ms, SessionTable.state_rows(self.sessions), namespace_rows]
         return msgpack.packb(row, use_bin_type=True)
 
 
@@ -111,6 +121,7 @@ class DecodedSnapshot:
     sessions: object
     kv: object
     workflows: object
+    auth: object
 
 
 class Machine:
@@ -121,20 +132,24 @@ class Machine:
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         max_results_per_session: int = DEFAULT_MAX_RESULTS_PER_SESSION,
         workflow_limits: WorkflowLimits = WorkflowLimits(),
+        max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> None:
         """Every replica must be built with the same limits: they decide which sessions
-        expire and which workflow starts are refused."""
+        expire and which workflow starts and token issues are refused."""
         limits = SessionLimits(session_ttl_ms, max_sessions, max_results_per_session)
         self._workflow_limits = workflow_limits
+        self._max_tokens = max_tokens
         self.applied_index = 0  # the last entry applied; the next must be applied_index + 1
         self.now_ms = 0  # the latest leader timestamp applied; never decreases
-        self._install(SessionTable(limits), KvStore(), WorkflowNamespace(workflow_limits))
+        self._install(SessionTable(limits), KvStore(), WorkflowNamespace(workflow_limits), AuthNamespace(max_tokens))
 
-    def _install(self, sessions: SessionTable, kv: KvStore, workflows: WorkflowNamespace) -> None:
+    def _install(self, sessions: SessionTable, kv: KvStore, workflows: WorkflowNamespace, auth: AuthNamespace) -> None:
         self._sessions = sessions
         self._kv = kv
         self._workflows = workflows
-        self._namespaces: tuple[Namespace, ...] = (kv, workflows)  # snapshot order: a new namespace goes last
+        self._auth = auth
+        # Snapshot order: a new namespace goes last (SnapshotView.encode leaves out an empty auth).
+        self._namespaces: tuple[Namespace, ...] = (kv, workflows, auth)
         self._namespace_of: dict[type, Namespace] = {op: ns for ns in self._namespaces for op in ns.OPS}
 
     @property
@@ -161,6 +176,12 @@ class Machine:
         """The workflow engine's queries as of applied_index (describe, history,
         pending_tasks, next_deadline_ms, list_workflows); only committed ops change it."""
         return self._workflows.engine
+
+    @property
+    def auth(self) -> AuthNamespace:
+        """The access tokens as of applied_index (token, tokens, len), for reading
+        only: only committed IssueToken and RevokeToken ops change them."""
+        return self._auth
 
     def apply(self, index: int, data: bytes, decoded: Command | None = None) -> Result:
         """Applies the committed entry at `index`, which must be applied_index + 1, and
@@ -229,22 +250,37 @@ class Machine:
         naming the field if `data` is not a valid snapshot); `adopt` installs it."""
         row = check_row(unpack(data, SnapshotError, "snapshot"), 5, "snapshot", SnapshotError)
         version, applied_index, now_ms, session_state, namespace_states = row
-        check_version(version, SNAPSHOT_FORMAT, "snapshot", SnapshotError)
+        if type(version) is not int or version not in (SNAPSHOT_FORMAT_WITHOUT_AUTH, SNAPSHOT_FORMAT):
+            raise SnapshotError(
+                f"snapshot format is {show(version)}; this build reads format {SNAPSHOT_FORMAT} "
+                f"(and {SNAPSHOT_FORMAT_WITHOUT_AUTH}, which it writes while no access token exists)"
+            )
         check_int(applied_index, "applied_index", SnapshotError)
         check_int(now_ms, "now_ms", SnapshotError)
         sessions = SessionTable(self._sessions.limits)
         sessions.restore_state(session_state, now_ms=now_ms)
-        kv_state, workflow_state = check_row(namespace_states, len(self._namespaces), "namespaces", SnapshotError)
+        if version == SNAPSHOT_FORMAT_WITHOUT_AUTH:
+            kv_state, workflow_state = check_row(namespace_states, 2, "namespaces", SnapshotError)
+            auth_state = []
+        else:
+            kv_state, workflow_state, auth_state = check_row(namespace_states, 3, "namespaces", SnapshotError)
+            if auth_state == []:
+                raise SnapshotError(
+                    f"auth tokens is []; a format {SNAPSHOT_FORMAT} snapshot holds at least one "
+                    f"(no token is written as format {SNAPSHOT_FORMAT_WITHOUT_AUTH})"
+                )
         kv = KvStore()
         kv.restore_state(kv_state)
         workflows = WorkflowNamespace(self._workflow_limits)
         workflows.restore_state(workflow_state)
-        return DecodedSnapshot(applied_index, now_ms, sessions, kv, workflows)
+        auth = AuthNamespace(self._max_tokens)
+        auth.restore_state(auth_state)
+        return DecodedSnapshot(applied_index, now_ms, sessions, kv, workflows, auth)
 
     def adopt(self, decoded: DecodedSnapshot) -> None:
         """Install a decoded snapshot's state (pointer moves; `decoded` is used up)."""
         self.applied_index, self.now_ms = decoded.applied_index, decoded.now_ms
-        self._install(decoded.sessions, decoded.kv, decoded.workflows)
+        self._install(decoded.sessions, decoded.kv, decoded.workflows, decoded.auth)
 
     def state_hash(self) -> str:
         """Hex SHA-256 of snapshot(): equal on replicas that applied the same log."""

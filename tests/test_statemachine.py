@@ -618,7 +618,7 @@ def with_field(path: tuple[int, ...], value) -> bytes:
     [
         (b"\xc1", "snapshot is not msgpack"),
         (msgpack.packb([1, 2, 3]), "snapshot is [1, 2, 3]; expected an array of 5 items"),
-        (with_field((0,), 9), "snapshot format is 9; this build reads format 2"),
+        (with_field((0,), 9), "snapshot format is 9; this build reads format 3 (and 2, "),
         (with_field((1,), -3), "applied_index is -3"),
         (with_field((3, 0, 0), 0), "session_id is 0; expected an integer from 1"),
         (with_field((3, 0, 2), 99), "session 1 last_used_ms=99 is after now_ms=30"),
