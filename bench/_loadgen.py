@@ -19,14 +19,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _report import percentile, quantiles_ms  # noqa: E402
-from raftflow.cluster.client import AsyncClient  # noqa: E402
+from raftflow.cluster.client import AsyncClient, Credentials  # noqa: E402
 
 CLIENTS_PER_CONNECTION = 16
 
 
-async def run(endpoints: list[str], clients: int, seconds: float, value_bytes: int) -> dict:
+async def run(endpoints: list[str], clients: int, seconds: float, value_bytes: int, credentials: Credentials) -> dict:
     connections = [
-        AsyncClient(endpoints, timeout=30.0, no_leader_timeout=10.0)
+        AsyncClient(endpoints, credentials=credentials, timeout=30.0, no_leader_timeout=10.0)
         for _ in range(max(1, (clients + CLIENTS_PER_CONNECTION - 1) // CLIENTS_PER_CONNECTION))
     ]
     value = b"v" * value_bytes
@@ -72,6 +72,7 @@ async def run(endpoints: list[str], clients: int, seconds: float, value_bytes: i
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--endpoints", required=True)
+    parser.add_argument("--dir", required=True, help="the cluster folder: its CA and admin token (or plaintext)")
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--value-bytes", type=int, default=100)
@@ -82,7 +83,8 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    result = asyncio.run(run(args.endpoints.split(","), args.clients, args.seconds, args.value_bytes))
+    credentials = Credentials.from_cluster_dir(args.dir)
+    result = asyncio.run(run(args.endpoints.split(","), args.clients, args.seconds, args.value_bytes, credentials))
     print(json.dumps(result), flush=True)
 
 

@@ -66,7 +66,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from raftflow.cluster.local import launcher  # noqa: E402
-from raftflow.cluster.client import AsyncClient, Client, RaftflowError, run_sync  # noqa: E402
+from raftflow.cluster.client import AsyncClient, Credentials, RaftflowError, run_sync  # noqa: E402
 
 CLIENTS = (1, 16, 64, 256)
 READ_CLIENTS = 64
@@ -132,12 +132,12 @@ async def _grpc_rtt(n: int = 2000) -> dict:
 
 class RaftflowCluster:
     def __init__(self, directory: str, nodes: int = 3, **settings) -> None:
-        self.cluster = launcher.create(directory, nodes, 0, ports=launcher.free_ports(nodes), **settings)
+        self.cluster = launcher.create(directory, nodes, 0, **settings)
 
     def __enter__(self) -> RaftflowCluster:
         for m in self.cluster.members:
             launcher.start_node(self.cluster, m)
-        with Client(self.cluster.endpoints, timeout=2.0) as client:
+        with self.cluster.client(timeout=2.0) as client:
             launcher.wait_for_leader(self.cluster, lambda e: client.cluster_status(timeout=0.5), timeout=30)
         return self
 
@@ -150,7 +150,7 @@ class RaftflowCluster:
         """Closed-loop puts from a separate process (as a real client would be)."""
         out = subprocess.run(
             [sys.executable, os.path.join(ROOT, "bench", "_loadgen.py"), "--endpoints", ",".join(self.cluster.endpoints),
-             "--clients", str(clients), "--seconds", str(seconds)],
+             "--dir", self.cluster.dir, "--clients", str(clients), "--seconds", str(seconds)],
             capture_output=True, text=True, timeout=seconds * 4 + 60,
         )
         if out.returncode != 0:
@@ -159,10 +159,10 @@ class RaftflowCluster:
 
     def reads(self, consistency: str, clients: int, seconds: float) -> dict:
         """Closed-loop gets from this process, every 16 clients on one connection."""
-        return run_sync(_raftflow_reads(self.cluster.endpoints, consistency, clients, seconds))
+        return run_sync(_raftflow_reads(self.cluster, consistency, clients, seconds))
 
     def leader(self) -> int:
-        with Client(self.cluster.endpoints, timeout=2.0) as client:
+        with self.cluster.client(timeout=2.0) as client:
             return launcher.wait_for_leader(self.cluster, lambda e: client.cluster_status(timeout=0.5), timeout=30)
 
     def failover(self, kills: int) -> dict:
@@ -173,16 +173,17 @@ class RaftflowCluster:
             survivors = [m.address for m in self.cluster.members if m.id != leader]
             os.kill(member.pid, signal.SIGKILL)
             killed_at = time.monotonic()
-            samples.append(run_sync(_first_commit_after(survivors, killed_at)))
+            samples.append(run_sync(_first_commit_after(survivors, self.cluster.credentials(), killed_at)))
             launcher.stop_node(self.cluster, member, kill=True)  # reap it
             launcher.start_node(self.cluster, member)
         return _failover_summary(samples)
 
 
-async def _first_commit_after(endpoints: list[str], since: float) -> float:
+async def _first_commit_after(endpoints: list[str], credentials: Credentials, since: float) -> float:
     """Seconds from `since` until a write commits: tries back to back (5-10 ms
     apart at most), so the figure is the cluster's, not the client's backoff."""
-    async with AsyncClient(endpoints, timeout=1.0, no_leader_timeout=0.5, max_backoff=0.005) as client:
+    async with AsyncClient(endpoints, credentials=credentials, timeout=1.0, no_leader_timeout=0.5,
+                           max_backoff=0.005) as client:
         while True:
             try:
                 await client.put("failover-probe", b"x")
@@ -192,9 +193,10 @@ async def _first_commit_after(endpoints: list[str], since: float) -> float:
                     raise
 
 
-async def _raftflow_reads(endpoints: list[str], consistency: str, clients: int, seconds: float) -> dict:
+async def _raftflow_reads(cluster: launcher.ClusterFile, consistency: str, clients: int, seconds: float) -> dict:
     per_connection = 16  # as bench/_loadgen.py
-    connections = [AsyncClient(endpoints, timeout=30.0, no_leader_timeout=10.0)
+    endpoints = cluster.endpoints
+    connections = [AsyncClient(endpoints, credentials=cluster.credentials(), timeout=30.0, no_leader_timeout=10.0)
                    for _ in range(max(1, (clients + per_connection - 1) // per_connection))]
     try:
         for i in range(READ_KEYS):
@@ -253,7 +255,8 @@ async def _leader_proposals(cluster: launcher.ClusterFile, inflight: int, second
         launcher.start_node(cluster, m)
     local = await process.start()
     try:
-        async with AsyncClient(cluster.endpoints, timeout=10.0, no_leader_timeout=10.0) as admin:
+        async with AsyncClient(cluster.endpoints, credentials=cluster.credentials(), timeout=10.0,
+                               no_leader_timeout=10.0) as admin:
             while local.node.role.value != "leader":
                 try:
                     await admin.transfer_leader(1)
@@ -324,7 +327,7 @@ async def _leader_proposals(cluster: launcher.ClusterFile, inflight: int, second
 def leader_proposals(workdir: str, inflight: int, seconds: float, fsync: bool) -> dict:
     directory = os.path.join(workdir, f"leader-{inflight}-{'on' if fsync else 'off'}")
     cluster = launcher.create(
-        directory, 3, 0, ports=launcher.free_ports(3), fsync=fsync, max_pending_proposals=max(10_000, 2 * inflight)
+        directory, 3, 0, fsync=fsync, max_pending_proposals=max(10_000, 2 * inflight)
     )
     try:
         return run_sync(_leader_proposals(cluster, inflight, seconds))

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _report import scale_markdown  # noqa: E402
 from raftflow.cluster.local import launcher  # noqa: E402
-from raftflow.cluster.client import AsyncClient, Client, RaftflowError, run_sync  # noqa: E402
+from raftflow.cluster.client import AsyncClient, RaftflowError, run_sync  # noqa: E402
 
 CLIENTS = 256
 CLIENTS_PER_CONNECTION = 16
@@ -49,9 +49,9 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def write(endpoints: list[str], count: int, start: int) -> float:
+async def write(cluster: launcher.ClusterFile, count: int, start: int) -> float:
     """`count` puts by CLIENTS concurrent writers; the seconds it took."""
-    connections = [AsyncClient(endpoints, timeout=30.0, no_leader_timeout=10.0)
+    connections = [AsyncClient(cluster.endpoints, credentials=cluster.credentials(), timeout=30.0, no_leader_timeout=10.0)
                    for _ in range(CLIENTS // CLIENTS_PER_CONNECTION)]
     next_n = start
     end = start + count
@@ -73,16 +73,16 @@ async def write(endpoints: list[str], count: int, start: int) -> float:
 
 
 def measure(nodes: int, entries: int, workdir: str) -> dict:
-    cluster = launcher.create(os.path.join(workdir, f"n{nodes}"), nodes, 0, ports=launcher.free_ports(nodes))
+    cluster = launcher.create(os.path.join(workdir, f"n{nodes}"), nodes, 0)
     segments = []
     try:
         for m in cluster.members:
             launcher.start_node(cluster, m)
-        with Client(cluster.endpoints, timeout=10.0) as client:
+        with cluster.client(timeout=10.0) as client:
             launcher.wait_for_leader(cluster, lambda e: client.cluster_status(timeout=0.5), timeout=30)
         step = max(1, entries // 10)
         for done in range(0, entries, step):
-            seconds = run_sync(write(cluster.endpoints, step, done))
+            seconds = run_sync(write(cluster, step, done))
             segment = {"entries": done + step, "writes_per_s": step / seconds,
                        "rss_mb": {m.id: round(rss_mb(m.pid), 1) for m in cluster.members}}
             segments.append(segment)
@@ -93,7 +93,7 @@ def measure(nodes: int, entries: int, workdir: str) -> dict:
         started = time.perf_counter()
         for m in cluster.members:
             launcher.start_node(cluster, m)
-        run_sync(_first_write(cluster.endpoints))
+        run_sync(_first_write(cluster))
         restart_s = time.perf_counter() - started
         after = {m.id: round(rss_mb(m.pid), 1) for m in cluster.members}
         print(f"  {nodes} nodes: restart to the first committed write {restart_s:.2f} s, RSS MB {after}",
@@ -104,9 +104,9 @@ def measure(nodes: int, entries: int, workdir: str) -> dict:
             launcher.stop_node(cluster, m, kill=True)
 
 
-async def _first_write(endpoints: list[str]) -> None:
+async def _first_write(cluster: launcher.ClusterFile) -> None:
     deadline = time.monotonic() + 120
-    async with AsyncClient(endpoints, timeout=5.0, no_leader_timeout=5.0) as client:
+    async with AsyncClient(cluster.endpoints, credentials=cluster.credentials(), timeout=5.0, no_leader_timeout=5.0) as client:
         while True:
             try:
                 await client.put("after-restart", VALUE)

@@ -121,7 +121,7 @@ class RaftflowSaga:
 
     def __init__(self, directory: str, worker_concurrency: int) -> None:
         self.directory = directory
-        self.cluster = launcher.create(os.path.join(directory, "cluster"), 3, 0, ports=launcher.free_ports(3))
+        self.cluster = launcher.create(os.path.join(directory, "cluster"), 3, 0)
         self.worker_log = os.path.join(directory, "worker.log")
         self.worker_concurrency = worker_concurrency
         self.worker: subprocess.Popen | None = None
@@ -130,14 +130,15 @@ class RaftflowSaga:
     async def __aenter__(self) -> RaftflowSaga:
         for m in self.cluster.members:
             launcher.start_node(self.cluster, m)
-        self.client = AsyncClient(self.cluster.endpoints, timeout=30.0, no_leader_timeout=10.0)
+        self.client = AsyncClient(self.cluster.endpoints, credentials=self.cluster.credentials(), timeout=30.0,
+                                  no_leader_timeout=10.0)
         await self.leader(timeout=30.0)
         await self.client.workflows.register(saga.SAGA)
         with open(self.worker_log, "ab") as log:
             self.worker = subprocess.Popen(
                 [sys.executable, "-m", "raftflow", "worker", "--activities", os.path.join(BENCH, "_saga_activities.py"),
                  "--task-queue", saga.TASK_QUEUE, "--concurrency", str(self.worker_concurrency),
-                 "--endpoints", ",".join(self.cluster.endpoints), "--timeout", "10"],
+                 "--endpoints", ",".join(self.cluster.endpoints), "--dir", self.cluster.dir, "--timeout", "10"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
             )
         return self

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1araftflow/proto/admin.proto\x12\x0eraftflow.admin\"\x0f\n\rStatusRequest\"c\n\tPeerState\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x14\n\x0clast_heard_s\x18\x04 \x01(\x01\x12\x10\n\x08progress\x18\x05 \x01(\t\"\xf1\x03\n\x0bStatusReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\ncluster_id\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x11\n\tleader_id\x18\x06 \x01(\x04\x12\x16\n\x0eleader_address\x18\x07 \x01(\t\x12\x12\n\nlast_index\x18\x08 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\t \x01(\x04\x12\x15\n\rapplied_index\x18\n \x01(\x04\x12\x16\n\x0esnapshot_index\x18\x0b \x01(\x04\x12\x18\n\x10leader_unknown_s\x18\x0c \x01(\x01\x12(\n\x05peers\x18\r \x03(\x0b\x32\x19.raftflow.admin.PeerState\x12\x0b\n\x03pid\x18\x0e \x01(\r\x12\x19\n\x11pending_proposals\x18\x0f \x01(\x04\x12\x0f\n\x07version\x18\x10 \x01(\t\x12)\n\x06\x66\x61ults\x18\x11 \x03(\x0b\x32\x19.raftflow.admin.PeerFault\x12\x39\n\x07refused\x18\x12 \x03(\x0b\x32(.raftflow.admin.StatusReply.RefusedEntry\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"j\n\tPeerFault\x12\x0f\n\x07peer_id\x18\x01 \x01(\x04\x12\x10\n\x08\x64rop_out\x18\x02 \x01(\x08\x12\x0f\n\x07\x64rop_in\x18\x03 \x01(\x08\x12\x14\n\x0c\x64\x65lay_out_ms\x18\x04 \x01(\r\x12\x13\n\x0b\x64\x65lay_in_ms\x18\x05 \x01(\r\"N\n\x10SetFaultsRequest\x12)\n\x06\x66\x61ults\x18\x01 \x03(\x0b\x32\x19.raftflow.admin.PeerFault\x12\x0f\n\x07replace\x18\x02 \x01(\x08\"8\n\x0b\x46\x61ultsReply\x12)\n\x06\x66\x61ults\x18\x01 \x03(\x0b\x32\x19.raftflow.admin.PeerFault\"$\n\x0fTransferRequest\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\"0\n\rTransferReply\x12\x11\n\tleader_id\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\"\x12\n\x10StateHashRequest\"5\n\x0eStateHashReply\x12\x15\n\rapplied_index\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\t2\xba\x02\n\x05\x41\x64min\x12\x44\n\x06Status\x12\x1d.raftflow.admin.StatusRequest\x1a\x1b.raftflow.admin.StatusReply\x12P\n\x0eTransferLeader\x12\x1f.raftflow.admin.TransferRequest\x1a\x1d.raftflow.admin.TransferReply\x12M\n\tStateHash\x12 .raftflow.admin.StateHashRequest\x1a\x1e.raftflow.admin.StateHashReply\x12J\n\tSetFaults\x12 .raftflow.admin.SetFaultsRequest\x1a\x1b.raftflow.admin.FaultsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1araftflow/proto/admin.proto\x12\x0eraftflow.admin\"\x0f\n\rStatusRequest\"y\n\tPeerState\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x14\n\x0clast_heard_s\x18\x04 \x01(\x01\x12\x10\n\x08progress\x18\x05 \x01(\t\x12\x14\n\x0cpeer_address\x18\x06 \x01(\t\"\x94\x05\n\x0bStatusReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\ncluster_id\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x11\n\tleader_id\x18\x06 \x01(\x04\x12\x16\n\x0eleader_address\x18\x07 \x01(\t\x12\x12\n\nlast_index\x18\x08 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\t \x01(\x04\x12\x15\n\rapplied_index\x18\n \x01(\x04\x12\x16\n\x0esnapshot_index\x18\x0b \x01(\x04\x12\x18\n\x10leader_unknown_s\x18\x0c \x01(\x01\x12(\n\x05peers\x18\r \x03(\x0b\x32\x19.raftflow.admin.PeerState\x12\x0b\n\x03pid\x18\x0e \x01(\r\x12\x19\n\x11pending_proposals\x18\x0f \x01(\x04\x12\x0f\n\x07version\x18\x10 \x01(\t\x12)\n\x06\x66\x61ults\x18\x11 \x03(\x0b\x32\x19.raftflow.admin.PeerFault\x12\x39\n\x07refused\x18\x12 \x03(\x0b\x32(.raftflow.admin.StatusReply.RefusedEntry\x12\x14\n\x0cpeer_address\x18\x13 \x01(\t\x12\x10\n\x08insecure\x18\x14 \x01(\x08\x12\x44\n\rcalls_refused\x18\x15 \x03(\x0b\x32-.raftflow.admin.StatusReply.CallsRefusedEntry\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x33\n\x11\x43\x61llsRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"j\n\tPeerFault\x12\x0f\n\x07peer_id\x18\x01 \x01(\x04\x12\x10\n\x08\x64rop_out\x18\x02 \x01(\x08\x12\x0f\n\x07\x64rop_in\x18\x03 \x01(\x08\x12\x14\n\x0c\x64\x65lay_out_ms\x18\x04 \x01(\r\x12\x13\n\x0b\x64\x65lay_in_ms\x18\x05 \x01(\r\"N\n\x10SetFaultsRequest\x12)\n\x06\x66\x61ults\x18\x01 \x03(\x0b\x32\x19.raftflow.admin.PeerFault\x12\x0f\n\x07replace\x18\x02 \x01(\x08\"8\n\x0b\x46\x61ultsReply\x12)\n\x06\x66\x61ults\x18\x01 \x03(\x0b\x32\x19.raftflow.admin.PeerFault\"$\n\x0fTransferRequest\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\"0\n\rTransferReply\x12\x11\n\tleader_id\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\"\x12\n\x10StateHashRequest\"5\n\x0eStateHashReply\x12\x15\n\rapplied_index\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"p\n\tTokenInfo\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06queues\x18\x03 \x03(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x11\n\tissued_ms\x18\x05 \x01(\x04\x12\x12\n\nexpires_ms\x18\x06 \x01(\x04\"<\n\x0fListTokensReply\x12)\n\x06tokens\x18\x01 \x03(\x0b\x32\x19.raftflow.admin.TokenInfo2\x8c\x03\n\x05\x41\x64min\x12\x44\n\x06Status\x12\x1d.raftflow.admin.StatusRequest\x1a\x1b.raftflow.admin.StatusReply\x12P\n\x0eTransferLeader\x12\x1f.raftflow.admin.TransferRequest\x1a\x1d.raftflow.admin.TransferReply\x12M\n\tStateHash\x12 .raftflow.admin.StateHashRequest\x1a\x1e.raftflow.admin.StateHashReply\x12J\n\tSetFaults\x12 .raftflow.admin.SetFaultsRequest\x1a\x1b.raftflow.admin.FaultsReply\x12P\n\nListTokens\x12!.raftflow.admin.ListTokensRequest\x1a\x1f.raftflow.admin.ListTokensReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,28 +33,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STATUSREPLY_REFUSEDENTRY']._loaded_options = None
   _globals['_STATUSREPLY_REFUSEDENTRY']._serialized_options = b'8\001'
+  _globals['_STATUSREPLY_CALLSREFUSEDENTRY']._loaded_options = None
+  _globals['_STATUSREPLY_CALLSREFUSEDENTRY']._serialized_options = b'8\001'
   _globals['_STATUSREQUEST']._serialized_start=46
   _globals['_STATUSREQUEST']._serialized_end=61
   _globals['_PEERSTATE']._serialized_start=63
-  _globals['_PEERSTATE']._serialized_end=162
-  _globals['_STATUSREPLY']._serialized_start=165
-  _globals['_STATUSREPLY']._serialized_end=662
-  _globals['_STATUSREPLY_REFUSEDENTRY']._serialized_start=616
-  _globals['_STATUSREPLY_REFUSEDENTRY']._serialized_end=662
-  _globals['_PEERFAULT']._serialized_start=664
-  _globals['_PEERFAULT']._serialized_end=770
-  _globals['_SETFAULTSREQUEST']._serialized_start=772
-  _globals['_SETFAULTSREQUEST']._serialized_end=850
-  _globals['_FAULTSREPLY']._serialized_start=852
-  _globals['_FAULTSREPLY']._serialized_end=908
-  _globals['_TRANSFERREQUEST']._serialized_start=910
-  _globals['_TRANSFERREQUEST']._serialized_end=946
-  _globals['_TRANSFERREPLY']._serialized_start=948
-  _globals['_TRANSFERREPLY']._serialized_end=996
-  _globals['_STATEHASHREQUEST']._serialized_start=998
-  _globals['_STATEHASHREQUEST']._serialized_end=1016
-  _globals['_STATEHASHREPLY']._serialized_start=1018
-  _globals['_STATEHASHREPLY']._serialized_end=1071
-  _globals['_ADMIN']._serialized_start=1074
-  _globals['_ADMIN']._serialized_end=1388
+  _globals['_PEERSTATE']._serialized_end=184
+  _globals['_STATUSREPLY']._serialized_start=187
+  _globals['_STATUSREPLY']._serialized_end=847
+  _globals['_STATUSREPLY_REFUSEDENTRY']._serialized_start=748
+  _globals['_STATUSREPLY_REFUSEDENTRY']._serialized_end=794
+  _globals['_STATUSREPLY_CALLSREFUSEDENTRY']._serialized_start=796
+  _globals['_STATUSREPLY_CALLSREFUSEDENTRY']._serialized_end=847
+  _globals['_PEERFAULT']._serialized_start=849
+  _globals['_PEERFAULT']._serialized_end=955
+  _globals['_SETFAULTSREQUEST']._serialized_start=957
+  _globals['_SETFAULTSREQUEST']._serialized_end=1035
+  _globals['_FAULTSREPLY']._serialized_start=1037
+  _globals['_FAULTSREPLY']._serialized_end=1093
+  _globals['_TRANSFERREQUEST']._serialized_start=1095
+  _globals['_TRANSFERREQUEST']._serialized_end=1131
+  _globals['_TRANSFERREPLY']._serialized_start=1133
+  _globals['_TRANSFERREPLY']._serialized_end=1181
+  _globals['_STATEHASHREQUEST']._serialized_start=1183
+  _globals['_STATEHASHREQUEST']._serialized_end=1201
+  _globals['_STATEHASHREPLY']._serialized_start=1203
+  _globals['_STATEHASHREPLY']._serialized_end=1256
+  _globals['_LISTTOKENSREQUEST']._serialized_start=1258
+  _globals['_LISTTOKENSREQUEST']._serialized_end=1277
+  _globals['_TOKENINFO']._serialized_start=1279
+  _globals['_TOKENINFO']._serialized_end=1391
+  _globals['_LISTTOKENSREPLY']._serialized_start=1393
+  _globals['_LISTTOKENSREPLY']._serialized_end=1453
+  _globals['_ADMIN']._serialized_start=1456
+  _globals['_ADMIN']._serialized_end=1852
 # @@protoc_insertion_point(module_scope)

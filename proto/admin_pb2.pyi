@@ -11,22 +11,31 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PeerState(_message.Message):
-    __slots__ = ("id", "address", "connected", "last_heard_s", "progress")
+    __slots__ = ("id", "address", "connected", "last_heard_s", "progress", "peer_address")
     ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARD_S_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     id: int
     address: str
     connected: bool
     last_heard_s: float
     progress: str
-    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., connected: _Optional[bool] = ..., last_heard_s: _Optional[float] = ..., progress: _Optional[str] = ...) -> None: ...
+    peer_address: str
+    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., connected: _Optional[bool] = ..., last_heard_s: _Optional[float] = ..., progress: _Optional[str] = ..., peer_address: _Optional[str] = ...) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("id", "address", "cluster_id", "role", "term", "leader_id", "leader_address", "last_index", "commit_index", "applied_index", "snapshot_index", "leader_unknown_s", "peers", "pid", "pending_proposals", "version", "faults", "refused")
+    __slots__ = ("id", "address", "cluster_id", "role", "term", "leader_id", "leader_address", "last_index", "commit_index", "applied_index", "snapshot_index", "leader_unknown_s", "peers", "pid", "pending_proposals", "version", "faults", "refused", "peer_address", "insecure", "calls_refused")
     class RefusedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class CallsRefusedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +60,9 @@ class StatusReply(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     FAULTS_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    INSECURE_FIELD_NUMBER: _ClassVar[int]
+    CALLS_REFUSED_FIELD_NUMBER: _ClassVar[int]
     id: int
     address: str
     cluster_id: str
@@ -69,7 +81,10 @@ class StatusReply(_message.Message):
     version: str
     faults: _containers.RepeatedCompositeFieldContainer[PeerFault]
     refused: _containers.ScalarMap[str, int]
-    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., cluster_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., last_index: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., leader_unknown_s: _Optional[float] = ..., peers: _Optional[_Iterable[_Union[PeerState, _Mapping]]] = ..., pid: _Optional[int] = ..., pending_proposals: _Optional[int] = ..., version: _Optional[str] = ..., faults: _Optional[_Iterable[_Union[PeerFault, _Mapping]]] = ..., refused: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    peer_address: str
+    insecure: bool
+    calls_refused: _containers.ScalarMap[str, int]
+    def __init__(self, id: _Optional[int] = ..., address: _Optional[str] = ..., cluster_id: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., last_index: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., snapshot_index: _Optional[int] = ..., leader_unknown_s: _Optional[float] = ..., peers: _Optional[_Iterable[_Union[PeerState, _Mapping]]] = ..., pid: _Optional[int] = ..., pending_proposals: _Optional[int] = ..., version: _Optional[str] = ..., faults: _Optional[_Iterable[_Union[PeerFault, _Mapping]]] = ..., refused: _Optional[_Mapping[str, int]] = ..., peer_address: _Optional[str] = ..., insecure: _Optional[bool] = ..., calls_refused: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class PeerFault(_message.Message):
     __slots__ = ("peer_id", "drop_out", "drop_in", "delay_out_ms", "delay_in_ms")
@@ -124,3 +139,29 @@ class StateHashReply(_message.Message):
     applied_index: int
     hash: str
     def __init__(self, applied_index: _Optional[int] = ..., hash: _Optional[str] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TokenInfo(_message.Message):
+    __slots__ = ("token_id", "role", "queues", "name", "issued_ms", "expires_ms")
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_MS_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    role: str
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    name: str
+    issued_ms: int
+    expires_ms: int
+    def __init__(self, token_id: _Optional[str] = ..., role: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., issued_ms: _Optional[int] = ..., expires_ms: _Optional[int] = ...) -> None: ...
+
+class ListTokensReply(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[TokenInfo]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[TokenInfo, _Mapping]]] = ...) -> None: ...

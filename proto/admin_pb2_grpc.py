@@ -54,6 +54,11 @@ class AdminStub:
                 request_serializer=raftflow_dot_proto_dot_admin__pb2.SetFaultsRequest.SerializeToString,
                 response_deserializer=raftflow_dot_proto_dot_admin__pb2.FaultsReply.FromString,
                 _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/raftflow.admin.Admin/ListTokens',
+                request_serializer=raftflow_dot_proto_dot_admin__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=raftflow_dot_proto_dot_admin__pb2.ListTokensReply.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -87,6 +92,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTokens(self, request, context):
+        """The tokens issued with `raftflow auth issue` and not revoked (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +121,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.SetFaults,
                     request_deserializer=raftflow_dot_proto_dot_admin__pb2.SetFaultsRequest.FromString,
                     response_serializer=raftflow_dot_proto_dot_admin__pb2.FaultsReply.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=raftflow_dot_proto_dot_admin__pb2.ListTokensRequest.FromString,
+                    response_serializer=raftflow_dot_proto_dot_admin__pb2.ListTokensReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +236,33 @@ class Admin:
             '/raftflow.admin.Admin/SetFaults',
             raftflow_dot_proto_dot_admin__pb2.SetFaultsRequest.SerializeToString,
             raftflow_dot_proto_dot_admin__pb2.FaultsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftflow.admin.Admin/ListTokens',
+            raftflow_dot_proto_dot_admin__pb2.ListTokensRequest.SerializeToString,
+            raftflow_dot_proto_dot_admin__pb2.ListTokensReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -132,8 +132,30 @@ class TerminateWorkflow(_message.Message):
     reason: str
     def __init__(self, workflow_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class IssueToken(_message.Message):
+    __slots__ = ("token_id", "role", "queues", "secret_sha256", "name", "expires_ms")
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    SECRET_SHA256_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_MS_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    role: str
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    secret_sha256: bytes
+    name: str
+    expires_ms: int
+    def __init__(self, token_id: _Optional[str] = ..., role: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., secret_sha256: _Optional[bytes] = ..., name: _Optional[str] = ..., expires_ms: _Optional[int] = ...) -> None: ...
+
+class RevokeToken(_message.Message):
+    __slots__ = ("token_id",)
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    def __init__(self, token_id: _Optional[str] = ...) -> None: ...
+
 class Command(_message.Message):
-    __slots__ = ("request_id", "session_id", "seq", "ack_floor", "put", "delete", "cas", "register_workflow_type", "start_workflow", "complete_activity", "fail_activity", "heartbeat_activity", "signal_workflow", "cancel_workflow", "terminate_workflow", "read")
+    __slots__ = ("request_id", "session_id", "seq", "ack_floor", "put", "delete", "cas", "register_workflow_type", "start_workflow", "complete_activity", "fail_activity", "heartbeat_activity", "signal_workflow", "cancel_workflow", "terminate_workflow", "read", "issue_token", "revoke_token")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +172,8 @@ class Command(_message.Message):
     CANCEL_WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     TERMINATE_WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     READ_FIELD_NUMBER: _ClassVar[int]
+    ISSUE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     session_id: int
     seq: int
@@ -166,7 +190,9 @@ class Command(_message.Message):
     cancel_workflow: CancelWorkflow
     terminate_workflow: TerminateWorkflow
     read: ReadRequest
-    def __init__(self, request_id: _Optional[int] = ..., session_id: _Optional[int] = ..., seq: _Optional[int] = ..., ack_floor: _Optional[int] = ..., put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., cas: _Optional[_Union[Cas, _Mapping]] = ..., register_workflow_type: _Optional[_Union[RegisterWorkflowType, _Mapping]] = ..., start_workflow: _Optional[_Union[StartWorkflow, _Mapping]] = ..., complete_activity: _Optional[_Union[CompleteActivity, _Mapping]] = ..., fail_activity: _Optional[_Union[FailActivity, _Mapping]] = ..., heartbeat_activity: _Optional[_Union[HeartbeatActivity, _Mapping]] = ..., signal_workflow: _Optional[_Union[SignalWorkflow, _Mapping]] = ..., cancel_workflow: _Optional[_Union[CancelWorkflow, _Mapping]] = ..., terminate_workflow: _Optional[_Union[TerminateWorkflow, _Mapping]] = ..., read: _Optional[_Union[ReadRequest, _Mapping]] = ...) -> None: ...
+    issue_token: IssueToken
+    revoke_token: RevokeToken
+    def __init__(self, request_id: _Optional[int] = ..., session_id: _Optional[int] = ..., seq: _Optional[int] = ..., ack_floor: _Optional[int] = ..., put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., cas: _Optional[_Union[Cas, _Mapping]] = ..., register_workflow_type: _Optional[_Union[RegisterWorkflowType, _Mapping]] = ..., start_workflow: _Optional[_Union[StartWorkflow, _Mapping]] = ..., complete_activity: _Optional[_Union[CompleteActivity, _Mapping]] = ..., fail_activity: _Optional[_Union[FailActivity, _Mapping]] = ..., heartbeat_activity: _Optional[_Union[HeartbeatActivity, _Mapping]] = ..., signal_workflow: _Optional[_Union[SignalWorkflow, _Mapping]] = ..., cancel_workflow: _Optional[_Union[CancelWorkflow, _Mapping]] = ..., terminate_workflow: _Optional[_Union[TerminateWorkflow, _Mapping]] = ..., read: _Optional[_Union[ReadRequest, _Mapping]] = ..., issue_token: _Optional[_Union[IssueToken, _Mapping]] = ..., revoke_token: _Optional[_Union[RevokeToken, _Mapping]] = ...) -> None: ...
 
 class WorkflowResult(_message.Message):
     __slots__ = ("workflow_id", "run_id", "existing", "status", "type_name", "version")
@@ -184,6 +210,16 @@ class WorkflowResult(_message.Message):
     version: int
     def __init__(self, workflow_id: _Optional[str] = ..., run_id: _Optional[int] = ..., existing: _Optional[bool] = ..., status: _Optional[str] = ..., type_name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
+class TokenResult(_message.Message):
+    __slots__ = ("token_id", "issued_ms", "revoked")
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_MS_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    issued_ms: int
+    revoked: bool
+    def __init__(self, token_id: _Optional[str] = ..., issued_ms: _Optional[int] = ..., revoked: _Optional[bool] = ...) -> None: ...
+
 class KeyValue(_message.Message):
     __slots__ = ("key", "value", "create_revision", "mod_revision", "version")
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -199,7 +235,7 @@ class KeyValue(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., create_revision: _Optional[int] = ..., mod_revision: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
 
 class CommandReply(_message.Message):
-    __slots__ = ("request_id", "code", "message", "leader_id", "leader_address", "index", "revision", "succeeded", "prev", "current", "maybe_applied", "workflow", "read")
+    __slots__ = ("request_id", "code", "message", "leader_id", "leader_address", "index", "revision", "succeeded", "prev", "current", "maybe_applied", "workflow", "read", "token")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -213,6 +249,7 @@ class CommandReply(_message.Message):
     MAYBE_APPLIED_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     READ_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     code: int
     message: str
@@ -226,7 +263,8 @@ class CommandReply(_message.Message):
     maybe_applied: bool
     workflow: WorkflowResult
     read: ReadReply
-    def __init__(self, request_id: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., index: _Optional[int] = ..., revision: _Optional[int] = ..., succeeded: _Optional[bool] = ..., prev: _Optional[_Union[KeyValue, _Mapping]] = ..., current: _Optional[_Union[KeyValue, _Mapping]] = ..., maybe_applied: _Optional[bool] = ..., workflow: _Optional[_Union[WorkflowResult, _Mapping]] = ..., read: _Optional[_Union[ReadReply, _Mapping]] = ...) -> None: ...
+    token: TokenResult
+    def __init__(self, request_id: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ..., index: _Optional[int] = ..., revision: _Optional[int] = ..., succeeded: _Optional[bool] = ..., prev: _Optional[_Union[KeyValue, _Mapping]] = ..., current: _Optional[_Union[KeyValue, _Mapping]] = ..., maybe_applied: _Optional[bool] = ..., workflow: _Optional[_Union[WorkflowResult, _Mapping]] = ..., read: _Optional[_Union[ReadReply, _Mapping]] = ..., token: _Optional[_Union[TokenResult, _Mapping]] = ...) -> None: ...
 
 class CommandBatch(_message.Message):
     __slots__ = ("commands",)

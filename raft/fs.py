@@ -66,6 +66,19 @@ def open_private(path: str, flags: int) -> int:
     return fd
 
 
+def write_private(path: str, data: bytes) -> None:
+    """Replace `path` whole (a temp file, then a rename) with a file that is
+    FILE_MODE from its creation on."""
+    tmp = path + ".tmp"
+    try:
+        os.remove(tmp)  # a leftover (an earlier build's, 0644) would keep its mode
+    except FileNotFoundError:
+        pass
+    with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 def makedirs_private(path: str) -> None:
     """Create `path` and its missing parents, each DIR_MODE whatever the umask.
     Folders that exist keep their mode."""

@@ -10,6 +10,8 @@
 - `Client` / `AsyncClient`: key-value commands and reads (`Consistency`), cluster
   status and faults, and `client.workflows` (register, start, wait, describe,
   history, list, signal, cancel, terminate);
+- `Credentials`: the CA and bearer token a client shows (`Credentials.from_cluster_dir`,
+  `from_env`, `plaintext`); tokens are issued with `client.issue_token(AccessRole...)`;
 - `Worker`: runs activities for a task queue;
 - the results, all plain typed values (`WriteResult`, `ReadResult`, `KeyValue`,
   `NodeStatus`, `WorkflowRun`, `WorkflowDescription`, `WorkflowSummary`,
@@ -25,27 +27,33 @@ The implementation lives in `cluster/` (client, worker, activities) and
 
 from raftflow import workflow
 from raftflow.cluster.client import (
+    AccessRole,
     AlreadyExists,
     AsyncClient,
     Busy,
     Client,
     Consistency,
+    Credentials,
     Duration,
     FailedPrecondition,
     HistoryEvent,
     InvalidArgument,
+    IssuedToken,
     KeyValue,
     LeaderTransfer,
     NodeStatus,
     NotFound,
     OutcomeUnknown,
     PeerState,
+    PermissionDenied,
     RaftflowError,
     ReadResult,
     Rejected,
     StateHash,
     Task,
+    TokenInfo,
     TypeRegistered,
+    Unauthenticated,
     Unavailable,
     WorkflowDescription,
     WorkflowRun,
@@ -62,6 +70,7 @@ from raftflow.statemachine.workflow.retry import DefinitionError, RetryPolicy
 from raftflow.version import __version__
 
 __all__ = [
+    "AccessRole",
     "ActivityCancelled",
     "ActivityError",
     "AlreadyExists",
@@ -70,12 +79,14 @@ __all__ = [
     "Busy",
     "Client",
     "Consistency",
+    "Credentials",
     "DefinitionError",
     "Duration",
     "EventType",
     "FailedPrecondition",
     "HistoryEvent",
     "InvalidArgument",
+    "IssuedToken",
     "KeyValue",
     "LeaderTransfer",
     "NodeStatus",
@@ -83,6 +94,7 @@ __all__ = [
     "OutcomeUnknown",
     "PeerFault",
     "PeerState",
+    "PermissionDenied",
     "RaftflowError",
     "ReadResult",
     "Rejected",
@@ -92,7 +104,9 @@ __all__ = [
     "Task",
     "TaskDescription",
     "TaskState",
+    "TokenInfo",
     "TypeRegistered",
+    "Unauthenticated",
     "Unavailable",
     "Worker",
     "WorkflowDescription",

@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import grpc
+
 from raftflow.cluster.local import launcher
-from raftflow.cluster.local.launcher import free_ports
 from raftflow.cluster.client import Client, RaftflowError
+from raftflow.cluster.security.credentials import Credentials
 from raftflow.raft.types import Role
 
 
@@ -44,10 +46,33 @@ def live_statuses(client: Client, members: list[launcher.Member]) -> dict[int, o
     return out
 
 
+_CREDENTIALS: dict[str, Credentials] = {}  # client address -> its cluster's admin credentials
+
+
+def aio_channel(address: str, options=()) -> grpc.aio.Channel:
+    """An asyncio channel to a test cluster's node with its CA and admin token."""
+    return _CREDENTIALS[address].channel(address, list(options))
+
+
+def sync_channel(address: str, options=(), token: str | None = None) -> grpc.Channel:
+    """A blocking channel to a test cluster's node with its CA and a token on
+    every call (the admin's unless given), for raw calls."""
+    creds = _CREDENTIALS[address]
+    token = token or creds.token
+    if creds.insecure:
+        return grpc.insecure_channel(address, options=list(options))
+    tls = grpc.ssl_channel_credentials(root_certificates=creds.ca_pem)
+    if token:
+        tls = grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(token))
+    return grpc.secure_channel(address, tls, options=list(options))
+
+
 class ProcCluster:
     def __init__(self, directory: str, nodes: int, **settings) -> None:
-        self.cluster = launcher.create(directory, nodes, 0, ports=free_ports(nodes), **settings)
-        self.client = Client(self.cluster.endpoints, timeout=10.0, no_leader_timeout=5.0)
+        self.cluster = launcher.create(directory, nodes, 0, **settings)
+        credentials = self.cluster.credentials()
+        _CREDENTIALS.update({m.address: credentials for m in self.cluster.members})
+        self.client = self.cluster.client(timeout=10.0, no_leader_timeout=5.0)
 
     # --- processes ------------------------------------------------------------------
 
@@ -72,6 +97,10 @@ class ProcCluster:
 
     def address(self, node_id: int) -> str:
         return self.cluster.member(node_id).address
+
+    def client_of(self, addresses: list[str], **options) -> Client:
+        """A client of some of the nodes, with the admin's credentials."""
+        return Client(addresses, credentials=self.cluster.credentials(), **options)
 
     # --- observations ---------------------------------------------------------------
 

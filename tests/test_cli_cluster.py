@@ -28,6 +28,7 @@ import pytest
 
 from raftflow.cluster.local import launcher
 from raftflow.cluster.client import Client, NodeStatus, RaftflowError
+from raftflow.cluster.security.credentials import Credentials
 from raftflow.raft.types import Role
 from procnet import live_statuses, wait_until
 
@@ -131,7 +132,7 @@ class LocalCluster:
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.endpoints, timeout=5.0)
+            self._client = Client(self.endpoints, timeout=5.0, credentials=Credentials.from_cluster_dir(str(self.dir)))
         return self._client
 
     def close(self) -> None:
@@ -323,13 +324,16 @@ def test_kv_delete_then_get_and_delete_again(shared):
 
 def test_endpoints_from_the_flag_or_the_environment_need_no_cluster_file(shared, tmp_path):
     endpoints = ",".join(shared.endpoints)
-    no_cluster = str(tmp_path)  # holds no cluster.json
+    no_cluster = str(tmp_path)  # holds no cluster.json: what a client on another host has
+    ca_file, token_file = str(shared.dir / "tls" / "ca.crt"), str(shared.dir / "tokens" / "admin.token")
+    security = {"RAFTFLOW_CA_FILE": ca_file, "RAFTFLOW_TOKEN_FILE": token_file}
 
-    succeeded(raftflow("kv", "put", "via", "flag", "--endpoints", endpoints, "--dir", no_cluster))
-    got = raftflow("kv", "get", "via", "--dir", no_cluster, env={"RAFTFLOW_ENDPOINTS": endpoints})
+    succeeded(raftflow("kv", "put", "via", "flag", "--endpoints", endpoints, "--dir", no_cluster,
+                       "--ca-file", ca_file, "--token-file", token_file))
+    got = raftflow("kv", "get", "via", "--dir", no_cluster, env={"RAFTFLOW_ENDPOINTS": endpoints, **security})
     assert succeeded(got) == "flag\n"
     rows = json.loads(succeeded(raftflow(
-        "cluster", "status", "-o", "json", "--dir", no_cluster, env={"RAFTFLOW_ENDPOINTS": endpoints}
+        "cluster", "status", "-o", "json", "--dir", no_cluster, env={"RAFTFLOW_ENDPOINTS": endpoints, **security}
     )))
     assert [r["address"] for r in rows] == shared.endpoints and all(r["up"] for r in rows), rows
 
@@ -451,7 +455,7 @@ def test_put_to_a_leader_that_just_lost_quorum_fails_fast(new_cluster):
     succeeded(cluster.up(3))
     leader = cluster.wait_leader()
     followers = [m for m in cluster.file().members if m.id != leader]
-    with Client([cluster.address(leader)], timeout=4.0) as client:
+    with Client([cluster.address(leader)], timeout=4.0, credentials=Credentials.from_cluster_dir(str(cluster.dir))) as client:
         client.put("warm", b"session open")
         for m in followers:  # both at once, so the put below reaches a node that still leads
             os.kill(m.pid, signal.SIGKILL)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from raftflow.cluster.client import AsyncClient, Client, OutcomeUnknown, Unavailable, run_sync
+from raftflow.cluster.client import AsyncClient, OutcomeUnknown, Unavailable, run_sync
 from raftflow.raft.types import Role
 from procnet import ProcCluster, wait_until
 
@@ -83,11 +83,11 @@ def test_graceful_stop_and_restart_keep_everything(make_cluster):
     assert len(set(hashes.values())) == 1
 
 
-async def _writer(endpoints, writer: int, stop: asyncio.Event, acked: list, unknown: list, seed: int) -> None:
+async def _writer(cluster, writer: int, stop: asyncio.Event, acked: list, unknown: list, seed: int) -> None:
     """Puts unique keys; records which were acknowledged. Every retry inside the
     client reuses the command's (session, seq)."""
     rng = random.Random(seed)
-    async with AsyncClient(endpoints, timeout=8.0, no_leader_timeout=6.0, rng=rng) as client:
+    async with AsyncClient(cluster.endpoints, credentials=cluster.credentials(), timeout=8.0, no_leader_timeout=6.0, rng=rng) as client:
         n = 0
         while not stop.is_set():
             key = f"w{writer}-{n}"
@@ -119,8 +119,8 @@ def test_no_acknowledged_write_lost_or_applied_twice_across_leader_kills(make_cl
 
     async def run() -> None:
         stop = asyncio.Event()
-        writers = [asyncio.create_task(_writer(endpoints, w, stop, acked, unknown, seed + w)) for w in range(4)]
-        async with AsyncClient(endpoints, timeout=2.0) as admin:
+        writers = [asyncio.create_task(_writer(c.cluster, w, stop, acked, unknown, seed + w)) for w in range(4)]
+        async with AsyncClient(endpoints, credentials=c.cluster.credentials(), timeout=2.0) as admin:
 
             async def leader(exclude: set[int]) -> int:
                 up = [s for _, s in await admin.cluster_status(timeout=0.5) if not isinstance(s, str)]
@@ -148,7 +148,7 @@ def test_no_acknowledged_write_lost_or_applied_twice_across_leader_kills(make_cl
 
     async def check() -> list[str]:
         problems = []
-        async with AsyncClient(endpoints, timeout=10.0, no_leader_timeout=5.0) as client:
+        async with AsyncClient(endpoints, credentials=c.cluster.credentials(), timeout=10.0, no_leader_timeout=5.0) as client:
             for key in acked:
                 r = await client.get(key)
                 if r.kv is None:
@@ -206,7 +206,7 @@ def test_a_command_refused_for_lack_of_quorum_is_unavailable_not_outcome_unknown
         return status is not None and status.leader_id == 0
 
     wait_until(knows_no_leader, 10, f"node {survivor} to know no leader")
-    client = Client([c.address(survivor)], timeout=3.0, no_leader_timeout=0.5)
+    client = c.client_of([c.address(survivor)], timeout=3.0, no_leader_timeout=0.5)
     try:
         with pytest.raises(Unavailable) as err:
             client.put("after", b"y")

@@ -14,7 +14,6 @@ import stat
 
 import pytest
 
-from raftflow.cluster.client import Client
 from raftflow.cluster.local import launcher
 from raftflow.cluster.node.config import NodeConfig
 from raftflow.cluster.node.server import open_storage
@@ -77,17 +76,20 @@ def test_a_data_dir_is_private_whatever_the_umask(tmp_path, umask):
 
 def test_a_new_cluster_folder_is_private(tmp_path, umask):
     root = str(tmp_path / "clusters")
-    launcher.create(os.path.join(root, "c1"), 3, 0, ports=launcher.free_ports(3))
-    assert files_under(root) == {"c1/cluster.json", "c1/node-1.toml", "c1/node-2.toml", "c1/node-3.toml"}
+    launcher.create(os.path.join(root, "c1"), 3, 0)
+    assert files_under(root) == {
+        "c1/cluster.json", "c1/node-1.toml", "c1/node-2.toml", "c1/node-3.toml", "c1/tokens/admin.token",
+        "c1/tls/ca.crt", "c1/tls/ca.key", *(f"c1/tls/node-{i}.{kind}" for i in (1, 2, 3) for kind in ("crt", "key")),
+    }
     assert wrong_modes(root) == {}
 
 
 def test_a_started_node_writes_its_log_and_data_dir_private(tmp_path, umask):
-    cluster = launcher.create(str(tmp_path / "c"), 1, 0, ports=launcher.free_ports(1))
+    cluster = launcher.create(str(tmp_path / "c"), 1, 0)
     (member,) = cluster.members
     try:
         launcher.start_node(cluster, member)
-        with Client(cluster.endpoints, timeout=1.0) as client:
+        with cluster.client(timeout=1.0) as client:
             wait_until(lambda: client.status(member.address).leader_id == 1, WAIT_S, "node 1 to lead")
         assert {"node-1.log", "data-1/raftflow.meta"} <= files_under(cluster.dir)
         assert wrong_modes(cluster.dir) == {}
@@ -105,7 +107,7 @@ def _widen(root: str) -> None:
 
 def test_a_node_warns_once_about_an_earlier_builds_wide_data_dir_and_runs(tmp_path, umask, caplog):
     data_dir = str(tmp_path / "data")
-    config = NodeConfig(id=1, peers={1: "127.0.0.1:7001"}, data_dir=data_dir, cluster_id="c")
+    config = NodeConfig(id=1, peers={1: "127.0.0.1:7001"}, data_dir=data_dir, cluster_id="c", insecure=True)
     fill(data_dir)
     with caplog.at_level(logging.WARNING):
         open_storage(config).close()
@@ -126,7 +128,7 @@ def test_a_node_warns_once_about_an_earlier_builds_wide_data_dir_and_runs(tmp_pa
 
 
 def test_an_earlier_builds_wide_cluster_folder_keeps_working(tmp_path, umask):
-    created = launcher.create(str(tmp_path / "c"), 3, 0, ports=launcher.free_ports(3))
+    created = launcher.create(str(tmp_path / "c"), 3, 0)
     _widen(created.dir)
     cluster = launcher.ClusterFile.load(created.dir)
     cluster.members[0].pid = 0

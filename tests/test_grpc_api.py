@@ -9,7 +9,8 @@ import grpc
 import pytest
 
 from raftflow.cluster.client import run_sync
-from procnet import ProcCluster
+from raftflow.cluster.node.access import Access
+from procnet import ProcCluster, aio_channel, sync_channel
 from waiting import settle
 from raftflow.proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc
 
@@ -24,7 +25,7 @@ def cluster(tmp_path_factory):
 
 
 async def _call(address: str, fn):
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_channel(address) as channel:
         return await fn(client_pb2_grpc.ClientStub(channel))
 
 
@@ -189,7 +190,7 @@ def test_admin_transfer_to_a_non_member_is_invalid_argument(cluster):
     leader = cluster.address(cluster.wait_leader())
 
     async def transfer():
-        async with grpc.aio.insecure_channel(leader) as channel:
+        async with aio_channel(leader) as channel:
             await admin_pb2_grpc.AdminStub(channel).TransferLeader(admin_pb2.TransferRequest(target_id=9), timeout=5)
 
     with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -208,7 +209,7 @@ def test_a_full_proposal_queue_answers_resource_exhausted(tmp_path):
         sid = session(address)
 
         async def burst():
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with aio_channel(address) as channel:
                 stub = client_pb2_grpc.ClientStub(channel)
                 calls = [stub.Execute(put(sid, seq, f"b{seq}", ack_floor=1), timeout=10) for seq in range(1, 31)]
                 return await asyncio.gather(*calls, return_exceptions=True)
@@ -249,7 +250,7 @@ def test_a_read_still_waiting_when_its_stream_closes_is_cancelled():
             async def write(self, batch):
                 pass
 
-        handler = asyncio.ensure_future(ClientService(Node()).ExecuteStream(requests(), Context()))
+        handler = asyncio.ensure_future(ClientService(Node(), Access.insecure()).ExecuteStream(requests(), Context()))
         await settle(lambda: waiting, "the read to wait for its index")
         assert len(waiting) == 1 and not waiting[0].done()
         handler.cancel()  # what gRPC does when the client cancels the call
@@ -297,7 +298,7 @@ def test_an_unexpected_failure_is_that_commands_internal_reply_and_the_stream_go
             async def write(self, batch):
                 written.extend(batch.replies)
 
-        service = ClientService(Node())
+        service = ClientService(Node(), Access.insecure())
         await service.ExecuteStream(requests(), Context())
         return service, {reply.request_id: reply for reply in written}
 
@@ -335,7 +336,7 @@ def test_a_request_over_the_size_limit_is_refused_before_it_is_decoded(cluster):
     leader = cluster.address(cluster.wait_leader())
     huge = client_pb2.Command(request_id=1, session_id=1, seq=1)
     huge.put.key, huge.put.value = "k", b"x" * (MAX_REQUEST_BYTES + 1)
-    with grpc.insecure_channel(leader, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+    with sync_channel(leader, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
         with pytest.raises(grpc.RpcError) as refused:
             client_pb2_grpc.ClientStub(channel).Execute(huge, timeout=10)
     assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -3,8 +3,10 @@ outside with a few lines of Python (issue 14's table). Each is refused by the ru
 that names it and counted in the node's status; afterwards every node is up, a
 write commits, the state hashes agree, and the attacked node restarts cleanly.
 
-Until peers authenticate (mTLS), anyone can claim to be a member: these tests take
-that for granted and check what the core refuses whatever the sender claims.
+Peers authenticate with mutual TLS, so the forger here holds a member's stolen
+key: the worst case, which TLS cannot stop (Raft is not Byzantine fault tolerant)
+and the core must. Without a member's certificate nothing reaches the core at all
+(the last tests).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pytest
 
 from procnet import ProcCluster, wait_until
 from raftflow.cluster.local import launcher
+from raftflow.cluster.security import pki
 from raftflow.proto import peer_pb2, peer_pb2_grpc
 from raftflow.raft.codec import encode_message
 from raftflow.raft.types import AppendEntries, Entry, Heartbeat, InstallSnapshot, Message, Snapshot, TimeoutNow
@@ -30,10 +33,23 @@ def cluster(tmp_path_factory):
     c.close()
 
 
-def _send(c: ProcCluster, target: int, claimed_from: int, message: Message, *, snapshot: bool = False) -> None:
-    """Deliver one forged message to node `target`, as if from `claimed_from`."""
+def _member_credentials(c: ProcCluster, node_id: int) -> grpc.ChannelCredentials:
+    files = pki.local_paths(c.cluster.dir, node_id)
+    return grpc.ssl_channel_credentials(_read(files.ca), _read(files.key), _read(files.cert))
+
+
+def _send(
+    c: ProcCluster, target: int, claimed_from: int, message: Message, *, snapshot: bool = False,
+    key_of: int | None = None, address: str | None = None, credentials: grpc.ChannelCredentials | None = None,
+) -> None:
+    """Deliver one forged message to node `target`'s peer port, as if from
+    `claimed_from`, over a connection with node `key_of`'s key (default: the
+    claimed sender's, stolen)."""
     raw = encode_message(message)
-    with grpc.insecure_channel(c.address(target)) as channel:
+    if credentials is None:
+        credentials = _member_credentials(c, claimed_from if key_of is None else key_of)
+    target_address = address or c.cluster.member(target).peer_address
+    with grpc.secure_channel(target_address, credentials) as channel:
         stub = peer_pb2_grpc.PeerStub(channel)
         common = {"cluster_id": c.cluster.cluster_id, "from_id": claimed_from, "to_id": target}
         if snapshot:
@@ -81,3 +97,46 @@ def test_forged_messages_are_refused_and_nothing_is_lost(cluster):
     wait_until(lambda: c.client.status(c.address(target)).applied_index >= c.client.status(
         c.address(c.wait_leader())).commit_index, 20, f"node {target} to catch up after its restart")
     assert len(set(c.wait_converged().values())) == 1
+
+
+def _heartbeat(c: ProcCluster, target: int, sender: int) -> Heartbeat:
+    status = c.client.status(c.address(target))
+    return Heartbeat(sender, target, status.term, 0, 1)
+
+
+def test_a_member_key_cannot_speak_for_another_member(cluster):
+    c = cluster
+    target, claimed, key_of = 1, 3, 2
+    with pytest.raises(grpc.RpcError) as err:
+        _send(c, target, claimed, _heartbeat(c, target, claimed), key_of=key_of)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "claiming to come from node 3 on a stream whose certificate names node(s) [2]" in err.value.details()
+
+
+def test_the_peer_port_takes_no_stream_without_a_member_certificate(cluster, tmp_path):
+    c = cluster
+    heartbeat = _heartbeat(c, 1, 2)
+    # No client certificate at all: the handshake fails before any byte reaches the node.
+    with pytest.raises(grpc.RpcError) as err:
+        _send(c, 1, 2, heartbeat, credentials=grpc.ssl_channel_credentials(_read(pki.local_paths(c.cluster.dir, 1).ca)))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    # A certificate for node 2 from another CA: refused in the handshake too.
+    other_ca = pki.new_authority("not this cluster's CA")
+    forged = pki.issue_node_certificate(other_ca, 2, ["127.0.0.1"])
+    cluster_ca = _read(pki.local_paths(c.cluster.dir, 1).ca)
+    with pytest.raises(grpc.RpcError) as err:
+        _send(c, 1, 2, heartbeat, credentials=grpc.ssl_channel_credentials(cluster_ca, forged.key_pem, forged.cert_pem))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    # The client port speaks TLS without client certificates: the peer service refuses there.
+    with pytest.raises(grpc.RpcError) as err:
+        _send(c, 1, 2, heartbeat, address=c.address(1), credentials=grpc.ssl_channel_credentials(cluster_ca))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "takes streams from members only" in err.value.details()
+    for m in c.cluster.members:
+        assert launcher.process_alive(m.pid), f"node {m.id} stopped"
+    c.client.put("still", b"serving")
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()

@@ -24,7 +24,7 @@ SEED = os.environ.get("RAFTFLOW_NEMESIS_SEED")  # replays one run: the seed a fa
 
 
 def run_and_check(tmp_path, nodes: int, seed: int, seconds: float) -> None:
-    cluster = launcher.create(str(tmp_path / f"n{nodes}"), nodes, 0, ports=launcher.free_ports(nodes))
+    cluster = launcher.create(str(tmp_path / f"n{nodes}"), nodes, 0)
     try:
         for m in cluster.members:
             launcher.start_node(cluster, m)

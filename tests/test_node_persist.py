@@ -17,7 +17,7 @@ from raftflow.raft.types import Entry, Ready, Role, Snapshot
 
 
 def _node(tmp_path, role: Role, **settings) -> RaftNode:
-    config = NodeConfig(id=1, peers={1: "127.0.0.1:1"}, data_dir=str(tmp_path / "d"), seed=1, **settings)
+    config = NodeConfig(id=1, peers={1: "127.0.0.1:1"}, data_dir=str(tmp_path / "d"), seed=1, insecure=True, **settings)
     # Only the persist policy is under test: the storage is never touched.
     node = RaftNode(config, machine=Machine(), transport=Transport(config.cluster_id, 1, config.peers), storage=None)
     node.node = SimpleNamespace(role=role)
@@ -73,7 +73,7 @@ def test_fsync_off_never_syncs(tmp_path, monkeypatch):
     def refuse(fd):
         raise AssertionError("a sync with fsync off")
 
-    storage = open_storage(NodeConfig(id=1, peers={1: "127.0.0.1:1"}, data_dir=str(tmp_path / "d"), fsync=False))
+    storage = open_storage(NodeConfig(id=1, peers={1: "127.0.0.1:1"}, data_dir=str(tmp_path / "d"), fsync=False, insecure=True))
     monkeypatch.setattr("os.fdatasync", refuse)
     monkeypatch.setattr("os.fsync", refuse)
     storage.persist(None, [Entry(index=1, term=1, data=b"v")], HardState(term=1, vote=1, commit=0))

@@ -11,6 +11,7 @@ import socket
 import pytest
 
 from raftflow.cluster.client import AsyncClient, Unavailable
+from raftflow.cluster.security.credentials import Credentials
 from raftflow.cluster.local.launcher import free_ports
 from raftflow.cluster.node.config import NodeConfig
 from raftflow.cluster.node.server import NodeServer
@@ -31,7 +32,7 @@ def _open_files_under(path: str) -> list[str]:
 
 
 def _config(tmp_path, port: int) -> NodeConfig:
-    return NodeConfig(id=1, peers={1: f"127.0.0.1:{port}"}, data_dir=str(tmp_path / "d"), seed=1)
+    return NodeConfig(id=1, peers={1: f"127.0.0.1:{port}"}, data_dir=str(tmp_path / "d"), seed=1, insecure=True)
 
 
 async def test_a_port_in_use_is_refused_and_leaves_no_file_open(tmp_path):
@@ -68,7 +69,7 @@ async def test_a_failed_node_stops_serving_and_closes_its_log(tmp_path):
     process = NodeServer(_config(tmp_path, port))
     node = await process.start()
     await settle(lambda: node.node.role is Role.LEADER, "the single node to lead", timeout=10)
-    async with AsyncClient([f"127.0.0.1:{port}"], timeout=2, no_leader_timeout=1) as client:
+    async with AsyncClient([f"127.0.0.1:{port}"], credentials=Credentials.plaintext(), timeout=2, no_leader_timeout=1) as client:
         assert (await client.status(f"127.0.0.1:{port}")).role is Role.LEADER
         node.fail(RuntimeError("a bug, on purpose"))
         await settle(node.stopped.is_set, "the failed node to stop", timeout=10)
@@ -104,7 +105,7 @@ async def test_the_state_hash_is_computed_off_the_loop_and_equals_the_machines(t
     node = await process.start()
     try:
         await settle(lambda: node.node.role is Role.LEADER, "the single node to lead", timeout=10)
-        async with AsyncClient([f"127.0.0.1:{port}"], timeout=5) as client:
+        async with AsyncClient([f"127.0.0.1:{port}"], credentials=Credentials.plaintext(), timeout=5) as client:
             await client.put("k", b"v")
             hashes = await asyncio.gather(*(client.state_hash(f"127.0.0.1:{port}") for _ in range(5)))
         assert {h.hash for h in hashes} == {node.machine.state_hash()}
@@ -122,7 +123,7 @@ async def test_fault_injection_is_refused_unless_the_node_allows_it(tmp_path):
     process = NodeServer(_config(tmp_path, port))
     node = await process.start()
     try:
-        async with AsyncClient([f"127.0.0.1:{port}"], timeout=2) as client:
+        async with AsyncClient([f"127.0.0.1:{port}"], credentials=Credentials.plaintext(), timeout=2) as client:
             with pytest.raises(RaftflowError, match="does not allow fault injection: start it with allow_faults = true"):
                 await client.set_faults(f"127.0.0.1:{port}", [PeerFault(2, drop_out=True)], replace=True)
         assert node.transport.faults.faults() == []

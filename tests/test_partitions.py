@@ -38,7 +38,7 @@ def cli(pc: ProcCluster, *args: str):
 
 
 def side_client(pc: ProcCluster, ids) -> Client:
-    return Client([pc.address(i) for i in ids], timeout=REFUSE_WITHIN_S, no_leader_timeout=1.0)
+    return pc.client_of([pc.address(i) for i in ids], timeout=REFUSE_WITHIN_S, no_leader_timeout=1.0)
 
 
 def test_a_split_shows_the_trade_off_and_heal_converges(five):
@@ -189,7 +189,7 @@ def test_workflows_on_the_minority_fail_clearly_and_none_is_lost_after_heal(five
     pc.client.workflows.register(load_definition(os.path.join(EXAMPLE, "order_saga.yaml")))
     worker = subprocess.Popen(
         [sys.executable, "-m", "raftflow", "worker", "--activities", os.path.join(EXAMPLE, "activities.py"),
-         "--task-queue", "orders", "--endpoints", ",".join(pc.cluster.endpoints)],
+         "--task-queue", "orders", "--endpoints", ",".join(pc.cluster.endpoints), "--dir", pc.cluster.dir],
         stdin=subprocess.DEVNULL, stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT,
         env={**os.environ, "RAFTFLOW_LEDGER": str(tmp_path / "ledger")}, start_new_session=True,
     )

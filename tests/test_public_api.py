@@ -135,11 +135,14 @@ def test_the_readme_activity_example_runs_as_written():
     assert declined.status == "compensated" and "card declined" in declined.reason  # nothing to undo
 
 
-def test_the_readme_client_example_runs_as_written(tmp_path, capsys):
+def test_the_readme_client_example_runs_as_written(tmp_path, capsys, monkeypatch):
     (block,) = [b for b in _python_blocks(ROOT / "README.md") if "with Client(" in b]
     written = '["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]'
     assert written in block
-    cluster = ProcCluster(str(tmp_path / "c"), 3)
+    # Where `raftflow cluster up` puts a cluster, and run from its parent folder, as
+    # the README says: the client finds the CA and the admin token with no flags.
+    cluster = ProcCluster(str(tmp_path / ".raftflow"), 3)
+    monkeypatch.chdir(tmp_path)
     try:
         cluster.start()
         cluster.wait_leader()

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from procnet import ProcCluster
+from procnet import ProcCluster, sync_channel
 from raftflow.cluster.local import launcher
 from raftflow.proto import client_pb2, client_pb2_grpc, workflow_pb2, workflow_pb2_grpc
 
@@ -98,7 +98,7 @@ def node(tmp_path_factory):
     c = ProcCluster(str(tmp_path_factory.mktemp("fuzz") / "c"), 1)
     c.start()
     c.wait_leader()
-    channel = grpc.insecure_channel(c.address(1))
+    channel = sync_channel(c.address(1))
     session = client_pb2_grpc.ClientStub(channel).OpenSession(client_pb2.OpenSessionRequest(), timeout=10).session_id
     yield c, channel, session
     channel.close()

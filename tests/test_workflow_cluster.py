@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from raftflow.cluster.local import launcher
+from raftflow.cluster.security import pki
 from raftflow.cluster.client import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from procnet import ProcCluster, wait_until
+from procnet import ProcCluster, sync_channel, wait_until
 from test_cli_cluster import one_line_error, raftflow, succeeded
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,13 +37,18 @@ def world(tmp_path_factory):
         pc.wait_leader()
         endpoints = ",".join(pc.cluster.endpoints)
         log = open(directory / "worker.log", "wb")  # noqa: SIM115 (closed below)
+        # The worker runs as users will run it on another host: the CA file and a
+        # worker token for its one queue, from the environment.
+        token = pc.client.issue_token("worker", queues=["orders"], name="saga worker").token
         worker = subprocess.Popen(
             [sys.executable, "-m", "raftflow", "worker", "--activities", str(ACTIVITIES), "--task-queue", "orders",
              "--endpoints", endpoints],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
-            env={**os.environ, "RAFTFLOW_LEDGER": str(directory / "ledger")},
+            env={**os.environ, "RAFTFLOW_LEDGER": str(directory / "ledger"), "RAFTFLOW_TOKEN": token,
+                 "RAFTFLOW_CA_FILE": pki.local_paths(pc.cluster.dir, 1).ca},
         )
         pc.endpoints_text = endpoints
+        pc.dir_text = pc.cluster.dir
         pc.ledger = directory / "ledger"
         pc.worker_log = directory / "worker.log"
         pc.client.workflows.register(_saga_type())
@@ -61,7 +67,7 @@ def _saga_type():
 
 
 def cli(world, *args: str) -> subprocess.CompletedProcess:
-    return raftflow(*args, "--endpoints", world.endpoints_text)
+    return raftflow(*args, "--endpoints", world.endpoints_text, "--dir", world.dir_text)
 
 
 def order(i: int, address: str | None = None) -> dict:
@@ -163,7 +169,7 @@ def test_cli_errors_are_one_line(world, tmp_path):
     one_line_error(cli(world, "workflow", "cancel", "no-such-workflow"), "no-such-workflow")
     one_line_error(cli(world, "workflow", "start", "no_such_type"), "no_such_type")
     one_line_error(raftflow("worker", "--activities", "no_such_module_xyz", "--task-queue", "q",
-                            "--endpoints", world.endpoints_text), "no_such_module_xyz", code=2)
+                            "--endpoints", world.endpoints_text, "--dir", world.dir_text), "no_such_module_xyz", code=2)
 
 
 # --- the demo ---------------------------------------------------------------------------
@@ -190,7 +196,7 @@ def start_worker(world, queue: str, log_path: Path) -> subprocess.Popen:
     log = open(log_path, "ab")  # noqa: SIM115 (the child holds it; closed when the test's tmp dir goes)
     return subprocess.Popen(
         [sys.executable, "-m", "raftflow", "worker", "--activities", str(TEST_ACTIVITIES), "--task-queue", queue,
-         "--endpoints", world.endpoints_text, "--verbose"],
+         "--endpoints", world.endpoints_text, "--dir", world.dir_text, "--verbose"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
     )
 
@@ -225,11 +231,10 @@ def test_a_retried_start_is_applied_once(world):
     """The same (session, seq) sent twice, as a client does after a lost reply: one
     run, the same answer both times, never "already running"."""
     from raftflow.proto import client_pb2, client_pb2_grpc
-    import grpc
     import msgpack
 
     leader = world.wait_leader()
-    with grpc.insecure_channel(world.address(leader)) as channel:
+    with sync_channel(world.address(leader)) as channel:
         stub = client_pb2_grpc.ClientStub(channel)
         session = stub.OpenSession(client_pb2.OpenSessionRequest(), timeout=5).session_id
         cmd = client_pb2.Command(request_id=1, session_id=session, seq=1, ack_floor=1)

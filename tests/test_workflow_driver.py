@@ -227,7 +227,7 @@ async def test_a_node_stops_promptly_while_it_applies_a_stream_of_commands(tmp_p
     from raftflow.statemachine.commands import OpenSession, Put
 
     (port,) = free_ports(1)
-    process = NodeServer(NodeConfig(id=1, peers={1: f"127.0.0.1:{port}"}, data_dir=str(tmp_path / "d"), seed=1))
+    process = NodeServer(NodeConfig(id=1, peers={1: f"127.0.0.1:{port}"}, data_dir=str(tmp_path / "d"), seed=1, insecure=True))
     node = await process.start()
     try:
         await settle(lambda: node.node.role is Role.LEADER, "the single node to lead", timeout=10)

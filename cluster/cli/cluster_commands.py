@@ -47,6 +47,16 @@ def add_node_commands(sub) -> None:
     run.add_argument("--allow-faults", action="store_true",
                      help="accept Admin.SetFaults (raftflow partition ...): anyone who reaches the node can cut it off")
     run.add_argument("--seed", type=int, help="seed of the election timer (default: random)")
+    run.add_argument("--clients", help="every member's client port as ID=HOST:PORT,... (TLS mode)")
+    run.add_argument("--client-listen", help="address the client port binds (default: this node's address in clients)")
+    run.add_argument("--tls-ca", help="PEM file: the CA that signed every member's certificate")
+    run.add_argument("--tls-cert", help="PEM file: this node's certificate (its SANs name raftflow://node/ID)")
+    run.add_argument("--tls-key", help="PEM file: this node's private key")
+    run.add_argument(
+        "--insecure", action="store_true",
+        help="plaintext on one port with no certificates and no tokens: anyone who reaches the node "
+        "can read and change everything and forge messages from its peers",
+    )
     run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     run.set_defaults(func=_cmd_node_run)
     for name, what in (
@@ -62,12 +72,12 @@ def add_node_commands(sub) -> None:
         cmd.set_defaults(func=_cmd_node_signal, action=name)
 
 
-def _parse_peers(text: str) -> dict[str, str]:
+def _parse_peers(text: str, flag: str) -> dict[str, str]:
     peers = {}
     for part in text.split(","):
         node_id, sep, address = part.strip().partition("=")
         if not sep:
-            raise CommandFailed(f"--peers: {part.strip()!r} is not ID=HOST:PORT", EXIT_USAGE)
+            raise CommandFailed(f"{flag}: {part.strip()!r} is not ID=HOST:PORT", EXIT_USAGE)
         peers[node_id.strip()] = address.strip()
     return peers
 
@@ -80,7 +90,10 @@ def _cmd_node_run(args: argparse.Namespace) -> int:
         "tick_ms": args.tick_ms, "election_ticks": args.election_ticks, "heartbeat_ticks": args.heartbeat_ticks,
         "snapshot_entries": args.snapshot_entries, "max_pending_proposals": args.max_pending_proposals,
         "seed": args.seed, "fsync": False if args.no_fsync else None, "allow_faults": True if args.allow_faults else None,
-        "peers": _parse_peers(args.peers) if args.peers else None,
+        "peers": _parse_peers(args.peers, "--peers") if args.peers else None,
+        "clients": _parse_peers(args.clients, "--clients") if args.clients else None,
+        "client_listen": args.client_listen, "tls_ca": args.tls_ca, "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key, "insecure": True if args.insecure else None,
     }
     if args.config is None and args.id is None:
         raise CommandFailed("give --config FILE or --id with --peers and --data-dir", EXIT_USAGE)
@@ -102,6 +115,8 @@ def _cmd_node_run(args: argparse.Namespace) -> int:
         return asyncio.run(serve(config))
     except OSError as exc:
         raise CommandFailed(f"node {config.id}: {exc}") from None
+    except ConfigError as exc:  # the certificate files fail a check
+        raise CommandFailed(f"node {config.id}: {exc}", EXIT_USAGE) from None
 
 
 def _cmd_node_signal(args: argparse.Namespace) -> int:
@@ -144,7 +159,13 @@ def add_cluster_commands(sub) -> None:
     )
     up.add_argument("--nodes", type=int, default=None, help="3 or 5 (default 3; 1 and 7 work too)")
     up.add_argument("--dir", default=launcher.DEFAULT_DIR, help="cluster folder (default ./.raftflow)")
-    up.add_argument("--base-port", type=int, default=launcher.DEFAULT_BASE_PORT, help="port of node 1 (default 7001)")
+    up.add_argument("--base-port", type=int, default=launcher.DEFAULT_BASE_PORT,
+                    help="client port of node 1 (default 7001); the peer ports follow the client ports")
+    up.add_argument(
+        "--insecure", action="store_true",
+        help="no certificates and no tokens: plaintext, one port per node; anyone who reaches a port "
+        "can read and change everything",
+    )
     up.add_argument("--host", default="127.0.0.1", help="address the nodes listen on (default 127.0.0.1)")
     up.add_argument("--no-fsync", action="store_true", help="benchmarks only: never fsync")
     up.add_argument("--snapshot-entries", type=int, default=None, help="applied entries between snapshots")
@@ -187,12 +208,15 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
         print(f"restarting the cluster in {args.dir} ({cluster.cluster_id})", file=sys.stderr)
     else:
         try:
-            cluster = launcher.create(args.dir, 3 if args.nodes is None else args.nodes, args.base_port, args.host, **settings)
+            cluster = launcher.create(
+                args.dir, 3 if args.nodes is None else args.nodes, args.base_port, args.host,
+                insecure=args.insecure, **settings,
+            )
         except ConfigError as exc:
             raise CommandFailed(str(exc), EXIT_USAGE) from None
     for member in cluster.members:
         launcher.start_node(cluster, member)
-    with Client(cluster.endpoints, timeout=2.0) as client:
+    with cluster.client(timeout=2.0) as client:
         launcher.wait_for_leader(
             cluster, lambda endpoints: client.cluster_status(timeout=0.5), timeout=args.wait,
             say=lambda text: print(text, file=sys.stderr, flush=True),

@@ -2,8 +2,11 @@
 client they make, and how an expected failure becomes one line on stderr.
 
 Endpoints come from `--endpoints host:port,...`, else RAFTFLOW_ENDPOINTS, else the
-cluster file in `--dir` (default ./.raftflow). Results go to stdout (`-o json` for
-machine-readable output); a failure is one line on stderr and a non-zero exit.
+cluster file in `--dir` (default ./.raftflow). Credentials (the CA to trust and the
+bearer token) come from `--ca-file` / `--token-file` / `--insecure`, else
+RAFTFLOW_CA_FILE / RAFTFLOW_TOKEN(_FILE) / RAFTFLOW_INSECURE, else the cluster
+folder (its tls/ca.crt and tokens/admin.token). Results go to stdout (`-o json`
+for machine-readable output); a failure is one line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sys
 
 from raftflow.cluster.client import Client, InvalidArgument, RaftflowError, parse_endpoints
 from raftflow.cluster.local import launcher
+from raftflow.cluster.security.credentials import Credentials, read_token_file
 from raftflow.raft.config import ConfigError
 
 EXIT_FAILURE = 1
@@ -34,6 +38,7 @@ def add_common(parser: argparse.ArgumentParser, *, output: bool = False) -> None
         "--endpoints", help="host:port,... of the nodes (default: RAFTFLOW_ENDPOINTS, else the cluster file in --dir)"
     )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds a command may take, retries included")
+    add_credentials(parser)
     if output:
         parser.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
 
@@ -48,8 +53,36 @@ def endpoints(args: argparse.Namespace) -> list[str]:
     return launcher.ClusterFile.load(args.dir).endpoints
 
 
+def add_credentials(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ca-file", help="CA certificate the nodes are checked against (default: RAFTFLOW_CA_FILE, "
+                        "else DIR/tls/ca.crt)")
+    parser.add_argument("--token-file", help="file holding the bearer token (default: RAFTFLOW_TOKEN or "
+                        "RAFTFLOW_TOKEN_FILE, else DIR/tokens/admin.token)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="plaintext, for a cluster started with --insecure: no TLS, the token (if any) in the clear")
+
+
+def credentials(args: argparse.Namespace) -> Credentials:
+    """The CA and the token, each from its flag, else the environment, else the
+    cluster folder (so RAFTFLOW_TOKEN with a local cluster needs nothing more)."""
+    environ = os.environ
+    token = None
+    if getattr(args, "token_file", None):
+        token = read_token_file(args.token_file)
+    elif environ.get("RAFTFLOW_TOKEN"):
+        token = environ["RAFTFLOW_TOKEN"]
+    elif environ.get("RAFTFLOW_TOKEN_FILE"):
+        token = read_token_file(environ["RAFTFLOW_TOKEN_FILE"])
+    if getattr(args, "insecure", False) or environ.get("RAFTFLOW_INSECURE") in ("1", "true", "yes"):
+        return Credentials.plaintext(token)
+    ca_file = getattr(args, "ca_file", None) or environ.get("RAFTFLOW_CA_FILE")
+    if ca_file:
+        return Credentials.from_files(ca_file, token)
+    return Credentials.from_cluster_dir(args.dir, token)
+
+
 def client_for(args: argparse.Namespace) -> Client:
-    return Client(endpoints(args), timeout=args.timeout)
+    return Client(endpoints(args), timeout=args.timeout, credentials=credentials(args))
 
 
 def run(args: argparse.Namespace) -> int:

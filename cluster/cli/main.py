@@ -12,6 +12,7 @@ import json
 import os
 import time
 
+from raftflow.cluster.cli.auth_commands import add_auth_commands
 from raftflow.cluster.cli.check_command import add_check_command
 from raftflow.cluster.cli.cluster_commands import add_cluster_commands, add_kv_commands, add_node_commands
 from raftflow.cluster.cli.common import run
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_workflow_commands(sub)
     add_worker_command(sub)
     add_demo_command(sub)
+    add_auth_commands(sub)
     return parser
 
 

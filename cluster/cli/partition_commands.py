@@ -21,7 +21,7 @@ import argparse
 import json
 
 from raftflow.cluster.cli.common import EXIT_USAGE, CommandFailed, add_common, client_for
-from raftflow.cluster.client import Client, RaftflowError
+from raftflow.cluster.client import Client, PermissionDenied, RaftflowError, Unauthenticated
 from raftflow.cluster.protocol.faults import MAX_DELAY_MS, describe_faults
 from raftflow.cluster.local.partitions import Plan, cut_plan, faults_of, plan_of
 
@@ -156,6 +156,8 @@ def _cmd_partition(args: argparse.Namespace) -> int:
                 continue
             try:
                 in_force = client.set_faults(addresses[node], faults_of(plan[node]), replace=True)
+            except (Unauthenticated, PermissionDenied) as exc:
+                raise CommandFailed(f"{exc}; fault injection needs an admin token") from None
             except RaftflowError as exc:
                 missed[node] = str(exc)
                 continue

@@ -25,7 +25,15 @@ import signal
 import sys
 
 from raftflow.cluster.client import AsyncClient, RaftflowError
-from raftflow.cluster.cli.common import EXIT_FAILURE, EXIT_USAGE, CommandFailed, add_common, client_for, endpoints
+from raftflow.cluster.cli.common import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    CommandFailed,
+    add_common,
+    client_for,
+    credentials,
+    endpoints,
+)
 from raftflow.cluster.client import HistoryEvent
 from raftflow.cluster.protocol.workflow_proto import event_attributes, plain
 from raftflow.statemachine.workflow.definitions import load_definition
@@ -329,7 +337,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     logging.getLogger("grpc").setLevel(logging.WARNING)  # its debug lines are about gRPC, not tasks
 
     async def main() -> int:
-        async with AsyncClient(addresses, timeout=args.timeout) as client:
+        async with AsyncClient(addresses, timeout=args.timeout, credentials=credentials(args)) as client:
             try:
                 worker = Worker(
                     client, task_queue=args.task_queue, activities=modules, concurrency=args.concurrency,

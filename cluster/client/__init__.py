@@ -11,12 +11,17 @@ from raftflow.cluster.client.errors import (
     InvalidArgument,
     NotFound,
     OutcomeUnknown,
+    PermissionDenied,
     RaftflowError,
     Rejected,
+    Unauthenticated,
     Unavailable,
 )
 from raftflow.cluster.client.results import (
+    AccessRole,
     Consistency,
+    IssuedToken,
+    TokenInfo,
     KeyValue,
     LeaderTransfer,
     NodeStatus,
@@ -26,6 +31,7 @@ from raftflow.cluster.client.results import (
     WriteResult,
 )
 from raftflow.cluster.client.sync import run_sync
+from raftflow.cluster.security.credentials import Credentials
 from raftflow.cluster.client.workflows import (
     AsyncWorkflows,
     HistoryEvent,
@@ -39,6 +45,7 @@ from raftflow.cluster.client.workflows import (
 )
 
 __all__ = [
+    "AccessRole", "Credentials", "IssuedToken", "PermissionDenied", "TokenInfo", "Unauthenticated",
     "AlreadyExists", "AsyncClient", "AsyncWorkflows", "Busy", "Client", "Consistency", "Duration",
     "FailedPrecondition", "HistoryEvent", "InvalidArgument", "KeyValue", "LeaderTransfer", "NodeStatus", "NotFound",
     "OutcomeUnknown", "PeerState", "RaftflowError", "ReadResult", "Rejected", "StateHash", "Task", "TypeRegistered",

@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import random
 import time
+from collections.abc import Sequence
 
 import grpc
 
@@ -35,6 +36,7 @@ from raftflow.cluster.protocol.wire import (
     status_code,
 )
 from raftflow.cluster.client.errors import (
+    ACCESS_ERRORS,
     Busy,
     InvalidArgument,
     OutcomeUnknown,
@@ -45,6 +47,8 @@ from raftflow.cluster.client.errors import (
 )
 from raftflow.cluster.client.durations import Duration, seconds
 from raftflow.cluster.client.results import (
+    IssuedToken,
+    TokenInfo,
     Consistency,
     KeyValue,
     LeaderTransfer,
@@ -55,6 +59,9 @@ from raftflow.cluster.client.results import (
     WriteResult,
 )
 from raftflow.cluster.client.sync import run_sync
+from raftflow.cluster.security.credentials import Credentials
+from raftflow.cluster.security.tokens import new_token
+from raftflow.statemachine.auth import AccessRole
 from raftflow.cluster.protocol.faults import PeerFault, fault_from_proto, fault_to_proto
 from raftflow.raft.types import Role
 from raftflow.cluster.client.workflows import AsyncWorkflows, Workflows
@@ -174,17 +181,36 @@ def _expire(future: asyncio.Future) -> None:
         future.set_exception(asyncio.TimeoutError())
 
 
-def _describe_rpc_error(exc: BaseException) -> str:
+def _describe_rpc_error(exc: BaseException, plaintext: bool = False) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         details = exc.details() or exc.code().name
+        if plaintext and "Socket closed" in details:
+            return (
+                "not reachable: it closed the connection (a node that speaks TLS, the default, closes plaintext "
+                "connections; use the cluster's CA instead of --insecure / Credentials.plaintext())"
+            )
         if "Connection refused" in details:
             return "not reachable (connection refused)"
+        if "CERTIFICATE_VERIFY_FAILED" in details:
+            return "not trusted: its certificate is not signed by the CA this client was given (TLS handshake failed)"
+        if "handshake" in details.lower() or "WRONG_VERSION_NUMBER" in details:
+            return (
+                "not reachable: the TLS handshake failed (a plaintext node, started with --insecure, "
+                "needs Credentials.plaintext(); a TLS node needs its cluster's CA)"
+            )
         if "DNS resolution failed" in details or "Name or service not known" in details:
             return "not reachable (unknown host)"
         if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             return "not answering (timed out)"
         return f"not reachable ({details.splitlines()[0][:120]})"
     return f"not reachable ({exc})"
+
+
+def _raise_if_refused(exc: BaseException) -> None:
+    """A stream the node refused whole (no token, or one it does not accept): a
+    retry on another node gets the same answer, so it is the answer."""
+    if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in ACCESS_ERRORS:
+        raise ACCESS_ERRORS[exc.code()](exc.details()) from None
 
 
 def _from_node(exc: grpc.aio.AioRpcError) -> bool:
@@ -218,12 +244,17 @@ class AsyncClient:
         self,
         endpoints: list[str],
         *,
+        credentials: Credentials | None = None,
         timeout: Duration = 5.0,
         no_leader_timeout: Duration = 1.0,
         max_backoff: Duration = 0.2,
         rng: random.Random | None = None,
     ) -> None:
         """Durations are a `datetime.timedelta` or seconds.
+        `credentials`: the CA the nodes' certificates are checked against and the
+        bearer token sent on every call. None: `Credentials.default()` (the
+        RAFTFLOW_CA_FILE / RAFTFLOW_TOKEN variables, else the local cluster in
+        ./.raftflow, else plaintext with no token).
         `timeout`: how long one call may take in all, retries included.
         `no_leader_timeout`: how long to wait for a leader (or for any node to
         answer) before giving up with `Unavailable` naming the cause.
@@ -235,6 +266,7 @@ class AsyncClient:
         self.no_leader_timeout = seconds(no_leader_timeout, "no_leader_timeout")
         self.max_backoff = seconds(max_backoff, "max_backoff", zero=True)
         self.endpoints = list(endpoints)
+        self.credentials = credentials if credentials is not None else Credentials.default()
         self._rng = rng or random.Random()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._streams: dict[str, _Stream] = {}
@@ -278,7 +310,7 @@ class AsyncClient:
     def _channel(self, endpoint: str) -> grpc.aio.Channel:
         channel = self._channels.get(endpoint)
         if channel is None:
-            channel = self._channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+            channel = self._channels[endpoint] = self.credentials.channel(endpoint, CHANNEL_OPTIONS)
         return channel
 
     def _stream(self, endpoint: str) -> _Stream:
@@ -345,7 +377,7 @@ class AsyncClient:
             except grpc.aio.AioRpcError as exc:
                 if _network_failure(exc):
                     self._lost(endpoint)
-                    tracker.unreachable(endpoint, _describe_rpc_error(exc))
+                    tracker.unreachable(endpoint, _describe_rpc_error(exc, self.credentials.insecure))
                 elif self._refused(tracker, endpoint, exc.code(), exc.details(), _leader_hint(exc)):
                     continue
             await tracker.wait()
@@ -397,9 +429,10 @@ class AsyncClient:
                 try:
                     reply = await self._stream(endpoint).send(cmd, self._remaining(deadline))
                 except (grpc.aio.AioRpcError, ConnectionError) as exc:
+                    _raise_if_refused(exc)
                     sent = True
                     self._lost(endpoint)
-                    tracker.unreachable(endpoint, _describe_rpc_error(exc), outcome_unknown=sent)
+                    tracker.unreachable(endpoint, _describe_rpc_error(exc, self.credentials.insecure), outcome_unknown=sent)
                     await tracker.wait()
                     continue
                 except asyncio.TimeoutError:
@@ -418,6 +451,8 @@ class AsyncClient:
                     continue
                 if code == grpc.StatusCode.INVALID_ARGUMENT:
                     raise InvalidArgument(reply.message)
+                if code in ACCESS_ERRORS:
+                    raise ACCESS_ERRORS[code](reply.message)
                 if code == grpc.StatusCode.NOT_FOUND:  # the session expired
                     if sent:
                         raise OutcomeUnknown(f"{reply.message}; an earlier attempt may have been applied")
@@ -483,7 +518,7 @@ class AsyncClient:
                     request, timeout=self._remaining(deadline)
                 )
             except grpc.aio.AioRpcError as exc:
-                raise _one_node_error(endpoint, exc) from None
+                raise _one_node_error(endpoint, exc, self.credentials.insecure) from None
         else:
             reply = await self._read(request, deadline)
         return ReadResult(
@@ -503,8 +538,9 @@ class AsyncClient:
             try:
                 reply = await self._stream(endpoint).send(cmd, self._remaining(deadline))
             except (grpc.aio.AioRpcError, ConnectionError) as exc:
+                _raise_if_refused(exc)
                 self._lost(endpoint)
-                tracker.unreachable(endpoint, _describe_rpc_error(exc))
+                tracker.unreachable(endpoint, _describe_rpc_error(exc, self.credentials.insecure))
                 await tracker.wait()
                 continue
             except asyncio.TimeoutError:
@@ -518,6 +554,67 @@ class AsyncClient:
 
     # --- admin ------------------------------------------------------------------------
 
+    async def issue_token(
+        self, role: AccessRole | str, *, queues: Sequence[str] = (), name: str = "", expires_ms: int = 0,
+    ) -> IssuedToken:
+        """A new token for `role` (admin only). The secret is made here and only its
+        SHA-256 goes to the cluster: the returned text is the one copy there is.
+        `queues`: the task queues a worker token may use. `expires_ms`: the
+        cluster's clock (ms since the epoch) at which it stops working; 0 never."""
+        token = new_token()
+        try:
+            role = AccessRole(role)
+        except ValueError:
+            raise InvalidArgument(f"role {role!r} is not one of {', '.join(r.value for r in AccessRole)}") from None
+
+        def build(cmd):
+            t = cmd.issue_token
+            t.token_id, t.role, t.secret_sha256, t.name, t.expires_ms = (
+                token.token_id, role.value, token.secret_sha256, name, expires_ms
+            )
+            t.queues.extend(queues)
+            return cmd
+        reply = await self._execute(build)
+        await self._applied_everywhere(reply.index)
+        info = TokenInfo(token.token_id, role, tuple(queues), name, reply.token.issued_ms, expires_ms)
+        return IssuedToken(token.text, info)
+
+    async def _applied_everywhere(self, index: int) -> None:
+        """Wait (within the timeout) until every node that answers has applied
+        `index`: each node checks tokens against its own applied state, so a token
+        used right after it was issued must not meet a node that lags behind."""
+        deadline = time.monotonic() + self.timeout
+
+        async def one(endpoint: str) -> None:
+            while time.monotonic() < deadline:
+                try:
+                    if (await self.status(endpoint, timeout=min(1.0, self._remaining(deadline)))).applied_index >= index:
+                        return
+                except RaftflowError:
+                    return  # down or cut off: it catches up when it is back
+                await asyncio.sleep(0.005)  # another process's progress: no event to wait on
+
+        await asyncio.gather(*(one(endpoint) for endpoint in self.endpoints))
+
+    async def revoke_token(self, token_id: str) -> bool:
+        """Revoke a token (admin only); False if there was no such token. Calls with
+        it are refused from the return on, by every node that answers."""
+        def build(cmd):
+            cmd.revoke_token.token_id = token_id
+            return cmd
+        reply = await self._execute(build)
+        await self._applied_everywhere(reply.index)
+        return reply.token.revoked
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        """The tokens issued and not revoked, by id (admin only)."""
+        deadline = time.monotonic() + self.timeout
+        reply = await self._call_leader(admin_pb2_grpc.AdminStub, "ListTokens", admin_pb2.ListTokensRequest(), deadline)
+        return [
+            TokenInfo(t.token_id, AccessRole(t.role), tuple(t.queues), t.name, t.issued_ms, t.expires_ms)
+            for t in reply.tokens
+        ]
+
     async def status(self, endpoint: str, *, timeout: Duration = 1.0) -> NodeStatus:
         """Node `endpoint`'s own view: role, term, leader, log indexes, faults."""
         limit = seconds(timeout, "timeout")
@@ -526,7 +623,7 @@ class AsyncClient:
                 admin_pb2.StatusRequest(), timeout=limit, wait_for_ready=True
             )
         except grpc.aio.AioRpcError as exc:
-            raise _one_node_error(endpoint, exc) from None
+            raise _one_node_error(endpoint, exc, self.credentials.insecure) from None
         try:
             return _node_status(reply)
         except ValueError as exc:  # a role (or fault) this client does not know: another version
@@ -548,7 +645,7 @@ class AsyncClient:
                 admin_pb2.StateHashRequest(), timeout=self.timeout
             )
         except grpc.aio.AioRpcError as exc:
-            raise _one_node_error(endpoint, exc) from None
+            raise _one_node_error(endpoint, exc, self.credentials.insecure) from None
         return StateHash(reply.applied_index, reply.hash)
 
     async def set_faults(self, endpoint: str, faults: list[PeerFault], *, replace: bool) -> list[PeerFault]:
@@ -558,7 +655,7 @@ class AsyncClient:
         try:
             reply = await admin_pb2_grpc.AdminStub(self._channel(endpoint)).SetFaults(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
-            raise _one_node_error(endpoint, exc) from None
+            raise _one_node_error(endpoint, exc, self.credentials.insecure) from None
         return [fault_from_proto(f) for f in reply.faults]
 
     async def transfer_leader(self, target: int) -> LeaderTransfer:
@@ -579,16 +676,24 @@ def _node_status(reply: admin_pb2.StatusReply) -> NodeStatus:
         commit_index=reply.commit_index, applied_index=reply.applied_index, snapshot_index=reply.snapshot_index,
         leader_unknown_s=reply.leader_unknown_s, pid=reply.pid, pending_proposals=reply.pending_proposals,
         version=reply.version,
-        peers=tuple(PeerState(p.id, p.address, p.connected, p.last_heard_s, p.progress) for p in reply.peers),
+        peers=tuple(
+            PeerState(p.id, p.address, p.connected, p.last_heard_s, p.progress, p.peer_address) for p in reply.peers
+        ),
         faults=tuple(fault_from_proto(f) for f in reply.faults), refused=dict(reply.refused),
+        peer_address=reply.peer_address, insecure=reply.insecure, calls_refused=dict(reply.calls_refused),
     )
 
 
-def _one_node_error(endpoint: str, exc: grpc.aio.AioRpcError) -> RaftflowError:
+def _one_node_error(endpoint: str, exc: grpc.aio.AioRpcError, plaintext: bool) -> RaftflowError:
     if _network_failure(exc):
-        return Unavailable(f"node at {endpoint} is {_describe_rpc_error(exc)}")
+        hint = ""
+        if plaintext and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            hint = " (a plaintext client never connects to a node that speaks TLS, the default: use the cluster's CA)"
+        return Unavailable(f"node at {endpoint} is {_describe_rpc_error(exc, plaintext)}{hint}")
     if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidArgument(exc.details())
+    if exc.code() in ACCESS_ERRORS:
+        return ACCESS_ERRORS[exc.code()](exc.details())
     if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
         return Unavailable(exc.details())
     return RaftflowError(f"{exc.code().name}: {exc.details()}")
@@ -711,6 +816,15 @@ class Client:
 
     def transfer_leader(self, target: int) -> LeaderTransfer:
         return self._run(self._client.transfer_leader(target))
+
+    def issue_token(self, role: AccessRole | str, **options) -> IssuedToken:
+        return self._run(self._client.issue_token(role, **options))
+
+    def revoke_token(self, token_id: str) -> bool:
+        return self._run(self._client.revoke_token(token_id))
+
+    def list_tokens(self) -> list[TokenInfo]:
+        return self._run(self._client.list_tokens())
 
     def set_faults(self, endpoint: str, faults: list[PeerFault], *, replace: bool) -> list[PeerFault]:
         return self._run(self._client.set_faults(endpoint, faults, replace=replace))

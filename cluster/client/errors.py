@@ -38,6 +38,15 @@ class FailedPrecondition(RaftflowError):
     attempt timed out, was retried or the workflow closed), a closed workflow."""
 
 
+class Unauthenticated(RaftflowError):
+    """The call carried no token, or one the cluster does not know (unknown,
+    revoked, expired); the message says how to get one."""
+
+
+class PermissionDenied(RaftflowError):
+    """The token is valid but its role (or a worker's task queues) does not allow this."""
+
+
 class Rejected(RaftflowError):
     """The workflow engine refused the command (it changed nothing); `code` says how."""
 
@@ -52,6 +61,12 @@ REJECTION_ERRORS = {
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.RESOURCE_EXHAUSTED: Busy,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+}
+ACCESS_ERRORS = {
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
 }
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from raftflow.cluster.protocol.faults import PeerFault
 from raftflow.raft.types import Role
+from raftflow.statemachine.auth import AccessRole
 
 
 class Consistency(enum.StrEnum):
@@ -55,10 +56,11 @@ class PeerState:
     """A node's view of one peer."""
 
     id: int
-    address: str
+    address: str  # its client port
     connected: bool  # this node's stream to it is open
     last_heard_s: float  # seconds since a message arrived from it; -1: never
     progress: str  # on a leader: the follower's replication state
+    peer_address: str = ""  # its peer port
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,7 @@ class NodeStatus:
     """One node's answer to `status()` (`raftflow cluster status` prints these)."""
 
     id: int
-    address: str
+    address: str  # where clients reach it
     cluster_id: str
     role: Role
     term: int
@@ -83,6 +85,9 @@ class NodeStatus:
     peers: tuple[PeerState, ...] = ()
     faults: tuple[PeerFault, ...] = ()  # the network faults it injects toward peers
     refused: dict[str, int] = field(default_factory=dict)  # peer messages refused since start, by rule
+    peer_address: str = ""  # where peers reach it
+    insecure: bool = False  # plaintext, nothing authenticated (--insecure)
+    calls_refused: dict[str, int] = field(default_factory=dict)  # client calls refused: unauthenticated, permission_denied
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +100,26 @@ class StateHash:
 class LeaderTransfer:
     leader_id: int  # the leader after the transfer
     term: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A token the cluster knows (`auth list`); its secret is not stored anywhere."""
+
+    token_id: str
+    role: AccessRole
+    queues: tuple[str, ...]  # a worker token's task queues
+    name: str
+    issued_ms: int  # the cluster's clock (ms since the epoch) when it was issued
+    expires_ms: int  # 0: never
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A new token. `token` is its whole text, shown once: keep it secret."""
+
+    token: str
+    info: TokenInfo
+
+    def __repr__(self) -> str:
+        return f"IssuedToken(token=..., info={self.info!r})"

@@ -68,14 +68,14 @@ def _until_ok(call, timeout: float):
 def run_cap_demo(directory: str | None = None, plot: str | None = None) -> int:
     keep = directory is not None
     directory = os.path.abspath(directory or tempfile.mkdtemp(prefix="raftflow-cap-"))
-    cluster = launcher.create(directory, 5, 0, ports=launcher.free_ports(5))
+    cluster = launcher.create(directory, 5, 0)
     t = Timeline()
     problems: list[str] = []
     figures: dict[str, float] = {}
     try:
         for m in cluster.members:
             launcher.start_node(cluster, m)
-        with Client(cluster.endpoints, timeout=10.0, no_leader_timeout=5.0) as client:
+        with cluster.client(timeout=10.0, no_leader_timeout=5.0) as client:
             leader = leader_of(cluster, client)
             t.add("start 5 nodes", "all", f"node {leader} leads", "ok")
             client.put("color", b"blue")
@@ -113,14 +113,14 @@ def _split_story(t: Timeline, cluster: launcher.ClusterFile, client: Client, lea
     t.add(f"split {','.join(map(str, minority))}|{','.join(map(str, majority))}", "net",
           f"leader {leader} on the minority side", "fault")
 
-    with Client([address[i] for i in majority], timeout=10.0, no_leader_timeout=5.0) as side:
+    with Client([address[i] for i in majority], credentials=cluster.credentials(), timeout=10.0, no_leader_timeout=5.0) as side:
         result, _ = _until_ok(lambda: side.put("color", b"green"), 10.0)
         figures["majority commits again after"] = time.monotonic() - split_at
         new_leader = side.status(address[majority[0]]).leader_id
         t.add("put color=green (majority)", f"{new_leader}", f"ok, node {new_leader} elected "
               f"({figures['majority commits again after'] * 1000:.0f} ms after the split)", "ok")
 
-    with Client([address[i] for i in minority], timeout=REFUSE_WITHIN_S, no_leader_timeout=1.0) as side:
+    with Client([address[i] for i in minority], credentials=cluster.credentials(), timeout=REFUSE_WITHIN_S, no_leader_timeout=1.0) as side:
         def stepped_down():
             if side.status(address[leader]).role is Role.LEADER:
                 raise RaftflowError("still leader")
@@ -154,7 +154,7 @@ def _split_story(t: Timeline, cluster: launcher.ClusterFile, client: Client, lea
     _set_split(client, cluster, None)
     healed_at = time.monotonic()
     t.add("heal", "net", "all messages flow again", "fault")
-    with Client([address[minority[1]]], timeout=5.0) as side:
+    with Client([address[minority[1]]], credentials=cluster.credentials(), timeout=5.0) as side:
         def caught_up():
             read = side.get("color", consistency="stale", endpoint=address[minority[1]])
             if read.value != b"green":

@@ -15,14 +15,14 @@ import tempfile
 import time
 
 from raftflow.cluster.local import launcher
-from raftflow.cluster.client import AsyncClient, Client, RaftflowError, run_sync
+from raftflow.cluster.client import AsyncClient, RaftflowError, run_sync
 from raftflow.cluster.demos.narration import Narrator, leader_of, start_cluster
 
 
-async def _write(endpoints: list[str], keys: list[str], acked: list[str]) -> float:
+async def _write(cluster: launcher.ClusterFile, keys: list[str], acked: list[str]) -> float:
     """Put each key, one after another; returns the longest wait for one write."""
     longest = 0.0
-    async with AsyncClient(endpoints, timeout=10.0, no_leader_timeout=5.0, max_backoff=0.02) as client:
+    async with AsyncClient(cluster.endpoints, credentials=cluster.credentials(), timeout=10.0, no_leader_timeout=5.0, max_backoff=0.02) as client:
         for key in keys:
             started = time.monotonic()
             await client.put(key, key.encode())
@@ -35,22 +35,22 @@ def run_demo(directory: str | None = None, writes: int = 300) -> int:
     keep = directory is not None
     directory = directory or tempfile.mkdtemp(prefix="raftflow-demo-")
     t = Narrator()
-    cluster = launcher.create(directory, 3, 0, ports=launcher.free_ports(3))
+    cluster = launcher.create(directory, 3, 0)
     problems: list[str] = []
     try:
-        with Client(cluster.endpoints, timeout=10.0, no_leader_timeout=5.0) as client:
+        with cluster.client(timeout=10.0, no_leader_timeout=5.0) as client:
             leader = start_cluster(t, cluster, client)
             acked: list[str] = []
             keys = [f"order-{i:04d}" for i in range(writes)]
             started = time.monotonic()
-            run_sync(_write(cluster.endpoints, keys[: writes // 2], acked))
+            run_sync(_write(cluster, keys[: writes // 2], acked))
             rate = len(acked) / (time.monotonic() - started)
             t.say(f"{len(acked)} writes acknowledged, one at a time ({rate:.0f}/s, each fsynced on a majority)")
 
             victim = cluster.member(leader)
             os.kill(victim.pid, signal.SIGKILL)
             t.say(f"SIGKILL node {leader} (the leader), writes continue")
-            stall = run_sync(_write(cluster.endpoints, keys[writes // 2 :], acked))
+            stall = run_sync(_write(cluster, keys[writes // 2 :], acked))
             new_leader = leader_of(cluster, client, exclude=frozenset({leader}))
             t.say(f"node {new_leader} leads now; the write in flight at the kill waited {stall * 1000:.0f} ms "
                   f"(election included); all {len(acked)} writes acknowledged")

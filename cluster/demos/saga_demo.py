@@ -54,21 +54,21 @@ def start_worker(directory: str, endpoints: list[str], ledger: str) -> subproces
     log = launcher.open_log(os.path.join(directory, "worker.log"))  # the child keeps it
     return subprocess.Popen(
         [sys.executable, "-m", "raftflow", "worker", "--activities", os.path.join(EXAMPLE, "activities.py"),
-         "--task-queue", "orders", "--concurrency", os.environ.get("RAFTFLOW_DEMO_CONCURRENCY", "16"), "--endpoints", ",".join(endpoints), "--timeout", "10", *(["--verbose"] if os.environ.get("RAFTFLOW_DEMO_VERBOSE") else [])],
+         "--task-queue", "orders", "--concurrency", os.environ.get("RAFTFLOW_DEMO_CONCURRENCY", "16"), "--endpoints", ",".join(endpoints), "--dir", directory, "--timeout", "10", *(["--verbose"] if os.environ.get("RAFTFLOW_DEMO_VERBOSE") else [])],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
         env={**os.environ, "RAFTFLOW_LEDGER": ledger},
     )
 
 
-async def _start_all(endpoints: list[str], batch: list[dict]) -> None:
-    async with AsyncClient(endpoints, timeout=20.0, no_leader_timeout=10.0) as client:
+async def _start_all(cluster: launcher.ClusterFile, batch: list[dict]) -> None:
+    async with AsyncClient(cluster.endpoints, credentials=cluster.credentials(), timeout=20.0, no_leader_timeout=10.0) as client:
         await asyncio.gather(*(
             client.workflows.start("order_saga", workflow_id=f"order-{o['order_id']}", input=o) for o in batch
         ))
 
 
-async def _wait_all(endpoints: list[str], batch: list[dict], timeout: float) -> dict[str, WorkflowDescription]:
-    async with AsyncClient(endpoints, timeout=10.0, no_leader_timeout=10.0) as client:
+async def _wait_all(cluster: launcher.ClusterFile, batch: list[dict], timeout: float) -> dict[str, WorkflowDescription]:
+    async with AsyncClient(cluster.endpoints, credentials=cluster.credentials(), timeout=10.0, no_leader_timeout=10.0) as client:
         outcomes = await asyncio.gather(*(
             client.workflows.wait(f"order-{o['order_id']}", timeout=timeout) for o in batch
         ))
@@ -132,12 +132,12 @@ def run_saga_demo(directory: str | None = None, count: int = 40) -> int:
     directory = os.path.abspath(directory or tempfile.mkdtemp(prefix="raftflow-saga-"))
     ledger = os.path.join(directory, "ledger")
     t = Narrator()
-    cluster = launcher.create(directory, 3, 0, ports=launcher.free_ports(3), rearm_grace_ms=2000)
+    cluster = launcher.create(directory, 3, 0, rearm_grace_ms=2000)
     problems: list[str] = []
     worker = None
     batch = orders(count)
     try:
-        with Client(cluster.endpoints, timeout=10.0, no_leader_timeout=5.0) as client:
+        with cluster.client(timeout=10.0, no_leader_timeout=5.0) as client:
             leader = start_cluster(t, cluster, client)
             from raftflow.statemachine.workflow.definitions import load_definition  # noqa: PLC0415
 
@@ -148,7 +148,7 @@ def run_saga_demo(directory: str | None = None, count: int = 40) -> int:
             t.say(f"started a worker (pid {worker.pid}) for task queue 'orders' running examples/order_saga/activities.py")
 
             started = time.monotonic()
-            run_sync(_start_all(cluster.endpoints, batch))
+            run_sync(_start_all(cluster, batch))
             unshippable = sum(1 for o in batch if expected_status(o) == "compensated")
             t.say(f"started {count} order sagas ({unshippable} to the address 'nowhere', which ship refuses; "
                   f"every 3rd order's first charge attempt times out)")
@@ -156,7 +156,7 @@ def run_saga_demo(directory: str | None = None, count: int = 40) -> int:
             victim = cluster.member(leader)
             os.kill(victim.pid, signal.SIGKILL)
             t.say(f"SIGKILL node {leader} (the leader) with {count - _closed_count_safe(client)} sagas still open")
-            outcomes = run_sync(_wait_all(cluster.endpoints, batch, timeout=60))
+            outcomes = run_sync(_wait_all(cluster, batch, timeout=60))
             new_leader = leader_of(cluster, client, exclude=frozenset({leader}))
             statuses = Counter(o.status.value for o in outcomes.values())
             t.say(f"node {new_leader} leads now; all {len(outcomes)} sagas closed in {time.monotonic() - started:.1f}s: "

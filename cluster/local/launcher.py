@@ -4,6 +4,12 @@ DIR/cluster.json (ids, addresses, pids, data dirs, config and log files).
     DIR/cluster.json
     DIR/node-1.toml   DIR/node-1.log   DIR/data-1/
     ...
+    DIR/tls/ca.crt ca.key node-1.crt node-1.key ...   (the cluster's own CA)
+    DIR/tokens/admin.token                              (the bootstrap admin token)
+
+Each node has a client port (its `address`: TLS, and a bearer token on every call)
+and a peer port (mutual TLS with the members' certificates). `insecure=True` makes a
+plaintext cluster instead: one port per node, no certificates, no tokens.
 
 `up()` on a folder that already holds a cluster starts its stopped nodes again,
 with their data. Waiting for a leader says what it waits for and gives up with a
@@ -16,7 +22,6 @@ requests), whatever the umask. A folder an earlier build made keeps its modes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -30,11 +35,14 @@ from dataclasses import asdict, dataclass
 
 from raftflow.cluster.client import Client, RaftflowError
 from raftflow.cluster.node.config import ConfigError, NodeConfig, load_config
-from raftflow.raft.fs import makedirs_private, open_private
+from raftflow.cluster.security import pki
+from raftflow.cluster.security.credentials import ADMIN_TOKEN_FILE, DEFAULT_CLUSTER_DIR, TOKENS_DIR, Credentials
+from raftflow.cluster.security.tokens import ADMIN_TOKEN_ID, new_token
+from raftflow.raft.fs import makedirs_private, open_private, write_private
 from raftflow.raft.types import Role
 
 CLUSTER_FILE = "cluster.json"
-DEFAULT_DIR = ".raftflow"
+DEFAULT_DIR = DEFAULT_CLUSTER_DIR
 DEFAULT_BASE_PORT = 7001
 
 
@@ -45,11 +53,12 @@ class LauncherError(Exception):
 @dataclass(slots=True)
 class Member:
     id: int
-    address: str
+    address: str  # where clients reach it
     data_dir: str
     config: str
     log: str
     pid: int = 0
+    peer_address: str = ""  # where peers reach it ("": the same as address, insecure)
 
 
 @dataclass(slots=True)
@@ -66,6 +75,16 @@ class ClusterFile:
     def endpoints(self) -> list[str]:
         return [m.address for m in self.members]
 
+    def credentials(self, token: str | None = None) -> Credentials:
+        """What a client of this cluster shows: its CA and the admin token (or
+        `token`); plaintext for a cluster made with insecure=True."""
+        return Credentials.from_cluster_dir(self.dir, token)
+
+    def client(self, **options) -> Client:
+        """A client of this cluster with the admin's credentials."""
+        options.setdefault("credentials", self.credentials())
+        return Client(self.endpoints, **options)
+
     def member(self, node_id: int) -> Member:
         for m in self.members:
             if m.id == node_id:
@@ -74,7 +93,7 @@ class ClusterFile:
 
     def save(self) -> None:
         data = {"cluster_id": self.cluster_id, "members": [asdict(m) for m in self.members]}
-        _write_private(self.path, json.dumps(data, indent=2) + "\n")
+        write_private(self.path, (json.dumps(data, indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, directory: str) -> ClusterFile:
@@ -82,23 +101,12 @@ class ClusterFile:
         try:
             with open(path) as f:
                 data = json.load(f)
-            members = [Member(**m) for m in data["members"]]
+            members = [Member(**m) for m in data["members"]]  # peer_address: absent in older files
             return cls(directory, data["cluster_id"], members)
         except FileNotFoundError:
             raise LauncherError(f"no cluster in {directory}: {path} does not exist (start one with `raftflow cluster up`)") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise LauncherError(f"{path} is damaged: {exc}") from None
-
-
-def _write_private(path: str, text: str) -> None:
-    """Replace `path` whole (temp file, rename) with a file that is 0600 from its
-    creation on."""
-    tmp = path + ".tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(tmp)  # a leftover (an earlier build's, 0644) would keep its mode
-    with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def open_log(path: str):
@@ -161,36 +169,65 @@ def check_size(nodes: int) -> None:
 
 
 def create(
-    directory: str, nodes: int, base_port: int, host: str = "127.0.0.1", *, ports: list[int] | None = None, **settings
+    directory: str, nodes: int, base_port: int = 0, host: str = "127.0.0.1", *, insecure: bool = False, **settings
 ) -> ClusterFile:
-    """Write the configs of a new cluster (nothing is started). Node i listens on
-    base_port + i - 1, or on ports[i - 1] when `ports` is given. Bad input (node count,
-    port range) is a ConfigError; ports someone else holds, a LauncherError."""
+    """Write the configs of a new cluster (nothing is started), with its CA, node
+    certificates and admin token unless `insecure`. Clients reach node i at
+    base_port + i - 1 and peers at base_port + nodes + i - 1 (insecure: one port,
+    base_port + i - 1); base_port 0 takes ports the OS says are free. Bad input
+    (node count, port range) is a ConfigError; ports someone else holds, a
+    LauncherError."""
     check_size(nodes)
     settings.setdefault("allow_faults", True)  # a local cluster is for trying partitions out
-    if ports is None:
-        if not 0 < base_port <= 65535 - nodes:
-            raise ConfigError(f"--base-port {base_port} leaves no room for {nodes} ports")
-        ports = list(range(base_port, base_port + nodes))
-    if len(ports) != nodes:
-        raise LauncherError(f"{len(ports)} ports for {nodes} nodes")
+    count = nodes if insecure else 2 * nodes
+    if base_port == 0:
+        ports = free_ports(count, host)
+    else:
+        if not 0 < base_port <= 65536 - count:
+            raise ConfigError(f"--base-port {base_port} leaves no room for {count} ports")
+        ports = list(range(base_port, base_port + count))
     busy = [p for p in ports if not _port_free(host, p)]
     if busy:
         raise LauncherError(f"port(s) {', '.join(map(str, busy))} on {host} are in use; choose another --base-port")
     makedirs_private(directory)
     directory = os.path.abspath(directory)
     cluster_id = f"raftflow-{uuid.uuid4().hex[:8]}"
-    peers = {i: f"{host}:{port}" for i, port in enumerate(ports, start=1)}
+    clients = {i: f"{host}:{port}" for i, port in enumerate(ports[:nodes], start=1)}
+    peers = clients if insecure else {i: f"{host}:{port}" for i, port in enumerate(ports[nodes:], start=1)}
+    if insecure:
+        settings["insecure"] = True
+    else:
+        settings.update(_security(directory, cluster_id, host, nodes), clients=clients)
     members = []
-    for node_id, address in peers.items():
+    for node_id in sorted(peers):
         data_dir = os.path.join(directory, f"data-{node_id}")
         config_path = os.path.join(directory, f"node-{node_id}.toml")
-        config = NodeConfig(id=node_id, peers=peers, data_dir=data_dir, cluster_id=cluster_id, **settings)
-        _write_private(config_path, config.to_toml())
-        members.append(Member(node_id, address, data_dir, config_path, os.path.join(directory, f"node-{node_id}.log")))
+        tls = {} if insecure else _tls_settings(directory, node_id)
+        config = NodeConfig(id=node_id, peers=peers, data_dir=data_dir, cluster_id=cluster_id, **settings, **tls)
+        write_private(config_path, config.to_toml().encode())
+        members.append(Member(
+            node_id, clients[node_id], data_dir, config_path, os.path.join(directory, f"node-{node_id}.log"),
+            peer_address="" if insecure else peers[node_id],
+        ))
     cluster = ClusterFile(directory, cluster_id, members)
     cluster.save()
     return cluster
+
+
+def _security(directory: str, cluster_id: str, host: str, nodes: int) -> dict[str, object]:
+    """The cluster's CA and node certificates in DIR/tls, its bootstrap admin token
+    in DIR/tokens/admin.token; what every node's config says of them."""
+    hosts = [host, "localhost"] if host in ("127.0.0.1", "::1", "localhost") else [host]
+    pki.create_local(directory, cluster_id, {node_id: hosts for node_id in range(1, nodes + 1)})
+    token = new_token(ADMIN_TOKEN_ID)
+    makedirs_private(os.path.join(directory, TOKENS_DIR))
+    write_private(os.path.join(directory, TOKENS_DIR, ADMIN_TOKEN_FILE), (token.text + "\n").encode())
+    return {"admin_token_sha256": token.secret_sha256.hex()}
+
+
+def _tls_settings(directory: str, node_id: int) -> dict[str, str]:
+    files = pki.local_paths(directory, node_id)
+    return {"tls_ca": files.ca, "tls_cert": files.cert, "tls_key": files.key}
 
 
 def start_node(cluster: ClusterFile, member: Member) -> None:

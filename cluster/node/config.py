@@ -2,14 +2,28 @@
 
     id = 1
     cluster_id = "raftflow-5f3c"
-    listen = "0.0.0.0:7001"          # where this node's gRPC server binds
-    advertise = "10.0.0.1:7001"      # how others reach it (default: its entry in [peers])
     data_dir = "/var/lib/raftflow/1"
+    listen = "0.0.0.0:7001"          # where the peer port binds (default: this node's [peers] entry)
+    client_listen = "0.0.0.0:7101"   # where the client port binds (default: its [clients] entry)
+    tls_ca = "/etc/raftflow/ca.crt"  # the CA that signed every member's certificate
+    tls_cert = "/etc/raftflow/node-1.crt"  # this node's: its SANs name raftflow://node/1
+    tls_key = "/etc/raftflow/node-1.key"
+    admin_token_sha256 = "9f86d0..."  # SHA-256 (hex) of the bootstrap admin token's secret
 
-    [peers]                          # every member, this node included
+    [peers]                          # every member's peer port (mutual TLS), this node included
     1 = "10.0.0.1:7001"
     2 = "10.0.0.2:7001"
     3 = "10.0.0.3:7001"
+
+    [clients]                        # every member's client port (TLS and a bearer token)
+    1 = "10.0.0.1:7101"
+    2 = "10.0.0.2:7101"
+    3 = "10.0.0.3:7101"
+
+Peers talk on one port, clients on another: a node demands a member's certificate
+on the peer port, which a client (or a browser) does not have. `insecure = true`
+(`node run --insecure`) serves both on the [peers] address in plaintext, with no
+certificates and no tokens; [clients] and the tls_* keys are then optional.
 
 Every other key is optional; see `NodeConfig` for the defaults. A mistake (unknown
 key, wrong type, bad address, this node missing from [peers]) is a `ConfigError`
@@ -30,10 +44,19 @@ from raftflow.statemachine.workflow.ops import WorkflowLimits
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     id: int
-    peers: dict[int, str]  # node id -> address others reach it at, this node included
+    peers: dict[int, str]  # node id -> address of its peer port, this node included
     data_dir: str
+    clients: dict[int, str] = dataclasses.field(default_factory=dict)  # node id -> its client port
     cluster_id: str = "raftflow"
     listen: str = ""  # default: this node's address in `peers`
+    client_listen: str = ""  # default: this node's address in `clients`
+    # Security. Off only with insecure = true: then no TLS and no tokens, and anyone
+    # who reaches a port can read and change everything and forge peer messages.
+    insecure: bool = False
+    tls_ca: str = ""  # PEM file: the CA(s) that signed the members' certificates
+    tls_cert: str = ""  # PEM file: this node's certificate (SAN URI raftflow://node/<id>)
+    tls_key: str = ""  # PEM file: its private key
+    admin_token_sha256: str = ""  # hex SHA-256 of the bootstrap admin token's secret (id "admin")
     tick_ms: int = 10  # one Raft tick
     election_ticks: int = 15  # election timeout: [150, 300) ms at the default tick
     heartbeat_ticks: int = 2
@@ -74,8 +97,9 @@ class NodeConfig:
             parse_address(address, what=f"peers.{node_id}")
         if len(set(self.peers.values())) != len(self.peers):
             raise ConfigError(f"peers {self.peers} gives two nodes the same address")
-        if self.listen:
-            parse_address(self.listen, what="listen")
+        for name in ("listen", "client_listen"):
+            if getattr(self, name):
+                parse_address(getattr(self, name), what=name)
         if not self.data_dir:
             raise ConfigError("data_dir is empty; name the folder this node keeps its log in")
         if not self.cluster_id:
@@ -95,14 +119,63 @@ class NodeConfig:
         if self.session_ttl_s <= 0:
             raise ConfigError(f"session_ttl_s={self.session_ttl_s} must be positive")
         self.raft_config()  # checks election_ticks and heartbeat_ticks
+        self._check_clients()
+        self._check_security()
+
+    def _check_clients(self) -> None:
+        if not self.clients:
+            if not self.insecure:
+                raise ConfigError(
+                    "clients is missing: a [clients] table of id = \"host:port\" (each member's client port), "
+                    "or insecure = true to serve clients on the peer port in plaintext"
+                )
+            return
+        if set(self.clients) != set(self.peers):
+            raise ConfigError(f"clients names nodes {sorted(self.clients)}; peers names {sorted(self.peers)}: list the same members")
+        for node_id, address in self.clients.items():
+            parse_address(address, what=f"clients.{node_id}")
+        if len(set(self.clients.values())) != len(self.clients):
+            raise ConfigError(f"clients {self.clients} gives two nodes the same address")
+        shared = set(self.clients.values()) & set(self.peers.values())
+        if shared and not self.insecure:
+            raise ConfigError(
+                f"{sorted(shared)} is both a peer and a client address: peers need a port of their own "
+                "(it demands a member's certificate, which clients do not have)"
+            )
+
+    def _check_security(self) -> None:
+        if self.insecure:
+            return
+        for name in ("tls_ca", "tls_cert", "tls_key"):
+            if not getattr(self, name):
+                raise ConfigError(
+                    f"{name} is missing: nodes need a CA, a certificate and a key (docs/security.md), "
+                    "or insecure = true (--insecure) to run in plaintext with no authentication"
+                )
+        if self.admin_token_sha256 and not _is_sha256_hex(self.admin_token_sha256):
+            raise ConfigError("admin_token_sha256 must be 64 hex digits (the SHA-256 of the admin token's secret)")
 
     @property
     def address(self) -> str:
+        """Where peers reach this node."""
         return self.peers[self.id]
+
+    @property
+    def client_address(self) -> str:
+        """Where clients reach this node (its peer address in insecure mode)."""
+        return self.clients.get(self.id, self.address)
+
+    def client_address_of(self, node_id: int) -> str:
+        """Where clients reach node `node_id`: what a leader hint carries."""
+        return self.clients.get(node_id) or self.peers.get(node_id, "")
 
     @property
     def listen_address(self) -> str:
         return self.listen or self.address
+
+    @property
+    def client_listen_address(self) -> str:
+        return self.client_listen or self.client_address
 
     def workflow_limits(self) -> WorkflowLimits:
         try:
@@ -134,13 +207,20 @@ class NodeConfig:
         lines = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "peers" or value is None:
+            if f.name in _TABLES or value is None:
                 continue
             lines.append(f"{f.name} = {_toml_value(value)}")
-        lines.append("")
-        lines.append("[peers]")
-        lines.extend(f'{node_id} = "{address}"' for node_id, address in sorted(self.peers.items()))
+        for table in _TABLES:
+            addresses = getattr(self, table)
+            if addresses:
+                lines.append("")
+                lines.append(f"[{table}]")
+                lines.extend(f'{node_id} = "{address}"' for node_id, address in sorted(addresses.items()))
         return "\n".join(lines) + "\n"
+
+
+def _is_sha256_hex(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text.lower())
 
 
 def _toml_value(value: object) -> str:
@@ -151,6 +231,7 @@ def _toml_value(value: object) -> str:
     return repr(value)
 
 
+_TABLES = ("peers", "clients")  # id -> address tables
 _FIELDS = {f.name: f for f in dataclasses.fields(NodeConfig)}
 _TYPES = {"int": int, "str": str, "bool": bool, "float": (int, float), "int | None": int}
 
@@ -173,12 +254,18 @@ def load_config(path: str | None, overrides: dict[str, object] | None = None) ->
     peers = values.get("peers")
     if not isinstance(peers, dict) or not peers:
         raise ConfigError("peers is missing: a [peers] table of id = \"host:port\", this node included")
-    try:
-        values["peers"] = {int(k): v for k, v in peers.items()}
-    except ValueError:
-        raise ConfigError(f"peers: ids must be whole numbers, got {sorted(peers)}") from None
+    for table in _TABLES:
+        addresses = values.get(table)
+        if addresses is None:
+            continue
+        if not isinstance(addresses, dict):
+            raise ConfigError(f"{table} must be a table of id = \"host:port\"")
+        try:
+            values[table] = {int(k): v for k, v in addresses.items()}
+        except ValueError:
+            raise ConfigError(f"{table}: ids must be whole numbers, got {sorted(addresses)}") from None
     for name, value in values.items():
-        if name == "peers":
+        if name in _TABLES:
             continue
         expected = _TYPES[str(_FIELDS[name].type)]
         if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):

@@ -334,7 +334,7 @@ class RaftNode:
         node = self.node
         assert node is not None
         if node.leader not in (NONE, self.id):
-            address = self.config.peers.get(node.leader, "")
+            address = self.config.client_address_of(node.leader)
             return NodeError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"node {self.id} is not the leader; the leader is node {node.leader} at {address}",

@@ -12,10 +12,14 @@ import stat
 
 import grpc
 
+from raftflow.cluster.node.access import Access
 from raftflow.cluster.node.config import NodeConfig
 from raftflow.cluster.node.raftnode import RaftNode
 from raftflow.cluster.node.services import AdminService, ClientService, WorkflowService
-from raftflow.cluster.node.transport import PeerService, Transport
+from raftflow.cluster.node.transport import PeerService, Transport, plaintext
+from raftflow.cluster.security.node_tls import NodeTls, peer_node_ids
+from raftflow.cluster.security.pki import TlsFiles
+from raftflow.raft.config import ConfigError
 from raftflow.cluster.node.workflow_driver import WorkflowDriver
 from raftflow.cluster.protocol.wire import SERVER_OPTIONS
 from raftflow.proto import admin_pb2_grpc, client_pb2_grpc, peer_pb2_grpc, workflow_pb2_grpc
@@ -70,8 +74,10 @@ def warn_if_open_to_others(data_dir: str) -> None:
 
 
 class NodeServer:
-    """One node with its gRPC server on `listen_address`. `start()` opens the
-    storage, starts the node and serves; `stop()` is graceful."""
+    """One node with its gRPC server: the peer port on `listen_address` and, with
+    TLS, the client port on `client_listen_address`. `start()` checks the
+    certificates, opens the storage, starts the node and serves; `stop()` is
+    graceful; `reload_tls()` takes new certificate files (SIGHUP)."""
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
@@ -79,25 +85,39 @@ class NodeServer:
         self.driver: WorkflowDriver | None = None
         self.server: grpc.aio.Server | None = None
         self.workflow_service: WorkflowService | None = None
+        self.peer_service: PeerService | None = None
+        self.access: Access | None = None
+        self.tls: NodeTls | None = None
 
     async def start(self) -> RaftNode:
         cfg = self.config
-        storage = await asyncio.get_running_loop().run_in_executor(None, open_storage, cfg)
+        loop = asyncio.get_running_loop()
+        if not cfg.insecure:
+            files = TlsFiles(cfg.tls_ca, cfg.tls_cert, cfg.tls_key)
+            self.tls = await loop.run_in_executor(None, NodeTls, files, cfg.id)  # ConfigError: nothing started
+        storage = await loop.run_in_executor(None, open_storage, cfg)
         machine = Machine(
             session_ttl_ms=int(cfg.session_ttl_s * 1000), max_sessions=cfg.max_sessions,
             workflow_limits=cfg.workflow_limits(),
         )
-        transport = Transport(cfg.cluster_id, cfg.id, cfg.peers)
+        transport = Transport(cfg.cluster_id, cfg.id, cfg.peers, self.tls.channel if self.tls else plaintext)
         node = self.node = RaftNode(cfg, machine=machine, transport=transport, storage=storage)
         driver = self.driver = WorkflowDriver(node, rearm_grace_ms=cfg.rearm_grace_ms)
         node.hooks.append(driver)
-        server = self.server = grpc.aio.server(options=SERVER_OPTIONS)
-        peer_pb2_grpc.add_PeerServicer_to_server(
-            PeerService(cfg.cluster_id, cfg.id, cfg.peers, node.deliver, transport.last_heard, transport.faults), server
+        access = self.access = Access(
+            enabled=not cfg.insecure,
+            admin_secret_sha256=bytes.fromhex(cfg.admin_token_sha256) if cfg.admin_token_sha256 else None,
+            tokens=lambda token_id: machine.auth.token(token_id), now_ms=lambda: machine.now_ms,
         )
-        client_pb2_grpc.add_ClientServicer_to_server(ClientService(node), server)
-        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(node), server)
-        self.workflow_service = WorkflowService(node, driver)
+        server = self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        self.peer_service = PeerService(
+            cfg.cluster_id, cfg.id, cfg.peers, node.deliver, transport.last_heard, transport.faults,
+            identity=peer_node_ids if self.tls else None,
+        )
+        peer_pb2_grpc.add_PeerServicer_to_server(self.peer_service, server)
+        client_pb2_grpc.add_ClientServicer_to_server(ClientService(node, access), server)
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(node, access), server)
+        self.workflow_service = WorkflowService(node, driver, access)
         workflow_pb2_grpc.add_WorkflowsServicer_to_server(self.workflow_service, server)
         # The server stops inside node.stop(), after every waiter has its answer and
         # before the log closes: on a graceful stop and when the node fails alike.
@@ -108,16 +128,47 @@ class NodeServer:
             self.node = self.server = None  # nothing was started: nothing to stop
             await asyncio.get_running_loop().run_in_executor(None, storage.close)
             raise
-        try:
-            bound = server.add_insecure_port(cfg.listen_address)
-        except RuntimeError:  # grpcio >= 1.5x raises where older ones returned 0
-            bound = 0
-        if bound == 0:
-            node.closing.clear()  # never started: nothing to stop
-            await node.stop()
-            raise OSError(f"cannot listen on {cfg.listen_address}: the address is in use or not local")
+        for address, credentials in self._ports():
+            try:
+                bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+            except RuntimeError:  # grpcio >= 1.5x raises where older ones returned 0
+                bound = 0
+            if bound == 0:
+                node.closing.clear()  # never started: nothing to stop
+                await node.stop()
+                raise OSError(f"cannot listen on {address}: the address is in use or not local")
         await server.start()
         return node
+
+    def _ports(self) -> list[tuple[str, grpc.ServerCredentials | None]]:
+        """(address, credentials) of each port: the peer port demands a member's
+        certificate, the client port none. Insecure: plaintext, and one port
+        unless [clients] names another."""
+        cfg = self.config
+        peer, client = cfg.listen_address, cfg.client_listen_address
+        if self.tls is None:
+            return [(peer, None)] if client == peer else [(peer, None), (client, None)]
+        return [
+            (peer, self.tls.server_credentials(require_client_certificate=True)),
+            (client, self.tls.server_credentials(require_client_certificate=False)),
+        ]
+
+    async def reload_tls(self) -> bool:
+        """Read the certificate files again (SIGHUP). New handshakes use them and
+        the peer streams reopen with them; if they fail the checks, the node goes
+        on with the old ones and says why. True if they were taken."""
+        if self.tls is None:
+            log.info("node %d runs without TLS (--insecure): nothing to reload", self.config.id)
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, self.tls.reload)
+        except ConfigError as exc:
+            log.error("node %d kept its certificate: the new files fail a check: %s", self.config.id, exc)
+            return False
+        if self.node is not None:
+            await self.node.transport.reconnect(self.tls.channel)
+        return True
 
     async def stop(self) -> None:
         """Graceful: the node refuses new work, finishes the Ready in progress, answers
@@ -134,7 +185,23 @@ async def serve(config: NodeConfig) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"raftflow node {config.id} serving on {config.listen_address} (pid {os.getpid()})", flush=True)
+    reloads: set[asyncio.Task] = set()
+
+    def reload() -> None:
+        task = asyncio.create_task(process.reload_tls())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    if config.insecure:
+        log.warning(
+            "node %d runs with --insecure: no TLS and no tokens; anyone who reaches %s can read and change "
+            "everything, forge peer messages and inject faults", config.id, config.listen_address,
+        )
+        where = config.listen_address
+    else:
+        where = f"{config.client_listen_address} (clients, TLS) and {config.listen_address} (peers, mutual TLS)"
+    print(f"raftflow node {config.id} serving on {where} (pid {os.getpid()})", flush=True)
     waiter = asyncio.create_task(stop.wait())
     stopped = asyncio.create_task(node.stopped.wait())
     await asyncio.wait([waiter, stopped], return_when=asyncio.FIRST_COMPLETED)

@@ -4,6 +4,7 @@ node, typed results back to protobuf. The conversion happens here, once."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -13,6 +14,7 @@ import msgpack
 
 from raftflow.cluster.protocol.wire import LEADER_METADATA, MAYBE_APPLIED_METADATA, NODE_METADATA, status_code
 from raftflow.cluster.protocol.faults import describe_faults, fault_from_proto, fault_to_proto
+from raftflow.cluster.node.access import INSECURE, Access, AccessDenied, Permission, Principal
 from raftflow.cluster.node.errors import NodeError
 from raftflow.cluster.node.raftnode import VERSION, RaftNode
 from raftflow.cluster.node.workflow_driver import WorkflowDriver
@@ -31,6 +33,9 @@ from raftflow.cluster.protocol.workflow_proto import (
 )
 from raftflow.proto import admin_pb2, admin_pb2_grpc, client_pb2, client_pb2_grpc, workflow_pb2, workflow_pb2_grpc
 from raftflow.raft.types import NONE, RaftError, Role
+from raftflow.cluster.security.tokens import ADMIN_TOKEN_ID
+from raftflow.statemachine.auth import IssueToken, RevokeToken, TokenIssued, TokenRevoked
+from raftflow.statemachine.workflow.ops import CompleteActivity, FailActivity, HeartbeatActivity
 from raftflow.statemachine.workflow.records import CLOSED, Status, WorkflowDescription
 from raftflow.statemachine.commands import (
     Cas,
@@ -60,7 +65,11 @@ _REJECT_CODES = {
     RejectReason.STALE_SEQUENCE: grpc.StatusCode.FAILED_PRECONDITION,
     RejectReason.TOO_MANY_PENDING: grpc.StatusCode.RESOURCE_EXHAUSTED,
     RejectReason.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
+    RejectReason.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    RejectReason.QUOTA_EXCEEDED: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
+_TASK_OPS = (CompleteActivity, FailActivity, HeartbeatActivity)  # a worker's reports: WORK on the task's queue
+_ADMIN_OPS = (IssueToken, RevokeToken)
 
 
 def op_from_proto(cmd: client_pb2.Command):
@@ -82,6 +91,13 @@ def op_from_proto(cmd: client_pb2.Command):
         op = Put(cmd.put.key, cmd.put.value)
     elif which == "delete":
         op = Delete(cmd.delete.key)
+    elif which == "issue_token":
+        t = cmd.issue_token
+        if t.token_id == ADMIN_TOKEN_ID:
+            raise CommandError(f"token id {ADMIN_TOKEN_ID!r} is the bootstrap admin token's; choose another")
+        op = IssueToken(t.token_id, t.role, tuple(t.queues), t.secret_sha256, t.name, t.expires_ms)
+    elif which == "revoke_token":
+        op = RevokeToken(cmd.revoke_token.token_id)
     else:
         expected = cmd.cas.WhichOneof("expected")
         if expected is None:
@@ -117,6 +133,10 @@ def reply_for(request_id: int, index: int, result) -> client_pb2.CommandReply:
     elif isinstance(result, Rejected):
         reply.code = _REJECT_CODES[result.reason].value[0]
         reply.message = f"{result.reason.name}: {result.message}"
+    elif isinstance(result, TokenIssued):
+        reply.token.token_id, reply.token.issued_ms = result.token_id, result.issued_ms
+    elif isinstance(result, TokenRevoked):
+        reply.token.token_id, reply.token.revoked = result.token_id, result.revoked
     elif not fill_workflow_reply(reply, result):
         raise AssertionError(f"unexpected result {result!r}")
     return reply
@@ -140,15 +160,48 @@ async def _abort(context, error: NodeError, node_id: int):
     await context.abort(error.code, error.message, trailing_metadata=tuple(metadata))
 
 
-class _NodeService:
-    """What the client and admin services share: the node they serve, and ending a
-    call with an error the node reports itself."""
+def guarded(permission: Permission):
+    """The RPC needs `permission`: the caller's token is checked before anything
+    else runs. Every RPC of a service carries one (tests/test_access.py checks)."""
 
-    def __init__(self, node: RaftNode) -> None:
+    def wrap(method):
+        @functools.wraps(method)
+        async def call(self, request, context):
+            await self._authorize(context, permission)
+            return await method(self, request, context)
+
+        call.permission = permission
+        return call
+
+    return wrap
+
+
+class _NodeService:
+    """What the services share: the node they serve, who may call them, and ending
+    a call with an error the node reports itself."""
+
+    def __init__(self, node: RaftNode, access: Access) -> None:
         self.node = node
+        self.access = access
 
     async def _fail(self, context, code: grpc.StatusCode, message: str):
         await _abort(context, NodeError(code, message), self.node.id)
+
+    async def _principal(self, context) -> Principal:
+        if not self.access.enabled:
+            return INSECURE
+        try:
+            return self.access.authenticate(context.invocation_metadata())
+        except AccessDenied as denied:
+            await self._fail(context, denied.code, denied.message)
+
+    async def _authorize(self, context, permission: Permission, queue: str | None = None) -> Principal:
+        principal = await self._principal(context)
+        try:
+            self.access.check(principal, permission, queue)
+        except AccessDenied as denied:
+            await self._fail(context, denied.code, denied.message)
+        return principal
 
 
 class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
@@ -156,8 +209,8 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
     and an exception nobody expected is that command's INTERNAL, logged with its
     traceback and counted; it never ends a call that carries other commands."""
 
-    def __init__(self, node: RaftNode) -> None:
-        super().__init__(node)
+    def __init__(self, node: RaftNode, access: Access) -> None:
+        super().__init__(node, access)
         self.internal_errors = 0  # commands answered INTERNAL since start: each one is a bug
 
     def _internal(self, request_id: int, error: BaseException) -> NodeError:
@@ -169,10 +222,33 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
         )
         return NodeError(grpc.StatusCode.INTERNAL, f"node {self.node.id} failed on this command: {error!r}")
 
-    def _submit(self, cmd: client_pb2.Command) -> asyncio.Future:
+    def _permit(self, principal: Principal, op) -> None:
+        """NodeError unless the caller may propose `op`: writes need WRITE, token
+        ops ADMIN, a worker's reports WORK on the queue of the task they name."""
+        access = self.access
+        if not access.enabled:
+            return
+        if not access.still_valid(principal):
+            raise NodeError(grpc.StatusCode.UNAUTHENTICATED, f"token {principal.token_id} was revoked or expired")
+        kind = type(op)
+        if kind in _TASK_OPS:
+            queue = self.node.machine.workflow.task_queue_of(op.task_id)
+            if queue is None and not principal.may(Permission.ADMIN):
+                raise NodeError(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"STALE_TASK: task {op.task_id} is not scheduled or started")
+            permission = Permission.WORK
+        else:
+            queue, permission = None, Permission.ADMIN if kind in _ADMIN_OPS else Permission.WRITE
+        try:
+            access.check(principal, permission, queue)
+        except AccessDenied as denied:
+            raise NodeError(denied.code, denied.message) from None
+
+    def _submit(self, cmd: client_pb2.Command, principal: Principal) -> asyncio.Future:
         """The command's future from the node; raises NodeError only."""
         try:
             op = op_from_proto(cmd)
+            self._permit(principal, op)
             return self.node.submit(op, session_id=cmd.session_id, seq=cmd.seq, ack_floor=cmd.ack_floor)
         except CommandError as exc:
             raise NodeError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
@@ -198,6 +274,7 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
         except Exception as exc:
             return error_reply(request_id, self._internal(request_id, exc))
 
+    @guarded(Permission.STATUS)
     async def OpenSession(self, request, context):
         try:
             index, result = await self.node.submit(OpenSession())
@@ -206,9 +283,11 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
         assert isinstance(result, SessionOpened), result
         return client_pb2.OpenSessionReply(session_id=result.session_id, leader_id=self.node.id)
 
+    @guarded(Permission.STATUS)  # each command is checked by what it does (_permit)
     async def Execute(self, request, context):
+        principal = await self._principal(context)
         try:
-            index, result = await self._submit(request)
+            index, result = await self._submit(request, principal)
             reply = reply_for(request.request_id, index, result)
         except NodeError as error:
             await _abort(context, error, self.node.id)
@@ -218,10 +297,12 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
             await self._fail(context, status_code(reply.code), reply.message)
         return reply
 
+    @guarded(Permission.STATUS)  # each command is checked by what it does (_permit)
     async def ExecuteStream(self, request_iterator, context):
         """Batches of commands in, batches of replies out in completion order (each
         write carries every reply ready by then); the stream ends once the
         client has finished sending and every command has its reply."""
+        principal = await self._principal(context)
         replies: asyncio.Queue[client_pb2.CommandReply | None] = asyncio.Queue()
         inflight = 0
         reading = True
@@ -239,11 +320,12 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
                     for cmd in batch.commands:
                         try:
                             if cmd.WhichOneof("op") == "read":
+                                self._permit_read(principal)
                                 future = asyncio.ensure_future(self._read(cmd.read))
                                 reads.add(future)
                                 future.add_done_callback(reads.discard)
                             else:
-                                future = self._submit(cmd)
+                                future = self._submit(cmd, principal)
                         except NodeError as error:
                             replies.put_nowait(error_reply(cmd.request_id, error))
                             continue
@@ -267,6 +349,15 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
             for task in list(reads):
                 task.cancel()
 
+    def _permit_read(self, principal: Principal) -> None:
+        if not self.access.still_valid(principal):
+            raise NodeError(grpc.StatusCode.UNAUTHENTICATED, f"token {principal.token_id} was revoked or expired")
+        try:
+            self.access.check(principal, Permission.READ)
+        except AccessDenied as denied:
+            raise NodeError(denied.code, denied.message) from None
+
+    @guarded(Permission.READ)
     async def Read(self, request, context):
         try:
             return await self._read(request)
@@ -296,19 +387,22 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
 
 
 class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
-    def __init__(self, node: RaftNode) -> None:
-        super().__init__(node)
+    def __init__(self, node: RaftNode, access: Access) -> None:
+        super().__init__(node, access)
         self._state_hash_lock = asyncio.Lock()
         self._state_hash_waiting = 0
 
+    @guarded(Permission.STATUS)
     async def Status(self, request, context):
         rn = self.node
         node = rn.node
         st = node.status()
         now = time.monotonic()
+        cfg = rn.config
         reply = admin_pb2.StatusReply(
-            id=rn.id, address=rn.config.address, cluster_id=rn.config.cluster_id, role=st.role.value,
-            term=st.term, leader_id=st.leader, leader_address=rn.config.peers.get(st.leader, ""),
+            id=rn.id, address=cfg.client_address, peer_address=cfg.address, insecure=cfg.insecure,
+            calls_refused=dict(self.access.refused), cluster_id=cfg.cluster_id, role=st.role.value,
+            term=st.term, leader_id=st.leader, leader_address=cfg.client_address_of(st.leader),
             last_index=st.last_index, commit_index=st.commit, applied_index=rn.machine.applied_index,
             snapshot_index=st.snapshot_index, leader_unknown_s=rn.leader_unknown_s(), pid=os.getpid(),
             pending_proposals=rn.pending_proposals(), version=VERSION, refused=dict(rn.refused),
@@ -320,11 +414,12 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
             link = rn.transport.links[peer_id]
             heard = rn.transport.last_heard.get(peer_id)
             reply.peers.append(admin_pb2.PeerState(
-                id=peer_id, address=address, connected=link.connected and not rn.transport.faults.cut(peer_id),
+                id=peer_id, address=cfg.client_address_of(peer_id), peer_address=address, connected=link.connected and not rn.transport.faults.cut(peer_id),
                 last_heard_s=-1.0 if heard is None else now - heard, progress=st.progress.get(peer_id, ""),
             ))
         return reply
 
+    @guarded(Permission.ADMIN)
     async def TransferLeader(self, request, context):
         rn = self.node
         node = rn.node
@@ -352,6 +447,7 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
             f"node {node.leader or 'unknown'} leads",
         )
 
+    @guarded(Permission.ADMIN)
     async def SetFaults(self, request, context):
         if not self.node.config.allow_faults:
             await self._fail(
@@ -371,6 +467,7 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
         log.info("node %d network faults: %s", self.node.id, describe_faults(now) or "none")
         return admin_pb2.FaultsReply(faults=[fault_to_proto(f) for f in now])
 
+    @guarded(Permission.ADMIN)
     async def StateHash(self, request, context):
         """Captured on the loop (pointer copies), encoded and hashed in a thread: a
         large state must not hold the loop (and with it the leadership). One at a
@@ -387,13 +484,24 @@ class AdminService(_NodeService, admin_pb2_grpc.AdminServicer):
             self._state_hash_waiting -= 1
         return admin_pb2.StateHashReply(applied_index=view.applied_index, hash=digest)
 
+    @guarded(Permission.ADMIN)
+    async def ListTokens(self, request, context):
+        """This node's applied view: a token issued a moment ago shows once applied here."""
+        reply = admin_pb2.ListTokensReply()
+        for record in self.node.machine.auth.tokens():
+            reply.tokens.append(admin_pb2.TokenInfo(
+                token_id=record.token_id, role=record.role.value, queues=list(record.queues), name=record.name,
+                issued_ms=record.issued_ms, expires_ms=record.expires_ms,
+            ))
+        return reply
+
 
 class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
     """Reads of the engine and the long polls; all served by the leader after a
     ReadIndex round (proto/workflow.proto). The long polls wait on `driver`."""
 
-    def __init__(self, node: RaftNode, driver: WorkflowDriver) -> None:
-        super().__init__(node)
+    def __init__(self, node: RaftNode, driver: WorkflowDriver, access: Access) -> None:
+        super().__init__(node, access)
         self.driver = driver
         self.long_polls = 0  # PollActivityTasks and WaitWorkflow calls waiting now
 
@@ -434,9 +542,11 @@ class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
             await self._abort(context, NodeError(grpc.StatusCode.NOT_FOUND, f"no workflow {workflow_id!r}"))
         return described
 
+    @guarded(Permission.READ)
     async def Describe(self, request, context):
         return describe_reply(await self._described(context, request.workflow_id))
 
+    @guarded(Permission.READ)
     async def History(self, request, context):
         described = await self._described(context, request.workflow_id)
         reply = workflow_pb2.HistoryReply()
@@ -448,6 +558,7 @@ class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
             ))
         return reply
 
+    @guarded(Permission.READ)
     async def List(self, request, context):
         status = None
         if request.status:
@@ -466,9 +577,11 @@ class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
             summary_of(record, reply.workflows.add())
         return reply
 
+    @guarded(Permission.STATUS)  # and WORK on the queue it names
     async def PollActivityTasks(self, request, context):
         if not request.task_queue:
             await self._invalid(context, "task_queue is empty")
+        await self._authorize(context, Permission.WORK, request.task_queue)
         if not 1 <= request.max_tasks <= MAX_POLL_TASKS:
             await self._invalid(context, f"max_tasks={request.max_tasks} must be from 1 to {MAX_POLL_TASKS}")
         if request.wait_ms > MAX_WAIT_MS:
@@ -481,6 +594,7 @@ class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
             await self._abort(context, error)
         return workflow_pb2.PollReply(tasks=[task_to_proto(task) for task in tasks])
 
+    @guarded(Permission.READ)
     async def WaitWorkflow(self, request, context):
         if request.wait_ms > MAX_WAIT_MS:
             await self._invalid(context, f"wait_ms={request.wait_ms} is above {MAX_WAIT_MS}")

@@ -8,7 +8,10 @@ chunks go on their own stream (`Peer.InstallSnapshot`) so that a large transfer
 never holds up heartbeats.
 
 Inbound, `PeerService` checks every batch (cluster id, addressee, sender) and
-hands each decoded message to the node.
+hands each decoded message to the node. With TLS (the default) the sender must
+also be the node its certificate names: a stream whose certificate says node 2
+carries only batches from node 2, and a stream with no member's certificate
+carries none.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import grpc
 
@@ -33,12 +36,19 @@ PENDING_BYTES_MAX = 32 << 20  # per peer; beyond it, messages are dropped (Raft 
 RECONNECT_DELAY_S = 0.05
 MAX_DELAYED_MESSAGES = 100_000  # per peer and direction, held back by a delay fault; beyond, dropped
 
+Connect = Callable[[str, Sequence[tuple[str, object]]], grpc.aio.Channel]  # (address, options) -> channel
+
+
+def plaintext(address: str, options: Sequence[tuple[str, object]]) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=options)
+
 
 class PeerLink:
     """The outbound half of the connection to one peer."""
 
-    def __init__(self, cluster_id: str, self_id: int, peer_id: int, address: str) -> None:
+    def __init__(self, cluster_id: str, self_id: int, peer_id: int, address: str, connect: Connect = plaintext) -> None:
         self.cluster_id = cluster_id
+        self.connect = connect
         self.self_id = self_id
         self.peer_id = peer_id
         self.address = address
@@ -52,7 +62,7 @@ class PeerLink:
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
-        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._channel = self.connect(self.address, CHANNEL_OPTIONS)
         self._tasks = [
             asyncio.create_task(self._run(), name=f"peer-{self.peer_id}"),
             asyncio.create_task(self._run_snapshots(), name=f"peer-{self.peer_id}-snapshots"),
@@ -64,6 +74,15 @@ class PeerLink:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._channel is not None:
             await self._channel.close()
+
+    async def reconnect(self, connect: Connect) -> None:
+        """Reopen the streams over a new channel (a reloaded certificate). What was
+        queued is dropped; Raft resends."""
+        await self.close()
+        self._drop_pending()
+        self.connect = connect
+        self.connected = False
+        self.start()
 
     def send(self, encoded: bytes) -> None:
         if self._pending_bytes + len(encoded) > PENDING_BYTES_MAX:
@@ -158,9 +177,9 @@ class Transport:
     """Every outbound link of one node, when each peer was last heard from, and the
     faults injected between them (`cluster/faults.py`)."""
 
-    def __init__(self, cluster_id: str, self_id: int, peers: dict[int, str]) -> None:
+    def __init__(self, cluster_id: str, self_id: int, peers: dict[int, str], connect: Connect = plaintext) -> None:
         self.links = {
-            peer_id: PeerLink(cluster_id, self_id, peer_id, address)
+            peer_id: PeerLink(cluster_id, self_id, peer_id, address, connect)
             for peer_id, address in peers.items()
             if peer_id != self_id
         }
@@ -174,6 +193,9 @@ class Transport:
 
     async def close(self) -> None:
         await asyncio.gather(*(link.close() for link in self.links.values()))
+
+    async def reconnect(self, connect: Connect) -> None:
+        await asyncio.gather(*(link.reconnect(connect) for link in self.links.values()))
 
     def send(self, messages: list[Message]) -> None:
         faults = self.faults
@@ -229,8 +251,13 @@ class PeerService(peer_pb2_grpc.PeerServicer):
     def __init__(
         self, cluster_id: str, self_id: int, peers: dict[int, str], deliver: Callable[[list[Message]], None],
         last_heard: dict[int, float], faults: FaultFilter | None = None,
+        identity: Callable[[object], list[int]] | None = None,
     ) -> None:
+        """`identity(context)`: the node ids the caller's certificate names; None
+        in insecure mode (then nothing binds a sender to its connection)."""
         self.cluster_id = cluster_id
+        self.identity = identity
+        self.refused = 0  # streams refused (wrong cluster, addressee, sender or certificate)
         self.self_id = self_id
         self.peers = peers
         self.deliver = deliver
@@ -256,9 +283,30 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             out.append(m)
         return out
 
-    async def _accept(self, context, cluster_id: str, from_id: int, to_id: int, raw_messages, what: str) -> None:
+    async def _sender(self, context) -> list[int] | None:
+        """The ids the stream's certificate names (None: not checked); a stream
+        without a member's certificate is refused before it carries anything."""
+        if self.identity is None:
+            return None
+        ids = self.identity(context)
+        if not any(i in self.peers and i != self.self_id for i in ids):
+            problem = (
+                f"the peer port takes streams from members only; this one's certificate names "
+                f"{', '.join(f'node {i}' for i in ids) or 'no node'} (members: {sorted(self.peers)})"
+            )
+            self.refused += 1
+            log.warning("refused a peer stream: %s", problem)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, problem)
+        return ids
+
+    async def _accept(
+        self, context, cluster_id: str, from_id: int, to_id: int, raw_messages, what: str, sender: list[int] | None,
+    ) -> None:
         problem = self._check(cluster_id, from_id, to_id)
+        if problem is None and sender is not None and from_id not in sender:
+            problem = f"a batch claiming to come from node {from_id} on a stream whose certificate names node(s) {sender}"
         if problem:
+            self.refused += 1
             log.warning("refused a peer stream: %s", problem)
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, problem)
         try:
@@ -288,14 +336,16 @@ class PeerService(peer_pb2_grpc.PeerServicer):
 
     async def Send(self, request_iterator, context):
         received = 0
+        sender = await self._sender(context)
         async for batch in request_iterator:
-            await self._accept(context, batch.cluster_id, batch.from_id, batch.to_id, batch.messages, "raft message")
+            await self._accept(context, batch.cluster_id, batch.from_id, batch.to_id, batch.messages, "raft message", sender)
             received += 1
         return peer_pb2.StreamClosed(received=received)
 
     async def InstallSnapshot(self, request_iterator, context):
         received = 0
+        sender = await self._sender(context)
         async for chunk in request_iterator:
-            await self._accept(context, chunk.cluster_id, chunk.from_id, chunk.to_id, [chunk.message], "snapshot chunk")
+            await self._accept(context, chunk.cluster_id, chunk.from_id, chunk.to_id, [chunk.message], "snapshot chunk", sender)
             received += 1
         return peer_pb2.StreamClosed(received=received)

@@ -103,10 +103,10 @@ async def _resume(pid: int) -> None:
     os.kill(pid, signal.SIGCONT)
 
 
-async def _client_loop(client_id: int, endpoints: list[str], rng: random.Random, stop: asyncio.Event,
+async def _client_loop(client_id: int, cluster: launcher.ClusterFile, rng: random.Random, stop: asyncio.Event,
                        history: list[dict], started: float, clients_hint: int = 4) -> None:
     counter = 0
-    async with AsyncClient(endpoints, timeout=2.0, no_leader_timeout=1.0, rng=random.Random(rng.random())) as c:
+    async with AsyncClient(cluster.endpoints, credentials=cluster.credentials(), timeout=2.0, no_leader_timeout=1.0, rng=random.Random(rng.random())) as c:
         while not stop.is_set():
             key = rng.choice(KEYS)
             kind = rng.choice(("put", "put", "get", "get", "cas"))
@@ -151,7 +151,7 @@ def run(cluster: launcher.ClusterFile, *, seed: int, duration_s: float, clients:
         if not launcher.process_alive(m.pid):
             launcher.start_node(cluster, m)
     result = NemesisResult(seed, history, faults)
-    with Client(cluster.endpoints, timeout=5.0, no_leader_timeout=5.0) as admin:
+    with cluster.client(timeout=5.0, no_leader_timeout=5.0) as admin:
         _heal_everything(cluster, admin)
         result.hashes = launcher.converged_hashes(cluster, admin, timeout=30.0)[1]
         for key in KEYS:
@@ -167,9 +167,9 @@ def run(cluster: launcher.ClusterFile, *, seed: int, duration_s: float, clients:
 async def _clients(cluster, rng, clients, duration_s, fault_every_s, history, started) -> list[str]:
     stop = asyncio.Event()
     endpoints = cluster.endpoints
-    tasks = [asyncio.create_task(_client_loop(i, endpoints, random.Random(rng.random()), stop, history, started))
+    tasks = [asyncio.create_task(_client_loop(i, cluster, random.Random(rng.random()), stop, history, started))
              for i in range(clients)]
-    async with AsyncClient(endpoints, timeout=2.0) as admin:
+    async with AsyncClient(endpoints, credentials=cluster.credentials(), timeout=2.0) as admin:
         nemesis = Nemesis(cluster, admin, random.Random(rng.random()), started)
         faults = asyncio.create_task(nemesis.run(stop, fault_every_s))
         await asyncio.sleep(duration_s)  # the run's length: clients and nemesis work meanwhile

@@ -412,6 +412,12 @@ class WorkflowEngine(StepRunner):
 
     # --- queries (read-only) -------------------------------------------------------------
 
+    def task_queue_of(self, task_id: int) -> str | None:
+        """The queue of a task that is scheduled or started, None for any other id:
+        what a worker's token must name to report on it."""
+        task = self._tasks.get(task_id)
+        return None if task is None else self._spec(task).task_queue
+
     def pending_tasks(self, task_queue: str, limit: int) -> list[ActivityTask]:
         """Up to `limit` scheduled tasks of the queue, oldest first: what the leader may
         hand out next (proposing task_started for each)."""

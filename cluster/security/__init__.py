@@ -1,0 +1,1 @@
+"""Certificates, tokens and the credentials made of them (docs/security.md)."""
