@@ -50,13 +50,15 @@ def expected_status(order: dict) -> str:
     return "compensated" if order["address"] == "nowhere" else "completed"
 
 
-def start_worker(directory: str, endpoints: list[str], ledger: str) -> subprocess.Popen:
+def start_worker(directory: str, endpoints: list[str], ledger: str, token: str | None = None) -> subprocess.Popen:
+    """The worker process; `token` (a worker token for 'orders') instead of the
+    cluster folder's admin token, as a worker on another host would run."""
     log = launcher.open_log(os.path.join(directory, "worker.log"))  # the child keeps it
     return subprocess.Popen(
         [sys.executable, "-m", "raftflow", "worker", "--activities", os.path.join(EXAMPLE, "activities.py"),
          "--task-queue", "orders", "--concurrency", os.environ.get("RAFTFLOW_DEMO_CONCURRENCY", "16"), "--endpoints", ",".join(endpoints), "--dir", directory, "--timeout", "10", *(["--verbose"] if os.environ.get("RAFTFLOW_DEMO_VERBOSE") else [])],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
-        env={**os.environ, "RAFTFLOW_LEDGER": ledger},
+        env={**os.environ, "RAFTFLOW_LEDGER": ledger, **({"RAFTFLOW_TOKEN": token} if token else {})},
     )
 
 
@@ -144,8 +146,11 @@ def run_saga_demo(directory: str | None = None, count: int = 40) -> int:
             registered = client.workflows.register(load_definition(os.path.join(EXAMPLE, "order_saga.yaml")))
             t.say(f"registered {registered.name} v{registered.version}: reserve inventory -> charge card -> ship "
                   "(undo: refund card, release inventory)")
-            worker = start_worker(directory, cluster.endpoints, ledger)
-            t.say(f"started a worker (pid {worker.pid}) for task queue 'orders' running examples/order_saga/activities.py")
+            token = None if cluster.credentials().insecure else client.issue_token(
+                "worker", queues=["orders"], name="saga demo worker").token
+            worker = start_worker(directory, cluster.endpoints, ledger, token)
+            t.say(f"started a worker (pid {worker.pid}) for task queue 'orders' running examples/order_saga/activities.py"
+                  + (", with a worker token for that queue only" if token else ""))
 
             started = time.monotonic()
             run_sync(_start_all(cluster, batch))
