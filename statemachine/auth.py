@@ -106,10 +106,10 @@ def validate_auth_op(op: AuthOp) -> None:
     Whether the id is free is the namespace's to answer, when the op applies."""
     match op:
         case IssueToken(token_id, role, queues, secret_sha256, name, expires_ms):
-            _check_token_id(token_id, "token_id", CommandError)
+            check_token_id(token_id, "token_id", CommandError)
             _check_token_fields(role, queues, secret_sha256, name, expires_ms, "", CommandError)
         case RevokeToken(token_id):
-            _check_token_id(token_id, "token_id", CommandError)
+            check_token_id(token_id, "token_id", CommandError)
         case _:
             raise AssertionError(f"validate_auth_op was handed {op!r}, which is not an auth op")
 
@@ -136,7 +136,8 @@ def _check_token_fields(
     check_int(expires_ms, f"{where}expires_ms", error)
 
 
-def _check_token_id(token_id: object, what: str, error: type[ValueError]) -> None:
+def check_token_id(token_id: object, what: str, error: type[ValueError]) -> None:
+    """A token id: 1 to 64 characters of A-Z a-z 0-9 _ - (an error of type `error` if not)."""
     check_type(token_id, str, what, error)
     if len(token_id) > MAX_TOKEN_ID_CHARS:
         raise error(f"{what} is {len(token_id)} characters; at most {MAX_TOKEN_ID_CHARS}")
@@ -275,7 +276,7 @@ def _token_row(record: TokenRecord) -> list:
 
 def _token_from_row(row: object) -> TokenRecord:
     token_id, role, queues, secret_sha256, name, issued_ms, expires_ms = check_row(row, 7, "auth token", SnapshotError)
-    _check_token_id(token_id, "auth token_id", SnapshotError)
+    check_token_id(token_id, "auth token_id", SnapshotError)
     where = f"auth token {token_id!r} "
     _check_token_fields(role, queues, secret_sha256, name, expires_ms, where, SnapshotError)
     check_int(issued_ms, f"{where}issued_ms", SnapshotError)

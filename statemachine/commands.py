@@ -14,6 +14,7 @@ same log (STYLE §5).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import threading
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from raftflow.statemachine.auth import (
     AuthResult,
     TokenIssued,
     TokenRevoked,
+    check_token_id,
     validate_auth_op,
 )
 from raftflow.statemachine.workflow import ops as workflow_ops
@@ -69,7 +71,11 @@ RESULT_FORMAT = 1
 
 @dataclass(frozen=True, slots=True)
 class OpenSession:
-    """Opens a client session; its id is the index of the entry (thesis §6.3)."""
+    """Opens a client session; its id is the index of the entry (thesis §6.3).
+    `owner`: the id of the token that opened it ("" with no tokens: --insecure, or an
+    entry written before owners existed); set by the node, never by the caller."""
+
+    owner: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +149,37 @@ OP_CLASSES: dict[int, type] = {
     OpCode.ISSUE_TOKEN: auth.IssueToken,
     OpCode.REVOKE_TOKEN: auth.RevokeToken,
 }
+
+
+# Fields appended to an op after it was first written to logs, each with a default:
+# an entry written before decodes with the defaults, and an op whose added fields
+# hold their defaults encodes to the same bytes as before (so a session cache or a
+# state hash is the same on a build that predates the field).
+ADDED_FIELDS: dict[type, tuple[str, ...]] = {
+    OpenSession: ("owner",),
+}
+
+
+def _defaults(cls: type) -> tuple:
+    by_name = {f.name: f.default for f in dataclasses.fields(cls)}
+    return tuple(by_name[name] for name in ADDED_FIELDS[cls])
+
+
+_ADDED_DEFAULTS: dict[type, tuple] = {cls: _defaults(cls) for cls in ADDED_FIELDS}
+
+
+def op_fields(op: object) -> list:
+    """An op's fields in their log order, without trailing added fields that hold
+    their defaults."""
+    cls = type(op)
+    values = [getattr(op, name) for name in cls.__slots__]
+    defaults = _ADDED_DEFAULTS.get(cls)
+    if defaults:
+        for default in reversed(defaults):
+            if values[-1] != default or type(values[-1]) is not type(default):
+                break
+            values.pop()
+    return values
 
 
 def _codes_of(classes: dict[int, type], codes: type[enum.IntEnum], expected: set[type]) -> dict[type, int]:
@@ -264,7 +301,7 @@ def encode_command(cmd: Command) -> bytes:
     if type(op) is Put:  # the usual op: its fields by name, not by walking __slots__
         op_row = [OpCode.PUT, op.key, op.value]
     else:
-        op_row = [_OP_CODES[type(op)], *[getattr(op, name) for name in type(op).__slots__]]
+        op_row = [_OP_CODES[type(op)], *op_fields(op)]
     row = [COMMAND_FORMAT, cmd.timestamp_ms, cmd.session_id, cmd.seq, cmd.ack_floor, op_row]
     return _packer().pack(row)
 
@@ -337,8 +374,11 @@ def _decode_op(op_row: object) -> Op:
     if type(code) is not int or code not in OP_CLASSES:
         raise CommandError(f"op code is {show(code)}; expected one of {[int(c) for c in OpCode]}")
     cls = OP_CLASSES[code]
-    if len(fields) != len(cls.__slots__):
-        raise CommandError(f"{cls.__name__} op has {len(fields)} fields; expected {len(cls.__slots__)} {list(cls.__slots__)}")
+    most = len(cls.__slots__)
+    least = most - len(ADDED_FIELDS.get(cls, ()))
+    if not least <= len(fields) <= most:
+        expected = f"{most}" if least == most else f"{least} to {most}"
+        raise CommandError(f"{cls.__name__} op has {len(fields)} fields; expected {expected} {list(cls.__slots__)}")
     return cls(*fields)  # field types are validate_op's to check
 
 
@@ -363,8 +403,9 @@ def validate_op(op: Op) -> None:
     """The rules an op must meet, checked at the server edge before proposing and again
     by decode_command; raises CommandError saying which rule failed."""
     match op:
-        case OpenSession():
-            pass
+        case OpenSession(owner):
+            if owner != "":
+                check_token_id(owner, "owner", CommandError)
         case Put(key, value):
             _check_key(key)
             _check_value(value, "value")

@@ -45,6 +45,7 @@ from raftflow.statemachine.workflow.ops import LEADER_OPS, WorkflowLimits, Workf
 from raftflow.statemachine.sessions import (
     DEFAULT_MAX_RESULTS_PER_SESSION,
     DEFAULT_MAX_SESSIONS,
+    DEFAULT_MAX_SESSIONS_PER_OWNER,
     DEFAULT_SESSION_TTL_MS,
     SessionLimits,
     SessionTable,
@@ -133,10 +134,11 @@ class Machine:
         max_results_per_session: int = DEFAULT_MAX_RESULTS_PER_SESSION,
         workflow_limits: WorkflowLimits = WorkflowLimits(),
         max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_sessions_per_owner: int = DEFAULT_MAX_SESSIONS_PER_OWNER,
     ) -> None:
         """Every replica must be built with the same limits: they decide which sessions
         expire and which workflow starts and token issues are refused."""
-        limits = SessionLimits(session_ttl_ms, max_sessions, max_results_per_session)
+        limits = SessionLimits(session_ttl_ms, max_sessions, max_results_per_session, max_sessions_per_owner)
         self._workflow_limits = workflow_limits
         self._max_tokens = max_tokens
         self.applied_index = 0  # the last entry applied; the next must be applied_index + 1
@@ -160,6 +162,11 @@ class Machine:
         """Session `session_id` is open as of the applied index (it may still expire
         before a command in it applies: the apply decides)."""
         return session_id in self._sessions
+
+    def session_owner(self, session_id: int) -> str | None:
+        """The id of the token that opened session `session_id` ("" for none), or
+        None if it is not open as of the applied index."""
+        return self._sessions.owner(session_id)
 
     @property
     def revision(self) -> int:
@@ -208,7 +215,7 @@ class Machine:
         op = cmd.op
         kind = type(op)
         if kind is OpenSession:
-            return sessions.open(index, now_ms)  # thesis §6.3: the id is the index
+            return sessions.open(index, now_ms, op.owner)  # thesis §6.3: the id is the index
         if kind in LEADER_OPS:
             return self._namespace_of[kind].apply(op, now_ms)
         reply = sessions.cached_or_rejected(cmd, now_ms)

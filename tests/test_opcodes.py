@@ -121,6 +121,8 @@ SECRET_SHA256_HEX = "c420" + SECRET_SHA256.hex()
 # [format 1, timestamp_ms, session_id, seq, ack_floor, [op_code, *fields]].
 COMMANDS = [
     (0, 0, 0, OpenSession(), "9601cf0000018bcfe568000000009100"),
+    # The owner was added later: without one the entry is what it always was.
+    (0, 0, 0, OpenSession("tok-1"), "9601cf0000018bcfe568000000009200a5746f6b2d31"),
     (1, 2, 1, Put("k", b"v"), "9601cf0000018bcfe568000102019301a16bc40176"),
     (1, 3, 2, Delete("k"), "9601cf0000018bcfe568000103029202a16b"),
     (1, 4, 3, Cas("k", b"w", expected_value=b"v"), "9601cf0000018bcfe568000104039503a16bc40177c40176c0"),

@@ -15,10 +15,11 @@ import subprocess
 import sys
 import time
 
+import grpc
 import pytest
 from cryptography import x509
 
-from procnet import ProcCluster, wait_until
+from procnet import ProcCluster, sync_channel, wait_until
 from raftflow import (
     AccessRole,
     Client,
@@ -31,6 +32,7 @@ from raftflow import (
 from raftflow.cluster.local import launcher
 from raftflow.cluster.security import pki
 from raftflow.cluster.security.tokens import new_token
+from raftflow.proto import client_pb2, client_pb2_grpc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -287,5 +289,34 @@ def test_an_insecure_cluster_is_plaintext_and_says_so(tmp_path):
         assert status.insecure and status.address == status.peer_address
         with open(c.cluster.member(1).log) as log:
             assert "runs with --insecure: no TLS and no tokens" in log.read()
+    finally:
+        c.close()
+
+
+def test_no_token_can_push_out_or_use_another_tokens_session(tmp_path):
+    """The issue's row: 1,000 OpenSession calls evicted another client's session."""
+    c = ProcCluster(str(tmp_path / "c"), 1, max_sessions=50, max_sessions_per_owner=5)
+    try:
+        c.start()
+        c.wait_leader()
+        victim = c.client.issue_token(AccessRole.WRITER, name="victim").token
+        flooder = c.client.issue_token(AccessRole.WRITER, name="flooder").token
+        def put(channel, session: int, seq: int, key: str):
+            command = client_pb2.Command(request_id=seq, session_id=session, seq=seq, ack_floor=seq)
+            command.put.key, command.put.value = key, b"v"
+            return client_pb2_grpc.ClientStub(channel).Execute(command, timeout=5)
+
+        with sync_channel(c.address(1), token=victim) as mine, sync_channel(c.address(1), token=flooder) as theirs:
+            stub = client_pb2_grpc.ClientStub(theirs)
+            session = client_pb2_grpc.ClientStub(mine).OpenSession(client_pb2.OpenSessionRequest(), timeout=5).session_id
+            put(mine, session, 1, "mine-1")
+            for _ in range(200):
+                stub.OpenSession(client_pb2.OpenSessionRequest(), timeout=5)
+            assert put(mine, session, 2, "mine-2").code == 0  # the victim's session and seq go on
+            with pytest.raises(grpc.RpcError) as err:
+                put(theirs, session, 3, "theirs")
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert f"session {session} belongs to another token" in err.value.details()
+        assert c.client.status(c.address(1)).id == 1
     finally:
         c.close()

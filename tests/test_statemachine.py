@@ -53,8 +53,8 @@ def send(m: Machine, session: int, seq: int, op, *, ack_floor: int | None = None
     return apply(m, encode_command(Command(at_ms, session, seq, seq if ack_floor is None else ack_floor, op)))
 
 
-def open_session(m: Machine, at_ms: int = 0) -> int:
-    result = apply(m, encode_command(Command(at_ms, 0, 0, 0, OpenSession())))
+def open_session(m: Machine, at_ms: int = 0, owner: str = "") -> int:
+    result = apply(m, encode_command(Command(at_ms, 0, 0, 0, OpenSession(owner))))
     assert type(result) is SessionOpened, result
     return result.session_id
 
@@ -67,7 +67,7 @@ def test_machine_is_a_state_machine():
     assert isinstance(Machine(), StateMachine)
 
 
-@pytest.mark.parametrize("setting", ["session_ttl_ms", "max_sessions", "max_results_per_session"])
+@pytest.mark.parametrize("setting", ["session_ttl_ms", "max_sessions", "max_results_per_session", "max_sessions_per_owner"])
 def test_every_bound_is_checked_at_construction(setting):
     with pytest.raises(ValueError, match=f"{setting}=0 must be an integer of at least 1"):
         Machine(**{setting: 0})
@@ -265,6 +265,44 @@ def test_opening_past_max_sessions_expires_the_least_recently_used():
     assert rejected(send(m, third, 1, Put("c", b""))) is None
 
 
+def test_a_token_opening_sessions_past_its_quota_pushes_out_only_its_own():
+    m = Machine(max_sessions=10, max_sessions_per_owner=3)
+    victim = open_session(m, owner="victim")
+    send(m, victim, 1, Put("v", b"1"))
+    flood = [open_session(m, owner="flood") for _ in range(50)]  # the 1,000 OpenSession calls, scaled
+    assert m.session_owner(victim) == "victim"
+    assert rejected(send(m, victim, 2, Put("v", b"2"))) is None  # still open, its seq goes on
+    assert [m.has_session(s) for s in flood[-3:]] == [True] * 3 and not m.has_session(flood[0])
+    assert m.session_count == 4
+
+
+def test_past_max_sessions_the_heaviest_owner_loses_its_least_recently_used():
+    m = Machine(max_sessions=4, max_sessions_per_owner=3)
+    a = open_session(m, owner="a")
+    b1, b2 = open_session(m, owner="b"), open_session(m, owner="b")
+    c = open_session(m, owner="c")
+    open_session(m, owner="d")  # full: b holds the most; its least recently used goes
+    assert not m.has_session(b1) and all(m.has_session(s) for s in (a, b2, c))
+    assert m.session_owner(b2) == "b" and m.session_owner(b1) is None
+
+
+def test_sessions_without_an_owner_snapshot_as_before_and_owners_survive_a_restore():
+    legacy = Machine()
+    open_session(legacy)
+    rows = msgpack.unpackb(legacy.snapshot())[3]
+    assert len(rows[0]) == 4  # no owner column: a build without owners reads it, and hashes agree
+    owned = Machine()
+    s = open_session(owned, owner="tok-1")
+    send(owned, s, 1, Put("k", b"v"))
+    copy = Machine()
+    copy.restore(owned.snapshot())
+    assert copy.session_owner(s) == "tok-1" and copy.state_hash() == owned.state_hash()
+    bad = msgpack.unpackb(owned.snapshot())
+    bad[3][0][4] = "not a token id"
+    with pytest.raises(SnapshotError, match="session owner is 'not a token id'"):
+        Machine().restore(msgpack.packb(bad, use_bin_type=True))
+
+
 # --- entries that are not commands ----------------------------------------------------------------
 
 
@@ -346,7 +384,8 @@ def test_the_command_layout_is_format_timestamp_session_seq_ack_floor_op():
         ([1, 0, 7, 0, 0, PUT_OP], "seq is 0; sequence numbers in a session start at 1"),
         ([1, 0, 7, 1, 2, PUT_OP], "ack_floor is 2, above seq 1"),
         ([1, 0, 7, 0, 0, [0]], "session_id is 7; an OpenSession carries 0"),
-        ([1, 0, 0, 0, 0, [0, "extra"]], "OpenSession op has 1 fields; expected 0"),
+        ([1, 0, 0, 0, 0, [0, "owner", "extra"]], "OpenSession op has 2 fields; expected 0 to 1 ['owner']"),
+        ([1, 0, 0, 0, 0, [0, "not a token id"]], "owner is 'not a token id'; expected 1 to 64 characters"),
     ],
 )
 def test_decode_command_names_the_malformed_field(row, message):

@@ -222,7 +222,7 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
         )
         return NodeError(grpc.StatusCode.INTERNAL, f"node {self.node.id} failed on this command: {error!r}")
 
-    def _permit(self, principal: Principal, op) -> None:
+    def _permit(self, principal: Principal, op, session_id: int) -> None:
         """NodeError unless the caller may propose `op`: writes need WRITE, token
         ops ADMIN, a worker's reports WORK on the queue of the task they name."""
         access = self.access
@@ -230,6 +230,10 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
             return
         if not access.still_valid(principal):
             raise NodeError(grpc.StatusCode.UNAUTHENTICATED, f"token {principal.token_id} was revoked or expired")
+        owner = self.node.machine.session_owner(session_id)
+        if owner is not None and owner != principal.token_id and not principal.may(Permission.ADMIN):
+            raise NodeError(grpc.StatusCode.PERMISSION_DENIED,
+                            f"session {session_id} belongs to another token; open a session of your own")
         kind = type(op)
         if kind in _TASK_OPS:
             queue = self.node.machine.workflow.task_queue_of(op.task_id)
@@ -248,7 +252,7 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
         """The command's future from the node; raises NodeError only."""
         try:
             op = op_from_proto(cmd)
-            self._permit(principal, op)
+            self._permit(principal, op, cmd.session_id)
             return self.node.submit(op, session_id=cmd.session_id, seq=cmd.seq, ack_floor=cmd.ack_floor)
         except CommandError as exc:
             raise NodeError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
@@ -276,8 +280,12 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
 
     @guarded(Permission.STATUS)
     async def OpenSession(self, request, context):
+        """The session belongs to the caller's token: others may not use it, and
+        sessions it opens past its quota push out only its own."""
+        principal = await self._principal(context)
+        owner = principal.token_id if self.access.enabled else ""
         try:
-            index, result = await self.node.submit(OpenSession())
+            index, result = await self.node.submit(OpenSession(owner))
         except NodeError as error:
             await _abort(context, error, self.node.id)
         assert isinstance(result, SessionOpened), result
