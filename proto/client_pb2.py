@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1braftflow/proto/client.proto\x12\x0fraftflow.client\"\x14\n\x12OpenSessionRequest\"9\n\x10OpenSessionReply\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x11\n\tleader_id\x18\x02 \x01(\x04\"!\n\x03Put\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x15\n\x06\x44\x65lete\x12\x0b\n\x03key\x18\x01 \x01(\t\"d\n\x03\x43\x61s\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x18\n\x0e\x65xpected_value\x18\x03 \x01(\x0cH\x00\x12\x1b\n\x11\x65xpected_revision\x18\x04 \x01(\x04H\x00\x42\n\n\x08\x65xpected\"/\n\x14RegisterWorkflowType\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x01 \x01(\t\"o\n\rStartWorkflow\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x11\n\ttype_name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\x12\r\n\x05input\x18\x04 \x01(\x0c\x12\x16\n\x0ereturn_running\x18\x05 \x01(\x08\"D\n\x10\x43ompleteActivity\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x0e\n\x06result\x18\x03 \x01(\x0c\"h\n\x0c\x46\x61ilActivity\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x12\n\nerror_type\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x11\n\tretryable\x18\x05 \x01(\x08\"F\n\x11HeartbeatActivity\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\x0c\"B\n\x0eSignalWorkflow\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05input\x18\x03 \x01(\x0c\"%\n\x0e\x43\x61ncelWorkflow\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"8\n\x11TerminateWorkflow\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"u\n\nIssueToken\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06queues\x18\x03 \x03(\t\x12\x15\n\rsecret_sha256\x18\x04 \x01(\x0c\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x12\n\nexpires_ms\x18\x06 \x01(\x04\"\x1f\n\x0bRevokeToken\x12\x10\n\x08token_id\x18\x01 \x01(\t\"\xdb\x06\n\x07\x43ommand\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x12\n\nsession_id\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x11\n\tack_floor\x18\x04 \x01(\x04\x12#\n\x03put\x18\x05 \x01(\x0b\x32\x14.raftflow.client.PutH\x00\x12)\n\x06\x64\x65lete\x18\x06 \x01(\x0b\x32\x17.raftflow.client.DeleteH\x00\x12#\n\x03\x63\x61s\x18\x07 \x01(\x0b\x32\x14.raftflow.client.CasH\x00\x12G\n\x16register_workflow_type\x18\x08 \x01(\x0b\x32%.raftflow.client.RegisterWorkflowTypeH\x00\x12\x38\n\x0estart_workflow\x18\t \x01(\x0b\x32\x1e.raftflow.client.StartWorkflowH\x00\x12>\n\x11\x63omplete_activity\x18\n \x01(\x0b\x32!.raftflow.client.CompleteActivityH\x00\x12\x36\n\rfail_activity\x18\x0b \x01(\x0b\x32\x1d.raftflow.client.FailActivityH\x00\x12@\n\x12heartbeat_activity\x18\x0c \x01(\x0b\x32\".raftflow.client.HeartbeatActivityH\x00\x12:\n\x0fsignal_workflow\x18\r \x01(\x0b\x32\x1f.raftflow.client.SignalWorkflowH\x00\x12:\n\x0f\x63\x61ncel_workflow\x18\x0e \x01(\x0b\x32\x1f.raftflow.client.CancelWorkflowH\x00\x12@\n\x12terminate_workflow\x18\x0f \x01(\x0b\x32\".raftflow.client.TerminateWorkflowH\x00\x12,\n\x04read\x18\x10 \x01(\x0b\x32\x1c.raftflow.client.ReadRequestH\x00\x12\x32\n\x0bissue_token\x18\x11 \x01(\x0b\x32\x1b.raftflow.client.IssueTokenH\x00\x12\x34\n\x0crevoke_token\x18\x12 \x01(\x0b\x32\x1c.raftflow.client.RevokeTokenH\x00\x42\x04\n\x02op\"{\n\x0eWorkflowResult\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\x04\x12\x10\n\x08\x65xisting\x18\x03 \x01(\x08\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x11\n\ttype_name\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\r\"C\n\x0bTokenResult\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x11\n\tissued_ms\x18\x02 \x01(\x04\x12\x0f\n\x07revoked\x18\x03 \x01(\x08\"f\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63reate_revision\x18\x03 \x01(\x04\x12\x14\n\x0cmod_revision\x18\x04 \x01(\x04\x12\x0f\n\x07version\x18\x05 \x01(\x04\"\x96\x03\n\x0c\x43ommandReply\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\tleader_id\x18\x04 \x01(\x04\x12\x16\n\x0eleader_address\x18\x05 \x01(\t\x12\r\n\x05index\x18\x06 \x01(\x04\x12\x10\n\x08revision\x18\x07 \x01(\x04\x12\x11\n\tsucceeded\x18\x08 \x01(\x08\x12\'\n\x04prev\x18\t \x01(\x0b\x32\x19.raftflow.client.KeyValue\x12*\n\x07\x63urrent\x18\n \x01(\x0b\x32\x19.raftflow.client.KeyValue\x12\x15\n\rmaybe_applied\x18\x0b \x01(\x08\x12\x31\n\x08workflow\x18\x0c \x01(\x0b\x32\x1f.raftflow.client.WorkflowResult\x12(\n\x04read\x18\r \x01(\x0b\x32\x1a.raftflow.client.ReadReply\x12+\n\x05token\x18\x0e \x01(\x0b\x32\x1c.raftflow.client.TokenResult\":\n\x0c\x43ommandBatch\x12*\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x18.raftflow.client.Command\"<\n\nReplyBatch\x12.\n\x07replies\x18\x01 \x03(\x0b\x32\x1d.raftflow.client.CommandReply\"M\n\x0bReadRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x1c.raftflow.client.Consistency\"\xb5\x01\n\tReadReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12%\n\x02kv\x18\x02 \x01(\x0b\x32\x19.raftflow.client.KeyValue\x12\x15\n\rapplied_index\x18\x03 \x01(\x04\x12\x0f\n\x07node_id\x18\x04 \x01(\x04\x12\r\n\x05stale\x18\x05 \x01(\x08\x12\x11\n\tleader_id\x18\x06 \x01(\x04\x12\x16\n\x0esince_leader_s\x18\x07 \x01(\x01\x12\x10\n\x08revision\x18\x08 \x01(\x04*5\n\x0b\x43onsistency\x12\x10\n\x0cLINEARIZABLE\x10\x00\x12\t\n\x05LEASE\x10\x01\x12\t\n\x05STALE\x10\x02\x32\xb6\x02\n\x06\x43lient\x12U\n\x0bOpenSession\x12#.raftflow.client.OpenSessionRequest\x1a!.raftflow.client.OpenSessionReply\x12\x42\n\x07\x45xecute\x12\x18.raftflow.client.Command\x1a\x1d.raftflow.client.CommandReply\x12O\n\rExecuteStream\x12\x1d.raftflow.client.CommandBatch\x1a\x1b.raftflow.client.ReplyBatch(\x01\x30\x01\x12@\n\x04Read\x12\x1c.raftflow.client.ReadRequest\x1a\x1a.raftflow.client.ReadReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1braftflow/proto/client.proto\x12\x0fraftflow.client\"\x14\n\x12OpenSessionRequest\"9\n\x10OpenSessionReply\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x11\n\tleader_id\x18\x02 \x01(\x04\"!\n\x03Put\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x15\n\x06\x44\x65lete\x12\x0b\n\x03key\x18\x01 \x01(\t\"d\n\x03\x43\x61s\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x18\n\x0e\x65xpected_value\x18\x03 \x01(\x0cH\x00\x12\x1b\n\x11\x65xpected_revision\x18\x04 \x01(\x04H\x00\x42\n\n\x08\x65xpected\"/\n\x14RegisterWorkflowType\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x01 \x01(\t\"o\n\rStartWorkflow\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x11\n\ttype_name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\x12\r\n\x05input\x18\x04 \x01(\x0c\x12\x16\n\x0ereturn_running\x18\x05 \x01(\x08\"T\n\x10\x43ompleteActivity\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x0e\n\x06result\x18\x03 \x01(\x0c\x12\x0e\n\x06secret\x18\x04 \x01(\x0c\"x\n\x0c\x46\x61ilActivity\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x12\n\nerror_type\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x11\n\tretryable\x18\x05 \x01(\x08\x12\x0e\n\x06secret\x18\x06 \x01(\x0c\"V\n\x11HeartbeatActivity\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\x0c\x12\x0e\n\x06secret\x18\x04 \x01(\x0c\"B\n\x0eSignalWorkflow\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05input\x18\x03 \x01(\x0c\"%\n\x0e\x43\x61ncelWorkflow\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"8\n\x11TerminateWorkflow\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"u\n\nIssueToken\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06queues\x18\x03 \x03(\t\x12\x15\n\rsecret_sha256\x18\x04 \x01(\x0c\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x12\n\nexpires_ms\x18\x06 \x01(\x04\"\x1f\n\x0bRevokeToken\x12\x10\n\x08token_id\x18\x01 \x01(\t\"\xdb\x06\n\x07\x43ommand\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x12\n\nsession_id\x18\x02 \x01(\x04\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x11\n\tack_floor\x18\x04 \x01(\x04\x12#\n\x03put\x18\x05 \x01(\x0b\x32\x14.raftflow.client.PutH\x00\x12)\n\x06\x64\x65lete\x18\x06 \x01(\x0b\x32\x17.raftflow.client.DeleteH\x00\x12#\n\x03\x63\x61s\x18\x07 \x01(\x0b\x32\x14.raftflow.client.CasH\x00\x12G\n\x16register_workflow_type\x18\x08 \x01(\x0b\x32%.raftflow.client.RegisterWorkflowTypeH\x00\x12\x38\n\x0estart_workflow\x18\t \x01(\x0b\x32\x1e.raftflow.client.StartWorkflowH\x00\x12>\n\x11\x63omplete_activity\x18\n \x01(\x0b\x32!.raftflow.client.CompleteActivityH\x00\x12\x36\n\rfail_activity\x18\x0b \x01(\x0b\x32\x1d.raftflow.client.FailActivityH\x00\x12@\n\x12heartbeat_activity\x18\x0c \x01(\x0b\x32\".raftflow.client.HeartbeatActivityH\x00\x12:\n\x0fsignal_workflow\x18\r \x01(\x0b\x32\x1f.raftflow.client.SignalWorkflowH\x00\x12:\n\x0f\x63\x61ncel_workflow\x18\x0e \x01(\x0b\x32\x1f.raftflow.client.CancelWorkflowH\x00\x12@\n\x12terminate_workflow\x18\x0f \x01(\x0b\x32\".raftflow.client.TerminateWorkflowH\x00\x12,\n\x04read\x18\x10 \x01(\x0b\x32\x1c.raftflow.client.ReadRequestH\x00\x12\x32\n\x0bissue_token\x18\x11 \x01(\x0b\x32\x1b.raftflow.client.IssueTokenH\x00\x12\x34\n\x0crevoke_token\x18\x12 \x01(\x0b\x32\x1c.raftflow.client.RevokeTokenH\x00\x42\x04\n\x02op\"{\n\x0eWorkflowResult\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\x04\x12\x10\n\x08\x65xisting\x18\x03 \x01(\x08\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x11\n\ttype_name\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\r\"C\n\x0bTokenResult\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x11\n\tissued_ms\x18\x02 \x01(\x04\x12\x0f\n\x07revoked\x18\x03 \x01(\x08\"f\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63reate_revision\x18\x03 \x01(\x04\x12\x14\n\x0cmod_revision\x18\x04 \x01(\x04\x12\x0f\n\x07version\x18\x05 \x01(\x04\"\x96\x03\n\x0c\x43ommandReply\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\tleader_id\x18\x04 \x01(\x04\x12\x16\n\x0eleader_address\x18\x05 \x01(\t\x12\r\n\x05index\x18\x06 \x01(\x04\x12\x10\n\x08revision\x18\x07 \x01(\x04\x12\x11\n\tsucceeded\x18\x08 \x01(\x08\x12\'\n\x04prev\x18\t \x01(\x0b\x32\x19.raftflow.client.KeyValue\x12*\n\x07\x63urrent\x18\n \x01(\x0b\x32\x19.raftflow.client.KeyValue\x12\x15\n\rmaybe_applied\x18\x0b \x01(\x08\x12\x31\n\x08workflow\x18\x0c \x01(\x0b\x32\x1f.raftflow.client.WorkflowResult\x12(\n\x04read\x18\r \x01(\x0b\x32\x1a.raftflow.client.ReadReply\x12+\n\x05token\x18\x0e \x01(\x0b\x32\x1c.raftflow.client.TokenResult\":\n\x0c\x43ommandBatch\x12*\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x18.raftflow.client.Command\"<\n\nReplyBatch\x12.\n\x07replies\x18\x01 \x03(\x0b\x32\x1d.raftflow.client.CommandReply\"M\n\x0bReadRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x1c.raftflow.client.Consistency\"\xb5\x01\n\tReadReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12%\n\x02kv\x18\x02 \x01(\x0b\x32\x19.raftflow.client.KeyValue\x12\x15\n\rapplied_index\x18\x03 \x01(\x04\x12\x0f\n\x07node_id\x18\x04 \x01(\x04\x12\r\n\x05stale\x18\x05 \x01(\x08\x12\x11\n\tleader_id\x18\x06 \x01(\x04\x12\x16\n\x0esince_leader_s\x18\x07 \x01(\x01\x12\x10\n\x08revision\x18\x08 \x01(\x04*5\n\x0b\x43onsistency\x12\x10\n\x0cLINEARIZABLE\x10\x00\x12\t\n\x05LEASE\x10\x01\x12\t\n\x05STALE\x10\x02\x32\xb6\x02\n\x06\x43lient\x12U\n\x0bOpenSession\x12#.raftflow.client.OpenSessionRequest\x1a!.raftflow.client.OpenSessionReply\x12\x42\n\x07\x45xecute\x12\x18.raftflow.client.Command\x1a\x1d.raftflow.client.CommandReply\x12O\n\rExecuteStream\x12\x1d.raftflow.client.CommandBatch\x1a\x1b.raftflow.client.ReplyBatch(\x01\x30\x01\x12@\n\x04Read\x12\x1c.raftflow.client.ReadRequest\x1a\x1a.raftflow.client.ReadReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'raftflow.proto.client_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONSISTENCY']._serialized_start=2970
-  _globals['_CONSISTENCY']._serialized_end=3023
+  _globals['_CONSISTENCY']._serialized_start=3018
+  _globals['_CONSISTENCY']._serialized_end=3071
   _globals['_OPENSESSIONREQUEST']._serialized_start=48
   _globals['_OPENSESSIONREQUEST']._serialized_end=68
   _globals['_OPENSESSIONREPLY']._serialized_start=70
@@ -48,39 +48,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STARTWORKFLOW']._serialized_start=338
   _globals['_STARTWORKFLOW']._serialized_end=449
   _globals['_COMPLETEACTIVITY']._serialized_start=451
-  _globals['_COMPLETEACTIVITY']._serialized_end=519
-  _globals['_FAILACTIVITY']._serialized_start=521
-  _globals['_FAILACTIVITY']._serialized_end=625
-  _globals['_HEARTBEATACTIVITY']._serialized_start=627
-  _globals['_HEARTBEATACTIVITY']._serialized_end=697
-  _globals['_SIGNALWORKFLOW']._serialized_start=699
-  _globals['_SIGNALWORKFLOW']._serialized_end=765
-  _globals['_CANCELWORKFLOW']._serialized_start=767
-  _globals['_CANCELWORKFLOW']._serialized_end=804
-  _globals['_TERMINATEWORKFLOW']._serialized_start=806
-  _globals['_TERMINATEWORKFLOW']._serialized_end=862
-  _globals['_ISSUETOKEN']._serialized_start=864
-  _globals['_ISSUETOKEN']._serialized_end=981
-  _globals['_REVOKETOKEN']._serialized_start=983
-  _globals['_REVOKETOKEN']._serialized_end=1014
-  _globals['_COMMAND']._serialized_start=1017
-  _globals['_COMMAND']._serialized_end=1876
-  _globals['_WORKFLOWRESULT']._serialized_start=1878
-  _globals['_WORKFLOWRESULT']._serialized_end=2001
-  _globals['_TOKENRESULT']._serialized_start=2003
-  _globals['_TOKENRESULT']._serialized_end=2070
-  _globals['_KEYVALUE']._serialized_start=2072
-  _globals['_KEYVALUE']._serialized_end=2174
-  _globals['_COMMANDREPLY']._serialized_start=2177
-  _globals['_COMMANDREPLY']._serialized_end=2583
-  _globals['_COMMANDBATCH']._serialized_start=2585
-  _globals['_COMMANDBATCH']._serialized_end=2643
-  _globals['_REPLYBATCH']._serialized_start=2645
-  _globals['_REPLYBATCH']._serialized_end=2705
-  _globals['_READREQUEST']._serialized_start=2707
-  _globals['_READREQUEST']._serialized_end=2784
-  _globals['_READREPLY']._serialized_start=2787
-  _globals['_READREPLY']._serialized_end=2968
-  _globals['_CLIENT']._serialized_start=3026
-  _globals['_CLIENT']._serialized_end=3336
+  _globals['_COMPLETEACTIVITY']._serialized_end=535
+  _globals['_FAILACTIVITY']._serialized_start=537
+  _globals['_FAILACTIVITY']._serialized_end=657
+  _globals['_HEARTBEATACTIVITY']._serialized_start=659
+  _globals['_HEARTBEATACTIVITY']._serialized_end=745
+  _globals['_SIGNALWORKFLOW']._serialized_start=747
+  _globals['_SIGNALWORKFLOW']._serialized_end=813
+  _globals['_CANCELWORKFLOW']._serialized_start=815
+  _globals['_CANCELWORKFLOW']._serialized_end=852
+  _globals['_TERMINATEWORKFLOW']._serialized_start=854
+  _globals['_TERMINATEWORKFLOW']._serialized_end=910
+  _globals['_ISSUETOKEN']._serialized_start=912
+  _globals['_ISSUETOKEN']._serialized_end=1029
+  _globals['_REVOKETOKEN']._serialized_start=1031
+  _globals['_REVOKETOKEN']._serialized_end=1062
+  _globals['_COMMAND']._serialized_start=1065
+  _globals['_COMMAND']._serialized_end=1924
+  _globals['_WORKFLOWRESULT']._serialized_start=1926
+  _globals['_WORKFLOWRESULT']._serialized_end=2049
+  _globals['_TOKENRESULT']._serialized_start=2051
+  _globals['_TOKENRESULT']._serialized_end=2118
+  _globals['_KEYVALUE']._serialized_start=2120
+  _globals['_KEYVALUE']._serialized_end=2222
+  _globals['_COMMANDREPLY']._serialized_start=2225
+  _globals['_COMMANDREPLY']._serialized_end=2631
+  _globals['_COMMANDBATCH']._serialized_start=2633
+  _globals['_COMMANDBATCH']._serialized_end=2691
+  _globals['_REPLYBATCH']._serialized_start=2693
+  _globals['_REPLYBATCH']._serialized_end=2753
+  _globals['_READREQUEST']._serialized_start=2755
+  _globals['_READREQUEST']._serialized_end=2832
+  _globals['_READREPLY']._serialized_start=2835
+  _globals['_READREPLY']._serialized_end=3016
+  _globals['_CLIENT']._serialized_start=3074
+  _globals['_CLIENT']._serialized_end=3384
 # @@protoc_insertion_point(module_scope)

@@ -75,38 +75,44 @@ class StartWorkflow(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., type_name: _Optional[str] = ..., version: _Optional[int] = ..., input: _Optional[bytes] = ..., return_running: _Optional[bool] = ...) -> None: ...
 
 class CompleteActivity(_message.Message):
-    __slots__ = ("task_id", "attempt", "result")
+    __slots__ = ("task_id", "attempt", "result", "secret")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     attempt: int
     result: bytes
-    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., result: _Optional[bytes] = ...) -> None: ...
+    secret: bytes
+    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., result: _Optional[bytes] = ..., secret: _Optional[bytes] = ...) -> None: ...
 
 class FailActivity(_message.Message):
-    __slots__ = ("task_id", "attempt", "error_type", "message", "retryable")
+    __slots__ = ("task_id", "attempt", "error_type", "message", "retryable", "secret")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     attempt: int
     error_type: str
     message: str
     retryable: bool
-    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., error_type: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
+    secret: bytes
+    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., error_type: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ..., secret: _Optional[bytes] = ...) -> None: ...
 
 class HeartbeatActivity(_message.Message):
-    __slots__ = ("task_id", "attempt", "details")
+    __slots__ = ("task_id", "attempt", "details", "secret")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     attempt: int
     details: bytes
-    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., details: _Optional[bytes] = ...) -> None: ...
+    secret: bytes
+    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., details: _Optional[bytes] = ..., secret: _Optional[bytes] = ...) -> None: ...
 
 class SignalWorkflow(_message.Message):
     __slots__ = ("workflow_id", "name", "input")

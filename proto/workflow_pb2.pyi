@@ -91,7 +91,7 @@ class PollRequest(_message.Message):
     def __init__(self, task_queue: _Optional[str] = ..., identity: _Optional[str] = ..., max_tasks: _Optional[int] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class ActivityTask(_message.Message):
-    __slots__ = ("task_id", "attempt", "workflow_id", "run_id", "step", "activity", "task_queue", "input", "compensation")
+    __slots__ = ("task_id", "attempt", "workflow_id", "run_id", "step", "activity", "task_queue", "input", "compensation", "secret")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,7 @@ class ActivityTask(_message.Message):
     TASK_QUEUE_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     COMPENSATION_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     attempt: int
     workflow_id: str
@@ -110,7 +111,8 @@ class ActivityTask(_message.Message):
     task_queue: str
     input: bytes
     compensation: bool
-    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., workflow_id: _Optional[str] = ..., run_id: _Optional[int] = ..., step: _Optional[str] = ..., activity: _Optional[str] = ..., task_queue: _Optional[str] = ..., input: _Optional[bytes] = ..., compensation: _Optional[bool] = ...) -> None: ...
+    secret: bytes
+    def __init__(self, task_id: _Optional[int] = ..., attempt: _Optional[int] = ..., workflow_id: _Optional[str] = ..., run_id: _Optional[int] = ..., step: _Optional[str] = ..., activity: _Optional[str] = ..., task_queue: _Optional[str] = ..., input: _Optional[bytes] = ..., compensation: _Optional[bool] = ..., secret: _Optional[bytes] = ...) -> None: ...
 
 class PollReply(_message.Message):
     __slots__ = ("tasks",)

@@ -157,6 +157,10 @@ OP_CLASSES: dict[int, type] = {
 # state hash is the same on a build that predates the field).
 ADDED_FIELDS: dict[type, tuple[str, ...]] = {
     OpenSession: ("owner",),
+    workflow_ops.ActivityTaskStarted: ("secret",),
+    workflow_ops.CompleteActivity: ("secret",),
+    workflow_ops.FailActivity: ("secret",),
+    workflow_ops.HeartbeatActivity: ("secret",),
 }
 
 

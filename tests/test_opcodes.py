@@ -116,6 +116,7 @@ DEFINITION = bytes.fromhex(DEFINITION_HEX)
 AT_MS = 1_700_000_000_000  # every command below was proposed at this leader time
 SECRET_SHA256 = bytes(range(32))  # an IssueToken carries the digest, 32 bytes, never the secret
 SECRET_SHA256_HEX = "c420" + SECRET_SHA256.hex()
+TASK_SECRET = bytes(range(16))  # a task token's secret
 
 # (session_id, seq, ack_floor, op) -> the entry data, as hex. The envelope is
 # [format 1, timestamp_ms, session_id, seq, ack_floor, [op_code, *fields]].
@@ -134,6 +135,15 @@ COMMANDS = [
     (1, 9, 9, ops.FailActivity(2, 1, "Boom", "it broke", True),
      "9601cf0000018bcfe5680001090996080201a4426f6f6da869742062726f6b65c3"),
     (1, 10, 10, ops.HeartbeatActivity(2, 2, None), "9601cf0000018bcfe56800010a0a94090202c0"),
+    # The task token's secret was added later: reports without one are what they were.
+    (0, 0, 0, ops.ActivityTaskStarted(1, 1, TASK_SECRET),
+     "9601cf0000018bcfe5680000000094060101c410000102030405060708090a0b0c0d0e0f"),
+    (1, 8, 8, ops.CompleteActivity(1, 1, {"ok": True}, TASK_SECRET),
+     "9601cf0000018bcfe568000108089507010181a26f6bc3c410000102030405060708090a0b0c0d0e0f"),
+    (1, 9, 9, ops.FailActivity(1, 1, "E", "m", True, TASK_SECRET),
+     "9601cf0000018bcfe5680001090997080101a145a16dc3c410000102030405060708090a0b0c0d0e0f"),
+    (1, 10, 10, ops.HeartbeatActivity(1, 1, None, TASK_SECRET),
+     "9601cf0000018bcfe56800010a0a95090101c0c410000102030405060708090a0b0c0d0e0f"),
     (1, 11, 11, ops.CancelWorkflow("w1"), "9601cf0000018bcfe56800010b0b920aa27731"),
     (1, 12, 12, ops.TerminateWorkflow("w2", "stop"), "9601cf0000018bcfe56800010c0c930ba27732a473746f70"),
     (0, 0, 0, ops.Tick(), "9601cf0000018bcfe56800000000910c"),

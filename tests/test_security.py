@@ -24,6 +24,7 @@ from raftflow import (
     AccessRole,
     Client,
     Credentials,
+    FailedPrecondition,
     PermissionDenied,
     PeerFault,
     Unauthenticated,
@@ -119,8 +120,14 @@ def test_a_worker_token_is_limited_to_its_queues(secured):
             client.workflows.complete_activity(task.task_id, task.attempt, {"charged": True})
     assert admin.workflows.describe("bill-1").status.value == "running"
     with client_with(secured, billing) as client:
-        client.workflows.complete_activity(task.task_id, task.attempt, {"charged": True})
-    assert admin.workflows.wait("bill-1", timeout=10).status.value == "completed"
+        # (task id, attempt) alone, or with a guessed secret, is not the task token.
+        for guess in (b"", bytes(16)):
+            with pytest.raises(FailedPrecondition, match="another secret: the task token is not the one given"):
+                client.workflows.complete_activity(task.task_id, task.attempt, {"charged": "forged"}, secret=guess)
+        assert len(task.secret) == 16 and "secret" not in repr(task)  # never printed in a log by accident
+        client.workflows.complete_activity(task.task_id, task.attempt, {"charged": True}, secret=task.secret)
+    done = admin.workflows.wait("bill-1", timeout=10)
+    assert done.status.value == "completed" and done.result == {"charged": True}
 
 
 def test_a_revoked_token_stops_working_even_on_an_open_stream(secured):

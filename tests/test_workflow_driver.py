@@ -48,7 +48,7 @@ class FakeNode:
 async def test_a_task_handed_out_early_is_not_handed_out_again_when_its_start_fails():
     node = FakeNode()
     driver = WorkflowDriver(node, rearm_grace_ms=1000)
-    assert [t.task_id for t in await driver._hand_out("q", 10)] == [7]
+    assert [g.task.task_id for g in await driver._hand_out("q", 10)] == [7]
     node.proposed[0][1].set_exception(NodeError(None, "proposal dropped"))
     await settle(lambda: len(node.proposed) == 2, "the start to be proposed again")
     assert await driver._hand_out("q", 10) == []  # still reserved for the first worker
@@ -64,7 +64,7 @@ async def test_a_start_lost_with_the_term_frees_the_task():
     node.node.term = 6  # an election happened (this node won again)
     node.proposed[0][1].set_exception(NodeError(None, "lost in a leader change"))
     await settle(lambda: 7 not in driver._handing_out, "the lost start to free the task")
-    assert [t.task_id for t in await driver._hand_out("q", 10)] == [7]  # the old worker's report will be stale
+    assert [g.task.task_id for g in await driver._hand_out("q", 10)] == [7]  # the old worker's report will be stale
 
 
 # --- the worker -----------------------------------------------------------------------
@@ -74,13 +74,13 @@ class FakeWorkflows:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
 
-    async def complete_activity(self, task_id, attempt, result):
+    async def complete_activity(self, task_id, attempt, result, *, secret=b""):
         self.calls.append(("complete", task_id, attempt, result))
 
-    async def fail_activity(self, task_id, attempt, error_type, message, retryable):
+    async def fail_activity(self, task_id, attempt, error_type, message, retryable, *, secret=b""):
         self.calls.append(("fail", task_id, attempt, error_type, message, retryable))
 
-    async def heartbeat_activity(self, task_id, attempt, details):
+    async def heartbeat_activity(self, task_id, attempt, details, *, secret=b""):
         self.calls.append(("heartbeat", task_id, attempt, details))
 
 

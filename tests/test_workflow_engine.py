@@ -152,6 +152,31 @@ def test_stale_completion_is_rejected_and_changes_nothing():
     assert engine.snapshot_state() == before
 
 
+def test_a_report_must_carry_the_secret_its_hand_out_was_given():
+    engine = new_engine(retry=THRICE)
+    engine.start("w1", "order", 1, "in", 0)
+    (pending,) = engine.pending_tasks("q", 1)
+    secret = bytes(range(16))
+    started = engine.task_started(pending.task_id, pending.attempt, 1, secret)
+    before = engine.snapshot_state()
+    for guess in (b"", bytes(16)):  # (task id, attempt) alone, or a guess: refused, nothing changes
+        for report in (
+            engine.complete(started.task_id, 1, "forged", 2, guess),
+            engine.fail(started.task_id, 1, "E", "m", False, 2, guess),
+            engine.heartbeat(started.task_id, 1, None, 2, guess),
+        ):
+            assert report.reason is WorkflowRejectReason.STALE_TASK and "another secret" in report.message
+    assert engine.snapshot_state() == before
+    rows = msgpack.unpackb(msgpack.packb(engine.snapshot_state(), use_bin_type=True), raw=False)
+    assert rows[5][0][-1] == secret  # a started task keeps its secret through a snapshot
+    restored = WorkflowEngine()
+    restored.restore_state(rows)
+    assert restored.heartbeat(started.task_id, 1, None, 3, secret) == TaskAccepted(started.task_id, 1)
+    engine.fail(started.task_id, 1, "Flaky", "x", True, 3, secret)  # back off: the secret goes with the attempt
+    rows = msgpack.unpackb(msgpack.packb(engine.snapshot_state(), use_bin_type=True), raw=False)
+    assert len(rows[5][0]) == 15  # no secret column: the row of a build that predates secrets
+
+
 def test_start_to_close_timeout_times_out_then_retries():
     engine = new_engine(retry=THRICE, start_to_close=0.005)
     engine.start("w1", "order", 1, "in", 0)

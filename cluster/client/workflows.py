@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
 
 from raftflow.cluster.client.durations import Duration, optional_seconds, seconds
@@ -50,7 +50,8 @@ class WorkflowRun:
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """An activity task handed to this worker: its token is (task_id, attempt)."""
+    """An activity task handed to this worker. Its token is (task_id, attempt,
+    secret): every report on it (complete, fail, heartbeat) passes the secret."""
 
     task_id: int
     attempt: int
@@ -61,6 +62,7 @@ class Task:
     task_queue: str
     input: object
     compensation: bool
+    secret: bytes = field(default=b"", repr=False)  # chosen by the leader for this hand-out
 
 
 def _pack(value: object) -> bytes:
@@ -174,30 +176,37 @@ class AsyncWorkflows:
 
         return WorkflowStatus((await self._execute(build)).workflow.status)
 
-    async def complete_activity(self, task_id: int, attempt: int, result: object) -> None:
+    async def complete_activity(self, task_id: int, attempt: int, result: object, *, secret: bytes = b"") -> None:
+        """Report the attempt's result; `secret` is the Task's (a wrong one, or none
+        for a task handed out with one, is FailedPrecondition: stale)."""
         payload = _pack(result)
 
         def build(cmd):
             m = cmd.complete_activity
-            m.task_id, m.attempt, m.result = task_id, attempt, payload
+            m.task_id, m.attempt, m.result, m.secret = task_id, attempt, payload, secret
             return cmd
 
         await self._execute(build)
 
-    async def fail_activity(self, task_id: int, attempt: int, error_type: str, message: str, retryable: bool) -> None:
+    async def fail_activity(
+        self, task_id: int, attempt: int, error_type: str, message: str, retryable: bool, *, secret: bytes = b"",
+    ) -> None:
         def build(cmd):
             m = cmd.fail_activity
             m.task_id, m.attempt, m.error_type, m.message, m.retryable = task_id, attempt, error_type, message, retryable
+            m.secret = secret
             return cmd
 
         await self._execute(build)
 
-    async def heartbeat_activity(self, task_id: int, attempt: int, details: object = None) -> None:
+    async def heartbeat_activity(
+        self, task_id: int, attempt: int, details: object = None, *, secret: bytes = b""
+    ) -> None:
         payload = _pack(details)
 
         def build(cmd):
             m = cmd.heartbeat_activity
-            m.task_id, m.attempt, m.details = task_id, attempt, payload
+            m.task_id, m.attempt, m.details, m.secret = task_id, attempt, payload, secret
             return cmd
 
         await self._execute(build)
@@ -258,7 +267,7 @@ class AsyncWorkflows:
         reply = await self._read("PollActivityTasks", request, time.monotonic() + wait + self._timeout())
         return [
             Task(t.task_id, t.attempt, t.workflow_id, t.run_id, t.step, t.activity, t.task_queue, _unpack(t.input),
-                 t.compensation)
+                 t.compensation, t.secret)
             for t in reply.tasks
         ]
 

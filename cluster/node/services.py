@@ -600,7 +600,7 @@ class WorkflowService(_NodeService, workflow_pb2_grpc.WorkflowsServicer):
             ))
         except NodeError as error:
             await self._abort(context, error)
-        return workflow_pb2.PollReply(tasks=[task_to_proto(task) for task in tasks])
+        return workflow_pb2.PollReply(tasks=[task_to_proto(grant.task, grant.secret) for grant in tasks])
 
     @guarded(Permission.READ)
     async def WaitWorkflow(self, request, context):

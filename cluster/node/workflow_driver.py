@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
+from dataclasses import dataclass
 
 from raftflow.cluster.node.errors import NodeError
 from raftflow.cluster.node.raftnode import RaftNode, wall_ms
 from raftflow.raft.types import Role
-from raftflow.statemachine.workflow.records import CLOSED, ActivityTask, WorkflowDescription
+from raftflow.statemachine.workflow.records import CLOSED, TASK_SECRET_BYTES, ActivityTask, WorkflowDescription
 from raftflow.statemachine.workflow.ops import ActivityTaskStarted, RearmTimeouts, Tick
 
 log = logging.getLogger("raftflow.workflows")
@@ -45,6 +47,14 @@ log = logging.getLogger("raftflow.workflows")
 TICK_MIN_INTERVAL_S = 0.005  # two Ticks at least this far apart, however many deadlines fall
 RETRY_S = 0.05  # after a leader op could not be proposed
 IDLE_CHECK_S = 1.0  # with no deadline armed, look again this often (a leader change may add some)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A task handed to one worker, with the secret its reports must carry."""
+
+    task: ActivityTask
+    secret: bytes
 
 
 class WorkflowDriver:
@@ -171,7 +181,7 @@ class WorkflowDriver:
 
     # --- long polls -------------------------------------------------------------------
 
-    async def poll(self, task_queue: str, max_tasks: int, wait_s: float, identity: str = "") -> list[ActivityTask]:
+    async def poll(self, task_queue: str, max_tasks: int, wait_s: float, identity: str = "") -> list[Grant]:
         """Hand out up to `max_tasks` tasks of the queue, waiting up to `wait_s` for
         one. Raises NodeError when this node is not (or stops being) the leader."""
         deadline = time.monotonic() + wait_s
@@ -180,7 +190,8 @@ class WorkflowDriver:
             handed = await self._hand_out(task_queue, max_tasks)
             if handed:
                 log.debug("node %d handed %s of %r to %s", self.node.id,
-                          ", ".join(f"task {t.task_id} attempt {t.attempt}" for t in handed), task_queue, identity or "?")
+                          ", ".join(f"task {g.task.task_id} attempt {g.task.attempt}" for g in handed), task_queue,
+                          identity or "?")
                 return handed
             remaining = deadline - time.monotonic()
             woke = remaining > 0 and await self.changed(remaining)
@@ -190,14 +201,16 @@ class WorkflowDriver:
                 self.node.check_leader()
                 return []
 
-    async def _hand_out(self, task_queue: str, max_tasks: int) -> list[ActivityTask]:
+    async def _hand_out(self, task_queue: str, max_tasks: int) -> list[Grant]:
         """Propose ActivityTaskStarted for the queue's oldest tasks not already being
         handed out. When this leader's state is current (everything committed is
         applied, and it has committed in its term), the tasks go to the worker at once
         while their starts commit: a start that never commits (the leader dies) leaves
         the task scheduled, and the worker's report is then refused as stale, so the
         task runs again elsewhere: at-least-once either way, one commit round less per
-        activity. Otherwise each start is awaited and only what committed is handed out."""
+        activity. Otherwise each start is awaited and only what committed is handed out.
+        Each hand-out gets a fresh random secret: the task token a worker reports with
+        is (task id, attempt, secret), which no other caller can guess."""
         pending = self.node.machine.workflow.pending_tasks(task_queue, max_tasks + len(self._handing_out))
         chosen = [task for task in pending if task.task_id not in self._handing_out][:max_tasks]
         if not chosen:
@@ -205,44 +218,52 @@ class WorkflowDriver:
         current = self.node.state_is_current()
         term = self.node.node.term
         futures = []
+        grants = []
         for task in chosen:
-            future = self._propose_start(task, term)
+            grant = Grant(task, secrets.token_bytes(TASK_SECRET_BYTES))
+            future = self._propose_start(grant, term)
             if future is None:
                 break  # not the leader any more, or the queue is full: hand out what was proposed
             self._handing_out.add(task.task_id)
             futures.append(future)
+            grants.append(grant)
         if current:
-            return chosen[: len(futures)]
+            return grants
         # Shielded: a poll cancelled meanwhile must not cancel the starts it proposed.
         results = await asyncio.shield(asyncio.gather(*futures, return_exceptions=True))
-        return [r[1] for r in results if isinstance(r, tuple) and type(r[1]) is ActivityTask]
+        return [
+            Grant(r[1], grant.secret) for grant, r in zip(grants, results)
+            if isinstance(r, tuple) and type(r[1]) is ActivityTask
+        ]
 
-    def _propose_start(self, task: ActivityTask, term: int) -> asyncio.Future | None:
+    def _propose_start(self, grant: Grant, term: int) -> asyncio.Future | None:
+        task = grant.task
         try:
-            future = self.node.submit(ActivityTaskStarted(task.task_id, task.attempt))
+            future = self.node.submit(ActivityTaskStarted(task.task_id, task.attempt, grant.secret))
         except NodeError:
             return None
-        future.add_done_callback(lambda f: self._started(task, term, f))
+        future.add_done_callback(lambda f: self._started(grant, term, f))
         return future
 
-    def _started(self, task: ActivityTask, term: int, future: asyncio.Future) -> None:
+    def _started(self, grant: Grant, term: int, future: asyncio.Future) -> None:
         """A start applied (or was refused): the task leaves the reservation. A start
         that failed while this node still leads in the same term may have been handed
         out already: propose it again, so that no other worker gets the same token."""
         failed = future.cancelled() or future.exception() is not None
         if failed and self._leads_in(term):
-            asyncio.get_running_loop().call_later(RETRY_S, self._start_again, task, term)
+            asyncio.get_running_loop().call_later(RETRY_S, self._start_again, grant, term)
             return
-        self._handing_out.discard(task.task_id)
+        self._handing_out.discard(grant.task.task_id)
         if failed:
             self._wake_polls()  # the task is free again: a waiting poll may take it
 
-    def _start_again(self, task: ActivityTask, term: int) -> None:
+    def _start_again(self, grant: Grant, term: int) -> None:
+        """The same grant, secret and all: the worker may already hold it."""
         if not self._leads_in(term):
-            self._handing_out.discard(task.task_id)
+            self._handing_out.discard(grant.task.task_id)
             self._wake_polls()
-        elif self._propose_start(task, term) is None:  # the queue is still full
-            asyncio.get_running_loop().call_later(RETRY_S, self._start_again, task, term)
+        elif self._propose_start(grant, term) is None:  # the queue is still full
+            asyncio.get_running_loop().call_later(RETRY_S, self._start_again, grant, term)
 
     def _leads_in(self, term: int) -> bool:
         raft = self.node.node

@@ -107,13 +107,13 @@ def workflow_op_from_proto(which: str, cmd: client_pb2.Command):
         return StartWorkflow(m.workflow_id, m.type_name, m.version, unpack_payload(m.input, "input"), m.return_running)
     if which == "complete_activity":
         m = cmd.complete_activity
-        return CompleteActivity(m.task_id, m.attempt, unpack_payload(m.result, "result"))
+        return CompleteActivity(m.task_id, m.attempt, unpack_payload(m.result, "result"), m.secret)
     if which == "fail_activity":
         m = cmd.fail_activity
-        return FailActivity(m.task_id, m.attempt, m.error_type, m.message, m.retryable)
+        return FailActivity(m.task_id, m.attempt, m.error_type, m.message, m.retryable, m.secret)
     if which == "heartbeat_activity":
         m = cmd.heartbeat_activity
-        return HeartbeatActivity(m.task_id, m.attempt, unpack_payload(m.details, "details"))
+        return HeartbeatActivity(m.task_id, m.attempt, unpack_payload(m.details, "details"), m.secret)
     if which == "signal_workflow":
         m = cmd.signal_workflow
         return SignalWorkflow(m.workflow_id, m.name, unpack_payload(m.input, "input"))
@@ -185,11 +185,11 @@ def describe_reply(described: WorkflowDescription) -> workflow_pb2.DescribeReply
     return reply
 
 
-def task_to_proto(task: ActivityTask) -> workflow_pb2.ActivityTask:
+def task_to_proto(task: ActivityTask, secret: bytes) -> workflow_pb2.ActivityTask:
     return workflow_pb2.ActivityTask(
         task_id=task.task_id, attempt=task.attempt, workflow_id=task.workflow_id, run_id=task.run_id, step=task.step,
         activity=task.activity, task_queue=task.task_queue, input=pack_payload(task.input),
-        compensation=task.compensation,
+        compensation=task.compensation, secret=secret,
     )
 
 

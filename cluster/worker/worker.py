@@ -240,7 +240,7 @@ class Worker:
             await self._report_failure(task, where, "ResultInvalid", str(exc), False)
             return
         reported = await self._report(where, "completion", lambda: self.client.workflows.complete_activity(
-            task.task_id, task.attempt, result
+            task.task_id, task.attempt, result, secret=task.secret
         ))
         if reported is None:  # refused as malformed: fail the step rather than let it time out and rerun
             await self._report_failure(task, where, "ResultInvalid", "the cluster refused the result", False)
@@ -251,7 +251,7 @@ class Worker:
         error_type, message = _clean(error_type, MAX_NAME_CHARS) or "Error", _clean(message, MAX_REASON_CHARS)
         log.info("%s failed: %s: %s%s", where, error_type, message, "" if retryable else " (non-retryable)")
         if await self._report(where, "failure", lambda: self.client.workflows.fail_activity(
-            task.task_id, task.attempt, error_type, message, retryable
+            task.task_id, task.attempt, error_type, message, retryable, secret=task.secret
         )):
             self.failed += 1
 
@@ -337,7 +337,9 @@ class _Heartbeats:
             self._last_sent = time.monotonic()
             self._sending = True
             try:
-                await self.worker.client.workflows.heartbeat_activity(self.task.task_id, self.task.attempt, details)
+                await self.worker.client.workflows.heartbeat_activity(
+                    self.task.task_id, self.task.attempt, details, secret=self.task.secret
+                )
             except (FailedPrecondition, NotFound):
                 assert self.context is not None
                 self.context.cancel()  # the attempt is no longer wanted

@@ -36,7 +36,9 @@ from raftflow.statemachine.workflow.events import Event, EventType
 from raftflow.statemachine.workflow.records import CANCEL_REASON, CLOSED, ActivityError, Deadline, Status, Task, TaskState, Workflow
 from raftflow.statemachine.workflow.retry import RetryPolicy, interval_ms, should_retry
 
-_NOT_STARTED = {"started_ms": None, "close_deadline_ms": None, "heartbeat_deadline_ms": None, "heartbeat_ms": None}
+_NOT_STARTED = {
+    "started_ms": None, "close_deadline_ms": None, "heartbeat_deadline_ms": None, "heartbeat_ms": None, "secret": b"",
+}
 _CLOSING_EVENTS = {
     Status.COMPLETED: EventType.WORKFLOW_EXECUTION_COMPLETED,
     Status.COMPENSATED: EventType.WORKFLOW_EXECUTION_COMPENSATED,

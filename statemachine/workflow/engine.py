@@ -47,6 +47,7 @@ run replaces the old record and history.
 from __future__ import annotations
 
 import heapq
+import hmac
 from collections import deque
 from dataclasses import replace
 
@@ -231,7 +232,7 @@ class WorkflowEngine(StepRunner):
         self._close_overflowed(now_ms)
         return WorkflowStarted(workflow_id, workflow.run_id)
 
-    def task_started(self, task_id: int, attempt: int, now_ms: int) -> ActivityTask | WorkflowRejected:
+    def task_started(self, task_id: int, attempt: int, now_ms: int, secret: bytes = b"") -> ActivityTask | WorkflowRejected:
         """A worker took the task: arms its start_to_close (the default one when the
         definition sets no limit) and heartbeat deadlines. When recording it fills the
         history, the workflow fails and the task is dropped: the answer is then
@@ -248,6 +249,7 @@ class WorkflowEngine(StepRunner):
             task,
             state=TaskState.STARTED,
             started_ms=now_ms,
+            secret=secret,
             close_deadline_ms=None if timeouts.start_to_close_ms is None else now_ms + timeouts.start_to_close_ms,
             heartbeat_deadline_ms=None if timeouts.heartbeat_ms is None else now_ms + timeouts.heartbeat_ms,
         )
@@ -264,11 +266,13 @@ class WorkflowEngine(StepRunner):
             )
         return self._activity_task(task, spec)
 
-    def complete(self, task_id: int, attempt: int, result: object, now_ms: int) -> TaskAccepted | WorkflowRejected:
+    def complete(
+        self, task_id: int, attempt: int, result: object, now_ms: int, secret: bytes = b""
+    ) -> TaskAccepted | WorkflowRejected:
         """The attempt succeeded: records the result, then begins the next step (a group
         waits for all its members), runs the next compensation, or closes the workflow."""
         self._advance_clock(now_ms)
-        task = self._started(task_id, attempt)
+        task = self._started(task_id, attempt, secret)
         if type(task) is WorkflowRejected:
             return task
         self._record_task(task, self._spec(task), now_ms, EventType.ACTIVITY_TASK_COMPLETED, payload=result)
@@ -283,12 +287,13 @@ class WorkflowEngine(StepRunner):
         return TaskAccepted(task_id, attempt)
 
     def fail(
-        self, task_id: int, attempt: int, error_type: str, message: str, retryable: bool, now_ms: int
+        self, task_id: int, attempt: int, error_type: str, message: str, retryable: bool, now_ms: int,
+        secret: bytes = b"",
     ) -> TaskAccepted | WorkflowRejected:
         """The attempt failed: a retry timer if the policy allows another attempt, else
         the step (or compensation) failed for good."""
         self._advance_clock(now_ms)
-        task = self._started(task_id, attempt)
+        task = self._started(task_id, attempt, secret)
         if type(task) is WorkflowRejected:
             return task
         spec = self._spec(task)
@@ -297,10 +302,12 @@ class WorkflowEngine(StepRunner):
         self._close_overflowed(now_ms)
         return TaskAccepted(task_id, attempt)
 
-    def heartbeat(self, task_id: int, attempt: int, details: object, now_ms: int) -> TaskAccepted | WorkflowRejected:
+    def heartbeat(
+        self, task_id: int, attempt: int, details: object, now_ms: int, secret: bytes = b""
+    ) -> TaskAccepted | WorkflowRejected:
         """Keeps the details and pushes the heartbeat deadline back; not in the history."""
         self._advance_clock(now_ms)
-        task = self._started(task_id, attempt)
+        task = self._started(task_id, attempt, secret)
         if type(task) is WorkflowRejected:
             return task
         spec = self._spec(task)
@@ -560,10 +567,12 @@ class WorkflowEngine(StepRunner):
                 )
         return None
 
-    def _started(self, task_id: int, attempt: int) -> Task | WorkflowRejected:
+    def _started(self, task_id: int, attempt: int, secret: bytes) -> Task | WorkflowRejected:
         task = self._tasks.get(task_id)
         if task is None or task.attempt != attempt or task.state is not TaskState.STARTED:
             return _stale(task_id, attempt, "is not a started task's current attempt")
+        if task.secret and not hmac.compare_digest(task.secret, secret):
+            return _stale(task_id, attempt, "was handed out with another secret: the task token is not the one given")
         return task
 
     def _activity_task(self, task: Task, spec: ActivitySpec) -> ActivityTask:

@@ -46,6 +46,7 @@ from raftflow.statemachine.workflow.engine import (
     WorkflowSummary,
 )
 from raftflow.statemachine.workflow.events import Event
+from raftflow.statemachine.workflow.records import TASK_SECRET_BYTES
 from raftflow.statemachine.workflow.retry import MAX_NAME_CHARS, DefinitionError
 
 MAX_WORKFLOW_ID_CHARS = 1000  # a workflow id, like a key, names a record for its whole life
@@ -80,6 +81,10 @@ class ActivityTaskStarted:
 
     task_id: int
     attempt: int
+    # The hand-out's secret (TASK_SECRET_BYTES random bytes the leader chose): the
+    # task token is (task_id, attempt, secret), and a report without the secret is
+    # refused. b"": an entry written before secrets existed (no check).
+    secret: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,7 @@ class CompleteActivity:
     task_id: int
     attempt: int
     result: object  # plain data
+    secret: bytes = b""  # the task token's secret, as handed out
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +102,7 @@ class FailActivity:
     error_type: str
     message: str
     retryable: bool
+    secret: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +110,7 @@ class HeartbeatActivity:
     task_id: int
     attempt: int
     details: object  # plain data
+    secret: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,18 +174,18 @@ def validate_workflow_op(op: WorkflowOp) -> None:
                 raise CommandError(f"version is {version!r}; expected an integer from 0 (the latest) to {MAX_VERSION}")
             check_plain_data(payload, "input", CommandError)
             check_type(return_running, bool, "return_running", CommandError)
-        case ActivityTaskStarted(task_id, attempt):
-            _check_token(task_id, attempt)
-        case CompleteActivity(task_id, attempt, payload):
-            _check_token(task_id, attempt)
+        case ActivityTaskStarted(task_id, attempt, secret):
+            _check_token(task_id, attempt, secret)
+        case CompleteActivity(task_id, attempt, payload, secret):
+            _check_token(task_id, attempt, secret)
             check_plain_data(payload, "result", CommandError)
-        case FailActivity(task_id, attempt, error_type, message, retryable):
-            _check_token(task_id, attempt)
+        case FailActivity(task_id, attempt, error_type, message, retryable, secret):
+            _check_token(task_id, attempt, secret)
             _check_text(error_type, "error_type", MAX_NAME_CHARS)
             _check_text(message, "message", MAX_REASON_CHARS, empty=True)
             check_type(retryable, bool, "retryable", CommandError)
-        case HeartbeatActivity(task_id, attempt, payload):
-            _check_token(task_id, attempt)
+        case HeartbeatActivity(task_id, attempt, payload, secret):
+            _check_token(task_id, attempt, secret)
             check_plain_data(payload, "details", CommandError)
         case CancelWorkflow(workflow_id):
             _check_text(workflow_id, "workflow_id", MAX_WORKFLOW_ID_CHARS)
@@ -222,9 +230,12 @@ def _check_text(value: object, what: str, max_chars: int, *, empty: bool = False
         raise CommandError(f"{what} is not valid UTF-8 (a lone surrogate)")
 
 
-def _check_token(task_id: object, attempt: object) -> None:
+def _check_token(task_id: object, attempt: object, secret: object) -> None:
     check_int(task_id, "task_id", CommandError, minimum=1)
     check_int(attempt, "attempt", CommandError, minimum=1)
+    check_type(secret, bytes, "secret", CommandError)
+    if len(secret) not in (0, TASK_SECRET_BYTES):
+        raise CommandError(f"secret is {len(secret)} bytes; a task token's secret is {TASK_SECRET_BYTES}")
 
 
 def check_plain_data(value: object, what: str, error: type[ValueError]) -> None:
@@ -392,14 +403,14 @@ class WorkflowNamespace:
                 return engine.register(decode_definition(definition))  # validate_op decoded it once already
             case StartWorkflow(workflow_id, type_name, version, payload, return_running):
                 return engine.start(workflow_id, type_name, version, payload, now_ms, return_running=return_running)
-            case ActivityTaskStarted(task_id, attempt):
-                return engine.task_started(task_id, attempt, now_ms)
-            case CompleteActivity(task_id, attempt, payload):
-                return engine.complete(task_id, attempt, payload, now_ms)
-            case FailActivity(task_id, attempt, error_type, message, retryable):
-                return engine.fail(task_id, attempt, error_type, message, retryable, now_ms)
-            case HeartbeatActivity(task_id, attempt, payload):
-                return engine.heartbeat(task_id, attempt, payload, now_ms)
+            case ActivityTaskStarted(task_id, attempt, secret):
+                return engine.task_started(task_id, attempt, now_ms, secret)
+            case CompleteActivity(task_id, attempt, payload, secret):
+                return engine.complete(task_id, attempt, payload, now_ms, secret)
+            case FailActivity(task_id, attempt, error_type, message, retryable, secret):
+                return engine.fail(task_id, attempt, error_type, message, retryable, now_ms, secret)
+            case HeartbeatActivity(task_id, attempt, payload, secret):
+                return engine.heartbeat(task_id, attempt, payload, now_ms, secret)
             case CancelWorkflow(workflow_id):
                 return engine.cancel(workflow_id, now_ms)
             case TerminateWorkflow(workflow_id, reason):

@@ -196,6 +196,9 @@ class WorkflowSummary:
 # --- records (immutable: capture() is a shallow copy) ---------------------------------
 
 
+TASK_SECRET_BYTES = 16  # the random part of a task token, chosen by the leader at each hand-out
+
+
 @dataclass(frozen=True, slots=True)
 class Task:
     task_id: int
@@ -213,6 +216,7 @@ class Task:
     heartbeat_ms: int | None = None  # the current attempt's last heartbeat
     details: object = None  # and its details
     last_error: ActivityError | None = None  # the last failed attempt's, any attempt
+    secret: bytes = b""  # STARTED: the hand-out's secret its reports must carry (b"": not checked)
 
 
 @dataclass(frozen=True, slots=True)

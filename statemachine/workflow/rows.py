@@ -19,7 +19,16 @@ from raftflow.statemachine._checks import SnapshotError, check_int, check_row, c
 from raftflow.statemachine.workflow._steps import step_members
 from raftflow.statemachine.workflow.definitions import SignalStep, TimerStep, decode_definition, encode_definition
 from raftflow.statemachine.workflow.events import Event, event_from_row, event_row
-from raftflow.statemachine.workflow.records import CLOSED, ActivityError, Deadline, Status, Task, TaskState, Workflow
+from raftflow.statemachine.workflow.records import (
+    CLOSED,
+    TASK_SECRET_BYTES,
+    ActivityError,
+    Deadline,
+    Status,
+    Task,
+    TaskState,
+    Workflow,
+)
 from raftflow.statemachine.workflow.retry import DefinitionError
 
 if TYPE_CHECKING:
@@ -55,12 +64,17 @@ def _workflow_row(workflow: Workflow, history: list[Event], length: int) -> list
 
 
 def _task_row(task: Task) -> list:
+    """A task's fields; the secret (added later) only when it has one, so that a
+    state without secrets has the row, and the hash, of a build that predates them."""
     error = None if task.last_error is None else [task.last_error.error_type, task.last_error.message]
-    return [
+    row = [
         task.task_id, task.workflow_id, task.step, task.compensation, task.input, task.attempt,
         task.state.value, task.scheduled_ms, task.started_ms, task.close_deadline_ms, task.heartbeat_deadline_ms,
         task.backoff_until_ms, task.heartbeat_ms, task.details, error,
     ]  # fmt: skip
+    if task.secret:
+        row.append(task.secret)
+    return row
 
 
 def _optional_int(value: object, what: str) -> int | None:
@@ -188,6 +202,12 @@ def _restore_signals(engine: WorkflowEngine, signals: object, what: str) -> tupl
 
 
 def _restore_task(engine: WorkflowEngine, row: object) -> None:
+    secret = b""
+    if type(row) is list and len(row) == _TASK_FIELDS + 1:
+        *row, secret = row
+        check_type(secret, bytes, "task secret", SnapshotError)
+        if len(secret) != TASK_SECRET_BYTES:
+            raise SnapshotError(f"a task secret is {len(secret)} bytes; expected {TASK_SECRET_BYTES}")
     fields = check_row(row, _TASK_FIELDS, "task", SnapshotError)
     task_id, workflow_id, step, compensation, task_input, attempt, state, scheduled_ms = fields[:8]
     started_ms, close_deadline_ms, heartbeat_deadline_ms, backoff_until_ms, heartbeat_ms, details, error = fields[8:]
@@ -217,11 +237,12 @@ def _restore_task(engine: WorkflowEngine, row: object) -> None:
     started = state is TaskState.STARTED
     if (started_ms is not None) != started or (backoff_until_ms is not None) != (state is TaskState.BACKOFF):
         raise SnapshotError(f"{what} is {state.value} with started_ms={started_ms!r} backoff_until_ms={backoff_until_ms!r}")
-    if not started and (close_deadline_ms, heartbeat_deadline_ms, heartbeat_ms) != (None, None, None):
-        raise SnapshotError(f"{what} is {state.value} with a start_to_close, heartbeat deadline or heartbeat")
+    if not started and (close_deadline_ms, heartbeat_deadline_ms, heartbeat_ms, secret) != (None, None, None, b""):
+        raise SnapshotError(f"{what} is {state.value} with a start_to_close, heartbeat deadline, heartbeat or secret")
     task = Task(
         task_id, workflow_id, step, compensation, task_input, attempt, state, scheduled_ms, started_ms,
         close_deadline_ms, heartbeat_deadline_ms, backoff_until_ms, heartbeat_ms, details, _restore_error(error, what),
+        secret,
     )  # fmt: skip
     engine._tasks[task_id] = task
     engine._arm(task, engine._spec(task))
