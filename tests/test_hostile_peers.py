@@ -11,6 +11,8 @@ and the core must. Without a member's certificate nothing reaches the core at al
 
 from __future__ import annotations
 
+import os
+
 import grpc
 import pytest
 
@@ -111,6 +113,45 @@ def test_a_member_key_cannot_speak_for_another_member(cluster):
         _send(c, target, claimed, _heartbeat(c, target, claimed), key_of=key_of)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "claiming to come from node 3 on a stream whose certificate names node(s) [2]" in err.value.details()
+    assert _refused(c, target, "peer-stream") >= 1  # counted in the node's status
+
+
+def test_unfinished_snapshot_transfers_hold_no_memory_and_leave_no_file(cluster):
+    """The issue's row: 30 unfinished 8 MiB snapshot chunks grew a follower by 300 MiB
+    for good. Now each chunk goes to a file in the data dir as it arrives, and a
+    transfer that never finishes leaves with its stream, file and all."""
+    c = cluster
+    leader = c.wait_leader()
+    target = next(i for i in (1, 2, 3) if i != leader)
+    member = c.cluster.member(target)
+    status = c.client.status(c.address(target))
+    rss_before = _rss_mb(member.pid)
+    size = 4 << 20
+    snapshot_index = status.last_index + 10
+    chunks = [
+        peer_pb2.SnapshotChunk(
+            cluster_id=c.cluster.cluster_id, from_id=leader, to_id=target,
+            message=encode_message(InstallSnapshot(
+                leader, target, status.term, Snapshot(snapshot_index, status.term, b"\x00" * size), offset=n * size,
+                done=False,
+            )),
+        )
+        for n in range(24)  # 96 MiB of a snapshot whose last chunk never comes
+    ]
+    with grpc.secure_channel(member.peer_address, _member_credentials(c, leader)) as channel:
+        peer_pb2_grpc.PeerStub(channel).InstallSnapshot(iter(chunks), timeout=60)
+    assert _rss_mb(member.pid) - rss_before < 48, "the unfinished transfer was held in memory"
+    assert [n for n in os.listdir(member.data_dir) if n.endswith(".snap-in")] == []
+    c.client.put("after-transfers", b"ok")
+    assert len(set(c.wait_converged().values())) == 1
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
 
 
 def test_the_peer_port_takes_no_stream_without_a_member_certificate(cluster, tmp_path):

@@ -17,7 +17,10 @@ carries none.
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 
@@ -27,6 +30,7 @@ from raftflow.cluster.protocol.faults import FaultFilter
 from raftflow.cluster.protocol.wire import CHANNEL_OPTIONS
 from raftflow.proto import peer_pb2, peer_pb2_grpc
 from raftflow.raft.codec import DecodeError, decode_message, encode_message
+from raftflow.cluster.node.snapshot_spool import SnapshotSpool, SpoolRefused, remove_leftovers
 from raftflow.raft.types import InstallSnapshot, Message
 
 log = logging.getLogger("raftflow.transport")
@@ -252,12 +256,24 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         self, cluster_id: str, self_id: int, peers: dict[int, str], deliver: Callable[[list[Message]], None],
         last_heard: dict[int, float], faults: FaultFilter | None = None,
         identity: Callable[[object], list[int]] | None = None,
+        spool_dir: str | None = None, max_snapshot_bytes: int = 512 << 20,
+        refused: collections.Counter[str] | None = None,
     ) -> None:
         """`identity(context)`: the node ids the caller's certificate names; None
-        in insecure mode (then nothing binds a sender to its connection)."""
+        in insecure mode (then nothing binds a sender to its connection).
+        `spool_dir`: where incoming snapshots are spooled (the data dir); None
+        hands each chunk to the node as it comes, which holds them in memory.
+        `refused`: streams refused, counted by rule (the node's own counter, so
+        that its status shows them beside the core's refusals)."""
         self.cluster_id = cluster_id
         self.identity = identity
-        self.refused = 0  # streams refused (wrong cluster, addressee, sender or certificate)
+        self.spool_dir = spool_dir
+        self.max_snapshot_bytes = max_snapshot_bytes
+        self._transfers: dict[int, object] = {}  # sender -> the token of its one snapshot stream
+        self._spools = itertools.count(1)
+        if spool_dir is not None and os.path.isdir(spool_dir):
+            remove_leftovers(spool_dir)
+        self.refused = refused if refused is not None else collections.Counter()
         self.self_id = self_id
         self.peers = peers
         self.deliver = deliver
@@ -294,25 +310,30 @@ class PeerService(peer_pb2_grpc.PeerServicer):
                 f"the peer port takes streams from members only; this one's certificate names "
                 f"{', '.join(f'node {i}' for i in ids) or 'no node'} (members: {sorted(self.peers)})"
             )
-            self.refused += 1
+            self.refused["peer-certificate"] += 1
             log.warning("refused a peer stream: %s", problem)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, problem)
         return ids
 
     async def _accept(
         self, context, cluster_id: str, from_id: int, to_id: int, raw_messages, what: str, sender: list[int] | None,
-    ) -> None:
+    ) -> list[Message]:
+        """The batch's messages, checked and decoded; the stream is aborted if not."""
         problem = self._check(cluster_id, from_id, to_id)
         if problem is None and sender is not None and from_id not in sender:
             problem = f"a batch claiming to come from node {from_id} on a stream whose certificate names node(s) {sender}"
         if problem:
-            self.refused += 1
+            self.refused["peer-stream"] += 1
             log.warning("refused a peer stream: %s", problem)
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, problem)
         try:
-            messages = self._decode(raw_messages, from_id)
+            return self._decode(raw_messages, from_id)
         except DecodeError as exc:
+            self.refused["peer-decode"] += 1
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {what}: {exc}")
+
+    def _deliver(self, from_id: int, messages: list[Message]) -> None:
+        """Into the node, unless an injected fault drops or delays them."""
         faults = self.faults
         if faults:
             if faults.drops_in(from_id):
@@ -338,14 +359,50 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         received = 0
         sender = await self._sender(context)
         async for batch in request_iterator:
-            await self._accept(context, batch.cluster_id, batch.from_id, batch.to_id, batch.messages, "raft message", sender)
+            messages = await self._accept(
+                context, batch.cluster_id, batch.from_id, batch.to_id, batch.messages, "raft message", sender
+            )
+            self._deliver(batch.from_id, messages)
             received += 1
         return peer_pb2.StreamClosed(received=received)
 
     async def InstallSnapshot(self, request_iterator, context):
+        """One snapshot per stream. Its chunks are spooled to disk and the node gets
+        the whole snapshot at the end; one stream per sender at a time (a newer one
+        replaces an older, whose file goes)."""
         received = 0
         sender = await self._sender(context)
-        async for chunk in request_iterator:
-            await self._accept(context, chunk.cluster_id, chunk.from_id, chunk.to_id, [chunk.message], "snapshot chunk", sender)
-            received += 1
+        spool: SnapshotSpool | None = None
+        spool_from = 0
+        stream = object()
+        try:
+            async for chunk in request_iterator:
+                (message,) = await self._accept(
+                    context, chunk.cluster_id, chunk.from_id, chunk.to_id, [chunk.message], "snapshot chunk", sender
+                )
+                received += 1
+                if not isinstance(message, InstallSnapshot):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a snapshot stream carries InstallSnapshot only")
+                if self.spool_dir is None:
+                    self._deliver(chunk.from_id, [message])
+                    continue
+                if spool is None:
+                    spool_from = chunk.from_id
+                    spool = SnapshotSpool(self.spool_dir, spool_from, next(self._spools), self.max_snapshot_bytes)
+                    self._transfers[spool_from] = stream
+                elif self._transfers.get(chunk.from_id) is not stream:
+                    await context.abort(grpc.StatusCode.ABORTED, "a newer snapshot transfer from this node replaced it")
+                try:
+                    whole = await spool.add(message)
+                except SpoolRefused as exc:
+                    self.refused["snapshot-stream"] += 1
+                    log.warning("refused a snapshot stream from node %d: %s", chunk.from_id, exc)
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                if whole is not None:
+                    self._deliver(chunk.from_id, [whole])
+        finally:
+            if spool is not None:
+                spool.discard()
+                if self._transfers.get(spool_from) is stream:
+                    del self._transfers[spool_from]
         return peer_pb2.StreamClosed(received=received)
