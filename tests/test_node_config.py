@@ -123,3 +123,13 @@ def test_node_config_defaults_keep_the_lease_and_election_rules():
     raft = config.raft_config()
     assert raft.heartbeat_ticks < raft.election_ticks
     assert config.snapshot_entries == 100_000 and config.fsync
+
+
+def test_every_setting_is_documented():
+    import dataclasses
+    import pathlib
+
+    docs = pathlib.Path(__file__).resolve().parents[1] / "docs"
+    text = (docs / "cluster.md").read_text() + (docs / "workflow-guide.md").read_text()
+    undocumented = [f.name for f in dataclasses.fields(NodeConfig) if f.name not in text]
+    assert undocumented == [], f"settings missing from docs/cluster.md and docs/workflow-guide.md: {undocumented}"

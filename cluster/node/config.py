@@ -66,6 +66,7 @@ class NodeConfig:
     session_ttl_s: float = 3600.0  # a client session unused this long (leader time) expires
     max_sessions: int = 100_000
     max_sessions_per_owner: int = 10_000  # per token: opening one more expires that token's least recently used
+    max_tokens: int = 10_000  # tokens issued and not revoked; `auth issue` past it is RESOURCE_EXHAUSTED
     seed: int | None = None  # election timer randomness; None: from the OS
     # Workflows. A new leader gives started activities this long to report before
     # their timeouts count (their worker could reach no leader meanwhile).
@@ -105,7 +106,9 @@ class NodeConfig:
             raise ConfigError("data_dir is empty; name the folder this node keeps its log in")
         if not self.cluster_id:
             raise ConfigError("cluster_id is empty")
-        for name in ("tick_ms", "max_pending_proposals", "max_sessions", "max_sessions_per_owner", "max_long_polls"):
+        for name in (
+            "tick_ms", "max_pending_proposals", "max_sessions", "max_sessions_per_owner", "max_tokens", "max_long_polls",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")
         if self.slow_disk_ms < 0:

@@ -98,7 +98,7 @@ class NodeServer:
         storage = await loop.run_in_executor(None, open_storage, cfg)
         machine = Machine(
             session_ttl_ms=int(cfg.session_ttl_s * 1000), max_sessions=cfg.max_sessions,
-            max_sessions_per_owner=cfg.max_sessions_per_owner,
+            max_sessions_per_owner=cfg.max_sessions_per_owner, max_tokens=cfg.max_tokens,
             workflow_limits=cfg.workflow_limits(),
         )
         transport = Transport(cfg.cluster_id, cfg.id, cfg.peers, self.tls.channel if self.tls else plaintext)
