@@ -135,10 +135,14 @@ class RaftflowCluster:
         self.cluster = launcher.create(directory, nodes, 0, **settings)
 
     def __enter__(self) -> RaftflowCluster:
-        for m in self.cluster.members:
-            launcher.start_node(self.cluster, m)
-        with self.cluster.client(timeout=2.0) as client:
-            launcher.wait_for_leader(self.cluster, lambda e: client.cluster_status(timeout=0.5), timeout=30)
+        try:
+            for m in self.cluster.members:
+                launcher.start_node(self.cluster, m)
+            with self.cluster.client(timeout=2.0) as client:
+                launcher.wait_for_leader(self.cluster, lambda e: client.cluster_status(timeout=0.5), timeout=30)
+        except BaseException:  # no leader (or Ctrl-C): __exit__ is not called, so stop what started
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from _report import fmt_rate as _rate
 from _report import percentile
-from _report import scale_markdown
+from _report import scale_markdown, security_markdown
 from _report_plots import plot_failover, plot_latency, plot_sagas, plot_throughput
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -748,8 +748,11 @@ def write(raw: str) -> list[str]:
         else "## Saga workflows\n\nThe workflow bench wrote no figures.\n",
         floor_section(cluster_data, workflow_data, cluster.writes),
         scale_markdown(figures["scale"]["scale"]) if isinstance(figures.get("scale", {}).get("scale"), dict) else "",
+        ("## The cost of TLS and tokens\n\n" + security_markdown(figures["security"]))
+        if "summary" in figures.get("security", {}) else "",
         "## Plots\n\n" + "\n".join(f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots) + "\n",
-        other_section(figures, {"cluster": cluster.used, "workflow": workflow_used, "scale": {"scale"}}),
+        other_section(figures, {"cluster": cluster.used, "workflow": workflow_used, "scale": {"scale"},
+                                "security": set(figures.get("security", {}))}),
         text_section(results),
     ]
     with open(f"{base}.json", "w") as f:

@@ -119,28 +119,33 @@ def cpu_seconds(pid: int) -> float:
 class RaftflowSaga:
     """A 3-node cluster with the saga registered and one worker process polling."""
 
-    def __init__(self, directory: str, worker_concurrency: int) -> None:
+    def __init__(self, directory: str, worker_concurrency: int, **settings) -> None:
         self.directory = directory
-        self.cluster = launcher.create(os.path.join(directory, "cluster"), 3, 0)
+        self.cluster = launcher.create(os.path.join(directory, "cluster"), 3, 0, **settings)
         self.worker_log = os.path.join(directory, "worker.log")
         self.worker_concurrency = worker_concurrency
         self.worker: subprocess.Popen | None = None
         self.client: AsyncClient | None = None
 
     async def __aenter__(self) -> RaftflowSaga:
-        for m in self.cluster.members:
-            launcher.start_node(self.cluster, m)
-        self.client = AsyncClient(self.cluster.endpoints, credentials=self.cluster.credentials(), timeout=30.0,
-                                  no_leader_timeout=10.0)
-        await self.leader(timeout=30.0)
-        await self.client.workflows.register(saga.SAGA)
-        with open(self.worker_log, "ab") as log:
-            self.worker = subprocess.Popen(
-                [sys.executable, "-m", "raftflow", "worker", "--activities", os.path.join(BENCH, "_saga_activities.py"),
-                 "--task-queue", saga.TASK_QUEUE, "--concurrency", str(self.worker_concurrency),
-                 "--endpoints", ",".join(self.cluster.endpoints), "--dir", self.cluster.dir, "--timeout", "10"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
-            )
+        try:
+            for m in self.cluster.members:
+                launcher.start_node(self.cluster, m)
+            self.client = AsyncClient(self.cluster.endpoints, credentials=self.cluster.credentials(), timeout=30.0,
+                                      no_leader_timeout=10.0)
+            await self.leader(timeout=30.0)
+            await self.client.workflows.register(saga.SAGA)
+            with open(self.worker_log, "ab") as log:
+                self.worker = subprocess.Popen(
+                    [sys.executable, "-m", "raftflow", "worker", "--activities",
+                     os.path.join(BENCH, "_saga_activities.py"), "--task-queue", saga.TASK_QUEUE,
+                     "--concurrency", str(self.worker_concurrency), "--endpoints", ",".join(self.cluster.endpoints),
+                     "--dir", self.cluster.dir, "--timeout", "10"],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
+                )
+        except BaseException:  # no leader (or Ctrl-C): __aexit__ is not called, so stop what started
+            await self.__aexit__()
+            raise
         return self
 
     async def __aexit__(self, *exc) -> None:
