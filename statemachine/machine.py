@@ -54,10 +54,11 @@ from raftflow.statemachine.sessions import (
 # The newest snapshot format this build writes; bump on any layout change (restore
 # refuses formats it does not know). 2 added the workflow namespace, 3 the auth
 # namespace. While the auth namespace is empty the snapshot is written as format 2,
-# byte for byte what builds before the auth namespace write: state hashes of a
-# cluster that never issued a token do not change, and a cluster of old and new
-# builds agrees on them. From the first token on it is format 3: the same row with
-# the auth namespace third. Restore reads both, and refuses a format 3 snapshot
+# in the layout of builds before the auth namespace: a state an older build could
+# reach (no tokens, no session owners, no task secrets; e.g. the committed v1 data
+# directory) hashes as it did. From the first token on it is format 3: the same
+# row with the auth namespace third. (Running old and new builds side by side is
+# not supported: the new ops and fields are MALFORMED to an old build.) Restore reads both, and refuses a format 3 snapshot
 # with no token, which this build never writes (one state, one encoding).
 SNAPSHOT_FORMAT = 3
 SNAPSHOT_FORMAT_WITHOUT_AUTH = 2

@@ -115,14 +115,19 @@ class SessionTable:
     def open(self, session_id: int, now_ms: int, owner: str = "") -> SessionOpened:
         """Opens session `session_id` (the index of its OpenSession entry) for `owner`.
         Past the owner's quota its own least recently used session expires; past
-        max_sessions, that of the owner holding the most (ties: the first by name)."""
+        max_sessions, that of the owner holding the most (the opener if it is one of
+        them, else the first by name)."""
         assert session_id not in self._sessions, session_id  # indexes are applied once
         limits = self.limits
         owned = self._owned.get(owner)
         if owner and owned is not None and len(owned) >= limits.max_sessions_per_owner:
             self._forget(next(iter(owned)))
         elif len(self._sessions) >= limits.max_sessions:
-            heaviest = min(self._owned, key=lambda o: (-len(self._owned[o]), o))
+            most = max(len(ids) for ids in self._owned.values())
+            if owned is not None and len(owned) == most:
+                heaviest = owner  # among the heaviest: the opener pays, no one else
+            else:
+                heaviest = min((o for o, ids in self._owned.items() if len(ids) == most))
             self._forget(next(iter(self._owned[heaviest])))
         self._sessions[session_id] = _Session(last_used_ms=now_ms, owner=owner)
         self._owned.setdefault(owner, OrderedDict())[session_id] = None

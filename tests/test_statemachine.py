@@ -286,6 +286,14 @@ def test_past_max_sessions_the_heaviest_owner_loses_its_least_recently_used():
     assert m.session_owner(b2) == "b" and m.session_owner(b1) is None
 
 
+def test_at_max_sessions_an_opener_among_the_heaviest_pays_itself():
+    m = Machine(max_sessions=4, max_sessions_per_owner=3)
+    a1, a2 = open_session(m, owner="a"), open_session(m, owner="a")
+    b1, b2 = open_session(m, owner="b"), open_session(m, owner="b")
+    open_session(m, owner="b")  # full, and b ties a: b's own oldest goes, not a's
+    assert not m.has_session(b1) and all(m.has_session(s) for s in (a1, a2, b2))
+
+
 def test_sessions_without_an_owner_snapshot_as_before_and_owners_survive_a_restore():
     legacy = Machine()
     open_session(legacy)

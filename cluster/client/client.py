@@ -206,11 +206,14 @@ def _describe_rpc_error(exc: BaseException, plaintext: bool = False) -> str:
     return f"not reachable ({exc})"
 
 
-def _raise_if_refused(exc: BaseException) -> None:
+_MAYBE_APPLIED = "; an earlier attempt of this command may have been applied"
+
+
+def _raise_if_refused(exc: BaseException, sent: bool = False) -> None:
     """A stream the node refused whole (no token, or one it does not accept): a
     retry on another node gets the same answer, so it is the answer."""
     if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in ACCESS_ERRORS:
-        raise ACCESS_ERRORS[exc.code()](exc.details()) from None
+        raise ACCESS_ERRORS[exc.code()](exc.details() + (_MAYBE_APPLIED if sent else "")) from None
 
 
 def _from_node(exc: grpc.aio.AioRpcError) -> bool:
@@ -429,7 +432,7 @@ class AsyncClient:
                 try:
                     reply = await self._stream(endpoint).send(cmd, self._remaining(deadline))
                 except (grpc.aio.AioRpcError, ConnectionError) as exc:
-                    _raise_if_refused(exc)
+                    _raise_if_refused(exc, sent)
                     sent = True
                     self._lost(endpoint)
                     tracker.unreachable(endpoint, _describe_rpc_error(exc, self.credentials.insecure), outcome_unknown=sent)
@@ -452,7 +455,7 @@ class AsyncClient:
                 if code == grpc.StatusCode.INVALID_ARGUMENT:
                     raise InvalidArgument(reply.message)
                 if code in ACCESS_ERRORS:
-                    raise ACCESS_ERRORS[code](reply.message)
+                    raise ACCESS_ERRORS[code](reply.message + (_MAYBE_APPLIED if sent else ""))
                 if code == grpc.StatusCode.NOT_FOUND:  # the session expired
                     if sent:
                         raise OutcomeUnknown(f"{reply.message}; an earlier attempt may have been applied")

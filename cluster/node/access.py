@@ -85,7 +85,8 @@ class AccessDenied(Exception):
 
 class Access:
     """`tokens(token_id)` looks a token up in the applied state; `now_ms()` is the
-    applied state's clock (token expiry is judged by the log's time, like sessions)."""
+    time expiry is judged by (the node passes the later of the log's clock and its
+    own)."""
 
     def __init__(
         self, *, enabled: bool, admin_secret_sha256: bytes | None,
@@ -144,7 +145,8 @@ class Access:
             return
         if permission is Permission.WORK and permission in GRANTS[principal.role]:
             allowed = ", ".join(sorted(principal.queues)) or "none"
-            message = f"token {principal.token_id} (worker) may not use task queue {queue!r}; its queues: {allowed}"
+            shown = repr(queue) if queue is None or len(queue) <= 80 else repr(queue[:80]) + "..."
+            message = f"token {principal.token_id} (worker) may not use task queue {shown}; its queues: {allowed}"
         else:
             message = f"token {principal.token_id} (role {principal.role.value}) may not {permission.value}"
         raise self._refuse("permission_denied", grpc.StatusCode.PERMISSION_DENIED, message)

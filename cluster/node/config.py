@@ -22,8 +22,9 @@
 
 Peers talk on one port, clients on another: a node demands a member's certificate
 on the peer port, which a client (or a browser) does not have. `insecure = true`
-(`node run --insecure`) serves both on the [peers] address in plaintext, with no
-certificates and no tokens; [clients] and the tls_* keys are then optional.
+(`node run --insecure`) serves both on the [peers] address (and on the [clients]
+address too, if set) in plaintext, with no certificates and no tokens; [clients]
+and the tls_* keys are then optional.
 
 Every other key is optional; see `NodeConfig` for the defaults. A mistake (unknown
 key, wrong type, bad address, this node missing from [peers]) is a `ConfigError`
@@ -140,6 +141,8 @@ class NodeConfig:
             parse_address(address, what=f"clients.{node_id}")
         if len(set(self.clients.values())) != len(self.clients):
             raise ConfigError(f"clients {self.clients} gives two nodes the same address")
+        if not self.insecure and self.listen and self.listen == self.client_listen:
+            raise ConfigError(f"listen and client_listen are both {self.listen}: the two ports must differ")
         shared = set(self.clients.values()) & set(self.peers.values())
         if shared and not self.insecure:
             raise ConfigError(

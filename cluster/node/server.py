@@ -14,7 +14,7 @@ import grpc
 
 from raftflow.cluster.node.access import Access
 from raftflow.cluster.node.config import NodeConfig
-from raftflow.cluster.node.raftnode import RaftNode
+from raftflow.cluster.node.raftnode import RaftNode, wall_ms
 from raftflow.cluster.node.services import AdminService, ClientService, WorkflowService
 from raftflow.cluster.node.transport import PeerService, Transport, plaintext
 from raftflow.cluster.security.node_tls import NodeTls, peer_node_ids
@@ -88,6 +88,7 @@ class NodeServer:
         self.peer_service: PeerService | None = None
         self.access: Access | None = None
         self.tls: NodeTls | None = None
+        self._reloading = asyncio.Lock()  # one SIGHUP reload at a time
 
     async def start(self) -> RaftNode:
         cfg = self.config
@@ -108,7 +109,9 @@ class NodeServer:
         access = self.access = Access(
             enabled=not cfg.insecure,
             admin_secret_sha256=bytes.fromhex(cfg.admin_token_sha256) if cfg.admin_token_sha256 else None,
-            tokens=lambda token_id: machine.auth.token(token_id), now_ms=lambda: machine.now_ms,
+            # Expiry by the later of the log's clock and this node's: the log's moves only
+            # when entries apply, so an idle cluster would keep an expired token alive.
+            tokens=lambda token_id: machine.auth.token(token_id), now_ms=lambda: max(machine.now_ms, wall_ms()),
         )
         server = self.server = grpc.aio.server(options=SERVER_OPTIONS)
         self.peer_service = PeerService(
@@ -162,15 +165,18 @@ class NodeServer:
         if self.tls is None:
             log.info("node %d runs without TLS (--insecure): nothing to reload", self.config.id)
             return False
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(None, self.tls.reload)
-        except ConfigError as exc:
-            log.error("node %d kept its certificate: the new files fail a check: %s", self.config.id, exc)
-            return False
-        if self.node is not None:
-            await self.node.transport.reconnect(self.tls.channel)
-        return True
+        async with self._reloading:
+            if self.node is None or self.node.stopping:
+                return False
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(None, self.tls.reload)
+            except ConfigError as exc:
+                log.error("node %d kept its certificate: the new files fail a check: %s", self.config.id, exc)
+                return False
+            if not self.node.stopping:
+                await self.node.transport.reconnect(self.tls.channel)
+            return True
 
     async def stop(self) -> None:
         """Graceful: the node refuses new work, finishes the Ready in progress, answers
@@ -207,6 +213,10 @@ async def serve(config: NodeConfig) -> int:
     waiter = asyncio.create_task(stop.wait())
     stopped = asyncio.create_task(node.stopped.wait())
     await asyncio.wait([waiter, stopped], return_when=asyncio.FIRST_COMPLETED)
+    loop.remove_signal_handler(signal.SIGHUP)
+    for task in reloads:
+        task.cancel()
+    await asyncio.gather(*reloads, return_exceptions=True)
     await process.stop()
     waiter.cancel()
     return 1 if node.failure is not None else 0

@@ -224,22 +224,33 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
 
     def _permit(self, principal: Principal, op, session_id: int) -> None:
         """NodeError unless the caller may propose `op`: writes need WRITE, token
-        ops ADMIN, a worker's reports WORK on the queue of the task they name."""
+        ops ADMIN, a worker's reports WORK on the queue of the task they name, and
+        the session must be the caller's own."""
         access = self.access
         if not access.enabled:
             return
         if not access.still_valid(principal):
             raise NodeError(grpc.StatusCode.UNAUTHENTICATED, f"token {principal.token_id} was revoked or expired")
-        owner = self.node.machine.session_owner(session_id)
+        node = self.node
+        owner = node.machine.session_owner(session_id)
+        if owner is None and node.node is not None and node.node.role is Role.LEADER and not node.state_is_current():
+            # Just elected, with committed entries not applied yet: the session may be
+            # one of them, and whose it is cannot be told yet. Fail closed; the
+            # client retries in a moment.
+            raise NodeError(grpc.StatusCode.UNAVAILABLE,
+                            f"node {node.id} was just elected and is applying its log; retry")
         if owner is not None and owner != principal.token_id and not principal.may(Permission.ADMIN):
             raise NodeError(grpc.StatusCode.PERMISSION_DENIED,
                             f"session {session_id} belongs to another token; open a session of your own")
         kind = type(op)
         if kind in _TASK_OPS:
-            queue = self.node.machine.workflow.task_queue_of(op.task_id)
-            if queue is None and not principal.may(Permission.ADMIN):
-                raise NodeError(grpc.StatusCode.FAILED_PRECONDITION,
-                                f"STALE_TASK: task {op.task_id} is not scheduled or started")
+            # A task that is gone (finished, timed out, its workflow closed) goes on to
+            # the engine, which answers STALE_TASK, or the session's cache, which
+            # answers a retry of a report that applied. A report on a task it does not
+            # know cannot be forged: it needs the hand-out's secret.
+            queue = node.machine.workflow.task_queue_of(op.task_id)
+            if queue is None:
+                queue = next(iter(principal.queues), None)
             permission = Permission.WORK
         else:
             queue, permission = None, Permission.ADMIN if kind in _ADMIN_OPS else Permission.WRITE

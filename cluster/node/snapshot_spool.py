@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 
 from raftflow.raft.fs import open_private
 from raftflow.raft.types import InstallSnapshot, Snapshot
@@ -41,6 +42,10 @@ class SnapshotSpool:
         self._spans: dict[int, int] = {}  # offset -> length of each chunk written
         self._total: int | None = None  # known once the last chunk arrived
         self._fd: int | None = None
+        # The file is written and read in threads while discard() may come from the
+        # loop (the stream was cancelled mid-write): one lock, and no I/O once closed.
+        self._lock = threading.Lock()
+        self._closed = False
 
     async def add(self, m: InstallSnapshot) -> InstallSnapshot | None:
         """Write the chunk; the whole snapshot as one message once it is complete."""
@@ -74,20 +79,28 @@ class SnapshotSpool:
         return end >= self._total
 
     def _write(self, offset: int, data: bytes) -> None:
-        if self._fd is None:
-            self._fd = open_private(self.path, os.O_RDWR | os.O_TRUNC)
-        os.pwrite(self._fd, data, offset)
+        with self._lock:
+            if self._closed:
+                raise SpoolRefused("the transfer ended")
+            if self._fd is None:
+                self._fd = open_private(self.path, os.O_RDWR | os.O_TRUNC)
+            os.pwrite(self._fd, data, offset)
 
     def _read(self) -> bytes:
-        assert self._fd is not None and self._total is not None
-        return os.pread(self._fd, self._total, 0)
+        with self._lock:
+            if self._closed or self._fd is None or self._total is None:
+                raise SpoolRefused("the transfer ended")
+            return os.pread(self._fd, self._total, 0)
 
     def discard(self) -> None:
-        """Close and remove the file (the transfer finished, broke or was replaced)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        try:
-            os.remove(self.path)
-        except FileNotFoundError:
-            pass
+        """Close and remove the file (the transfer finished, broke or was replaced);
+        a write running in a thread finishes first, and none starts after."""
+        with self._lock:
+            self._closed = True
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass

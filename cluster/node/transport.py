@@ -398,6 +398,9 @@ class PeerService(peer_pb2_grpc.PeerServicer):
                     self.refused["snapshot-stream"] += 1
                     log.warning("refused a snapshot stream from node %d: %s", chunk.from_id, exc)
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                except OSError as exc:  # the data dir's disk (full, failing): this transfer fails, the node goes on
+                    log.error("node %d cannot spool a snapshot from node %d: %s", self.self_id, chunk.from_id, exc)
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"cannot spool the snapshot: {exc}")
                 if whole is not None:
                     self._deliver(chunk.from_id, [whole])
         finally:

@@ -68,10 +68,12 @@ class Credentials:
         them; plaintext if the cluster was made with --insecure (it has no tls/)."""
         ca_file = os.path.join(directory, TLS_DIR, "ca.crt")
         token_file = os.path.join(directory, TOKENS_DIR, ADMIN_TOKEN_FILE)
+        if not os.path.exists(ca_file):
+            if os.path.exists(token_file):  # never sent in the clear: a TLS cluster lost its CA file
+                raise ConfigError(f"{directory} holds an admin token but no {TLS_DIR}/ca.crt to check the nodes with")
+            return cls.plaintext(token)
         if token is None and os.path.exists(token_file):
             token = read_token_file(token_file)
-        if not os.path.exists(ca_file):
-            return cls.plaintext(token)
         return cls(load_ca(ca_file), token)
 
     @classmethod

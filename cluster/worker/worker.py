@@ -38,7 +38,9 @@ from raftflow.cluster.client import (
     InvalidArgument,
     NotFound,
     OutcomeUnknown,
+    PermissionDenied,
     RaftflowError,
+    Unauthenticated,
     Unavailable,
 )
 from raftflow.cluster.client.durations import Duration, seconds
@@ -130,6 +132,12 @@ class Worker:
             self._polling += 1
             try:
                 tasks = await self._poll(take)
+            except (PermissionDenied, Unauthenticated) as exc:
+                # Its token will not do (wrong queue, revoked, expired): waiting does
+                # not change that, so the worker stops and says why.
+                log.error("worker %s: %s", self.identity, exc)
+                self.shutdown()
+                raise
             except RaftflowError as exc:
                 tasks = None
                 problem = exc
