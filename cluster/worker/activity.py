@@ -159,6 +159,11 @@ def defn(fn: Callable | None = None, *, name: str | None = None) -> Any:
     return mark(fn) if fn is not None else mark
 
 
+def name_of(fn: object) -> str | None:
+    """The name a function was registered under with @activity.defn, or None."""
+    return getattr(fn, _DEFN_ATTR, None)
+
+
 class Registry:
     """Activity name -> function, from decorated functions and modules."""
 
