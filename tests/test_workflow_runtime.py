@@ -24,8 +24,12 @@ from raftflow.cluster.worker.workflow_runtime import (
     NonDeterminism,
     RecordedTask,
     RecordMarker,
+    ContinueAsNew,
     RequestCancel,
+    RequestCancelActivity,
     ResolveActivity,
+    ResolveChild,
+    StartChildWorkflow,
     ScheduleActivity,
     Signal,
     Start,
@@ -146,9 +150,9 @@ def test_a_cancel_raises_in_the_code_which_compensates_then_ends_canceled():
     instance = WorkflowInstance(Order, workflow_id="order-3")
     step(instance, 1, Start({"lines": ["a"]}))
     step(instance, 2, ResolveActivity(1, "H1"))
-    commands = step(instance, 3, RequestCancel())
-    assert commands == [activity_command(3, "release", "H1")]
-    assert step(instance, 4, ResolveActivity(3, None)) == [CancelWorkflow(4)]
+    commands = step(instance, 3, RequestCancel())  # while it waits for the pick (seq 2)
+    assert commands == [RequestCancelActivity(3, 2), activity_command(4, "release", "H1")]
+    assert step(instance, 4, ResolveActivity(4, None)) == [CancelWorkflow(5)]
 
 
 @wf.defn
@@ -269,3 +273,43 @@ def test_a_run_can_be_advanced_from_inside_another_event_loop():
         return commands
 
     assert asyncio.run(worker()) == [activity_command(1, "reserve", {"lines": []})]
+
+
+@wf.defn
+class Shipment:
+    @wf.run
+    async def run(self, order: dict) -> str:
+        return "shipped"
+
+
+@wf.defn
+class Parent:
+    @wf.run
+    async def run(self, batch: int) -> dict:
+        info = wf.info()
+        try:
+            shipped = await wf.execute_child_workflow(Shipment.run, {"batch": batch})
+        except wf.ChildWorkflowFailed as failed:
+            shipped = f"child failed: {failed.error_type}"
+        try:
+            await asyncio.wait_for(wf.execute_activity(pick, batch, start_to_close=60), timeout=5)
+        except asyncio.TimeoutError:
+            pass  # gave up waiting: the activity is asked to stop
+        if batch < 2:
+            wf.continue_as_new(batch + 1)
+        return {"shipped": shipped, "id": info.workflow_id, "type": info.workflow_type}
+
+
+def test_children_continue_as_new_info_and_abandoned_activities():
+    instance = WorkflowInstance(Parent, workflow_id="p-1")
+    assert step(instance, 1, Start(1)) == [StartChildWorkflow(1, "Shipment", "p-1/1", {"batch": 1}, "default")]
+    commands = step(instance, 2, ResolveChild(1, error_type="Terminated", message="by ops"))
+    # asyncio.wait_for arms its timer (a durable one here) before the activity's task runs.
+    assert commands == [StartTimer(2, 5000), ScheduleActivity(3, "pick", 1, "default", 60_000, None, None, None)]
+    assert step(instance, 7_000, FireTimer(2)) == [RequestCancelActivity(4, 3), ContinueAsNew(5, 2)]
+    last = WorkflowInstance(Parent, workflow_id="p-1", run_id=2)
+    step(last, 8_000, Start(2))
+    step(last, 9_000, ResolveChild(1, "shipped"))
+    assert step(last, 10_000, ResolveActivity(3, "picked")) == [
+        CancelTimer(4, 2), CompleteWorkflow(5, {"shipped": "shipped", "id": "p-1", "type": "Parent"})
+    ]

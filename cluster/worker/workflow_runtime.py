@@ -25,6 +25,7 @@ import datetime
 import inspect
 import logging
 import random as _random
+import sys
 import traceback
 import uuid
 from collections import deque
@@ -68,6 +69,33 @@ class CancelTimer:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestCancelActivity:
+    """The code stopped waiting for an activity (it was cancelled, or its caller
+    was): the engine asks its worker to stop (through the heartbeat)."""
+
+    seq: int
+    activity: int  # the seq of the ScheduleActivity
+
+
+@dataclass(frozen=True, slots=True)
+class StartChildWorkflow:
+    seq: int
+    workflow_type: str
+    workflow_id: str
+    input: object
+    task_queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContinueAsNew:
+    """Close this run and start a new one of the same workflow with `input` (a
+    fresh history: how a long-lived workflow keeps its history bounded)."""
+
+    seq: int
+    input: object
+
+
+@dataclass(frozen=True, slots=True)
 class RecordMarker:
     """`workflow.patched(patch_id)` took the new path: later replays must too."""
 
@@ -95,7 +123,10 @@ class CancelWorkflow:
     seq: int
 
 
-Command = ScheduleActivity | StartTimer | CancelTimer | RecordMarker | CompleteWorkflow | FailWorkflow | CancelWorkflow
+Command = (
+    ScheduleActivity | RequestCancelActivity | StartTimer | CancelTimer | StartChildWorkflow | RecordMarker
+    | CompleteWorkflow | FailWorkflow | CancelWorkflow | ContinueAsNew
+)
 
 
 # --- activations: what happened to the run ---------------------------------------------
@@ -115,6 +146,16 @@ class ResolveActivity:
 
 
 @dataclass(frozen=True, slots=True)
+class ResolveChild:
+    """A child workflow closed: its result, or how it failed."""
+
+    seq: int
+    result: object = None
+    error_type: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class FireTimer:
     seq: int
 
@@ -130,7 +171,7 @@ class RequestCancel:
     pass
 
 
-Job = Start | ResolveActivity | FireTimer | Signal | RequestCancel
+Job = Start | ResolveActivity | ResolveChild | FireTimer | Signal | RequestCancel
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +191,24 @@ class NonDeterminism(Exception):
     """A replay gave other commands than the history holds: the code changed in a
     way this run cannot follow (branch with `workflow.patched`), or it reads
     something that is not in the history (the clock, randomness, I/O)."""
+
+
+class ChildWorkflowFailed(Exception):
+    """A child workflow the code awaited failed, was cancelled or terminated."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
+
+
+class _ContinueAsNew(BaseException):
+    """Raised by continue_as_new(); ends run() like a return (BaseException, so
+    that `except Exception` in workflow code does not swallow it)."""
+
+    def __init__(self, value: object) -> None:
+        super().__init__("continue as new")
+        self.value = value
 
 
 class WorkflowError(Exception):
@@ -332,6 +391,7 @@ class WorkflowInstance:
         self._commands: list[Command] = []
         self._wheres: dict[int, str] = {}  # command seq -> the line of workflow code that gave it
         self._activities: dict[int, _Pending] = {}
+        self._children: dict[int, asyncio.Future] = {}
         self._timers: dict[int, _TimerHandle] = {}
         self._conditions: list[tuple[Callable[[], bool], asyncio.Future]] = []
         self._unhandled: list[dict] = []
@@ -383,6 +443,15 @@ class WorkflowInstance:
                         pending.future.set_result(result)
                     else:
                         pending.future.set_exception(ActivityFailed(error_type, message))
+            case ResolveChild(seq, result, error_type, message):
+                pending = self._children.pop(seq, None)
+                if pending is None:
+                    raise NonDeterminism(f"the history resolves child workflow {seq}, which this code never started")
+                if not pending.done():
+                    if error_type is None:
+                        pending.set_result(result)
+                    else:
+                        pending.set_exception(ChildWorkflowFailed(error_type, message))
             case FireTimer(seq):
                 handle = self._timers.pop(seq, None)
                 if handle is None:
@@ -421,7 +490,9 @@ class WorkflowInstance:
             self._emit(CancelWorkflow(self._next_seq()))
             return
         error = task.exception()
-        if error is None:
+        if isinstance(error, _ContinueAsNew):
+            self._emit(ContinueAsNew(self._next_seq(), error.value))
+        elif error is None:
             self._emit(CompleteWorkflow(self._next_seq(), task.result()))
         else:
             error_type = getattr(error, "type", None) or type(error).__name__
@@ -449,6 +520,20 @@ class WorkflowInstance:
         ))
         future = self._loop.create_future()
         self._activities[seq] = _Pending(future, self._wheres[seq])
+        future.add_done_callback(lambda f: self._abandoned(seq, f))
+        return future
+
+    def _abandoned(self, seq: int, future: asyncio.Future) -> None:
+        """Its awaiter was cancelled before the result came: ask the engine to cancel
+        the activity (its worker learns it through the heartbeat)."""
+        if future.cancelled() and self._activities.pop(seq, None) is not None and not self._done:
+            self._emit(RequestCancelActivity(self._next_seq(), seq))
+
+    def start_child(self, workflow_type: str, value: object, *, workflow_id: str, task_queue: str) -> asyncio.Future:
+        seq = self._next_seq()
+        self._emit(StartChildWorkflow(seq, workflow_type, workflow_id, value, task_queue))
+        future = self._loop.create_future()
+        self._children[seq] = future
         return future
 
     def _timer_handle(self, delay: float, callback, args, context) -> _TimerHandle:
@@ -575,6 +660,59 @@ async def wait_condition(condition: Callable[[], bool], *, timeout: Duration | N
         return await met
     finally:
         timer.cancel()
+
+
+def _workflow_type(workflow: object) -> str:
+    """The type name of a @workflow.defn class, of its run method (the class at a
+    module's top level), or a name as it is."""
+    if isinstance(workflow, str):
+        return workflow
+    if isinstance(workflow, type):
+        return definition(workflow).name
+    owner = getattr(workflow, "__qualname__", "").rpartition(".")[0]
+    module = sys.modules.get(getattr(workflow, "__module__", None) or "")
+    found = getattr(module, owner, None) if module is not None and owner else None
+    if isinstance(found, type):
+        return definition(found).name
+    raise WorkflowError(
+        f"{workflow!r} is not a @workflow.defn class, the run method of one at a module's top level, "
+        "or a workflow type name"
+    )
+
+
+def start_child_workflow(workflow: object, arg: object = None, *, workflow_id: str | None = None,
+                         task_queue: str | None = None) -> asyncio.Future:
+    """Start a child workflow (a @workflow.defn class, its run method, or a type
+    name) and return its handle: await it for the child's result, or a
+    ChildWorkflowFailed. Its id defaults to "<this workflow's id>/<seq>"."""
+    instance = current()
+    child_id = workflow_id or f"{instance.workflow_id}/{instance._seq + 1}"
+    return instance.start_child(_workflow_type(workflow), arg, workflow_id=child_id,
+                                task_queue=task_queue or instance.task_queue)
+
+
+async def execute_child_workflow(workflow: object, arg: object = None, **options) -> object:
+    return await start_child_workflow(workflow, arg, **options)
+
+
+def continue_as_new(arg: object = None) -> None:
+    """End this run and start a new one of the same workflow with `arg`: raises, so
+    nothing after it runs."""
+    current()
+    raise _ContinueAsNew(arg)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    workflow_id: str
+    run_id: int
+    workflow_type: str
+    task_queue: str
+
+
+def info() -> WorkflowInfo:
+    instance = current()
+    return WorkflowInfo(instance.workflow_id, instance.run_id, instance.definition.name, instance.task_queue)
 
 
 def now() -> datetime.datetime:
@@ -705,6 +843,8 @@ __all__ = [
     "Activation", "ActivityFailed", "CancelTimer", "CancelWorkflow", "Command", "CompleteWorkflow", "FailWorkflow",
     "FireTimer", "NonDeterminism", "RecordMarker", "RecordedTask", "RequestCancel", "ResolveActivity",
     "ScheduleActivity", "Signal", "Start", "StartTimer", "WorkflowDefinition", "WorkflowError", "WorkflowInstance",
-    "Saga", "current", "defn", "definition", "execute_activity", "logger", "now", "patched", "query", "random",
-    "replay", "run", "signal", "sleep", "start_activity", "uuid4", "wait_condition",
+    "ChildWorkflowFailed", "ContinueAsNew", "RequestCancelActivity", "ResolveChild", "Saga", "StartChildWorkflow",
+    "WorkflowInfo", "continue_as_new", "current", "defn", "definition", "execute_activity", "execute_child_workflow",
+    "info", "logger", "now", "patched", "query", "random", "replay", "run", "signal", "sleep", "start_activity",
+    "start_child_workflow", "uuid4", "wait_condition",
 ]
