@@ -232,8 +232,9 @@ def status_json(cluster: LocalCluster) -> list[dict]:
 def test_cluster_up_prints_the_members_with_one_leader_and_writes_the_cluster_file(shared):
     rows = table(succeeded(shared.up_result))
     assert rows[0] == ["ID", "ADDRESS", "STATUS", "ROLE", "TERM", "LEADER", "LAST", "COMMIT", "APPLIED", "NETWORK"]
-    assert [r[:3] for r in rows[1:]] == [[str(i), f"127.0.0.1:{shared.base_port + i - 1}", "up"] for i in (1, 2, 3)]
-    assert [r[3] for r in rows[1:]].count("leader") == 1
+    assert [r[:3] for r in rows[1:4]] == [[str(i), f"127.0.0.1:{shared.base_port + i - 1}", "up"] for i in (1, 2, 3)]
+    assert [r[3] for r in rows[1:4]].count("leader") == 1
+    assert " ".join(rows[4]) == "security: TLS, peers mutual TLS, a token on every call"
 
     members = shared.file().members
     assert [m.id for m in members] == [1, 2, 3]
@@ -258,9 +259,10 @@ def test_cluster_status_as_json_and_as_a_table(shared):
     assert {r["leader"] for r in rows} == {leader}, rows
     assert len({r["term"] for r in rows}) == 1, rows
 
+    assert all(r["tls"] and r["peer_address"] != r["address"] for r in rows), rows
     lines = table(succeeded(shared.cli("cluster", "status")))
     assert lines[0] == ["ID", "ADDRESS", "STATUS", "ROLE", "TERM", "LEADER", "LAST", "COMMIT", "APPLIED", "NETWORK"]
-    assert len(lines) == 4
+    assert len(lines) == 5 and lines[4][0] == "security:"
 
 
 # --- kv --------------------------------------------------------------------------------

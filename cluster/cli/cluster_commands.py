@@ -239,6 +239,7 @@ def _status_rows(client: Client, cluster: launcher.ClusterFile | None) -> list[d
             "applied_index": status.applied_index, "snapshot_index": status.snapshot_index,
             "pid": status.pid or pids.get(endpoint, 0),
             "network": describe_faults(status.faults), "refused": status.refused,
+            "peer_address": status.peer_address, "tls": not status.insecure, "calls_refused": status.calls_refused,
         })
     return rows
 
@@ -265,6 +266,19 @@ def _print_status(rows: list[dict], output: str) -> None:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    up = [r for r in rows if r["up"]]
+    if up:
+        print(_security_line(up))
+
+
+def _security_line(rows: list[dict]) -> str:
+    """One line under the table: how the nodes that answered are secured."""
+    plain = [str(r["id"]) for r in rows if not r["tls"]]
+    refused = sum(sum(r["calls_refused"].values()) for r in rows)
+    refusals = f"; {refused} call(s) refused for their token since start" if refused else ""
+    if not plain:
+        return f"security: TLS, peers mutual TLS, a token on every call{refusals}"
+    return f"security: node(s) {', '.join(plain)} run --insecure: plaintext, nothing checked{refusals}"
 
 
 def _cmd_cluster_status(args: argparse.Namespace) -> int:
