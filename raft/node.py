@@ -545,6 +545,10 @@ class Node:
             incoming.total = m.offset + len(m.snapshot.data)
         if incoming.total is None:
             return None
+        whole = incoming.chunks.get(0)
+        if whole is not None and len(whole) == incoming.total:  # one chunk (a spooled transfer): no copy
+            self._incoming_snapshot = None
+            return Snapshot(m.snapshot.index, m.snapshot.term, whole)
         data = bytearray()
         for offset in sorted(incoming.chunks):
             if offset != len(data):

@@ -77,3 +77,22 @@ def test_fsync_off_never_syncs(tmp_path, monkeypatch):
     monkeypatch.setattr("os.fdatasync", refuse)
     monkeypatch.setattr("os.fsync", refuse)
     storage.persist(None, [Entry(index=1, term=1, data=b"v")], HardState(term=1, vote=1, commit=0))
+
+
+def test_a_received_snapshot_is_decoded_off_the_loop_once(tmp_path, monkeypatch):
+    """The transport decodes a whole snapshot in a thread; the core's check then
+    finds it and does not decode again on the loop; a bad one is refused the same."""
+    import asyncio
+
+    node = _node(tmp_path, Role.FOLLOWER)
+    source = Machine()
+    good = source.snapshot()
+    asyncio.run(node.predecode_snapshot(good))
+    calls = []
+    monkeypatch.setattr(node.machine, "decode_snapshot", lambda data: calls.append(data))
+    node._check_snapshot(good)
+    assert calls == [] and node._checked_snapshot[0] is good
+    monkeypatch.undo()
+    asyncio.run(node.predecode_snapshot(b"\x00\x01"))
+    with pytest.raises(ValueError, match="snapshot"):
+        node._check_snapshot(b"\x00\x01")

@@ -11,6 +11,8 @@ import logging
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from raftflow import activity
 from raftflow.cluster.worker import workflow_runtime as wf
@@ -313,3 +315,93 @@ def test_children_continue_as_new_info_and_abandoned_activities():
     assert step(last, 10_000, ResolveActivity(3, "picked")) == [
         CancelTimer(4, 2), CompleteWorkflow(5, {"shipped": "shipped", "id": "p-1", "type": "Parent"})
     ]
+
+
+# --- property: whatever the program and the order things happen in, a replay agrees ------
+
+
+
+@wf.defn
+class Interpreter:
+    """Runs a program given as its input, so Hypothesis can write workflows."""
+
+    def __init__(self):
+        self.log: list = []
+
+    @wf.signal
+    def note(self, value) -> None:
+        self.log.append(("signal", value))
+
+    @wf.query
+    def seen(self) -> list:
+        return self.log
+
+    @wf.run
+    async def run(self, program: list) -> list:
+        for op, arg in program:
+            if op == "activity":
+                self.log.append(await wf.execute_activity(f"a{arg}", arg, start_to_close=5))
+            elif op == "gather":
+                self.log.append(await asyncio.gather(*(wf.execute_activity("g", i, start_to_close=5) for i in range(arg))))
+            elif op == "sleep":
+                await wf.sleep(arg / 1000)
+            elif op == "wait":
+                self.log.append(await wf.wait_condition(lambda: len(self.log) > arg, timeout=1))
+            elif op == "random":
+                self.log.append(wf.random().randint(0, 100))
+        return self.log
+
+
+PROGRAMS = st.lists(st.one_of(
+    st.tuples(st.just("activity"), st.integers(0, 3)),
+    st.tuples(st.just("gather"), st.integers(1, 3)),
+    st.tuples(st.just("sleep"), st.integers(1, 5000)),
+    st.tuples(st.just("wait"), st.integers(0, 4)),
+    st.tuples(st.just("random"), st.just(0)),
+), max_size=8)
+
+
+def drive(program: list, choices: st.DataObject) -> list[RecordedTask]:
+    """Play the engine: after each activation, resolve one of the pending commands
+    (or send a signal), in an order Hypothesis picks, until the run closes."""
+    instance = WorkflowInstance(Interpreter, workflow_id="prop", seed=3)
+    history: list[RecordedTask] = []
+    pending: list = []
+    jobs: tuple = (Start(program),)
+    now_ms = 0
+    for _ in range(200):
+        now_ms += 10
+        activation = Activation(now_ms, jobs)
+        commands = instance.activate(activation)
+        history.append(RecordedTask(activation, tuple(commands)))
+        for command in commands:
+            if isinstance(command, (ScheduleActivity, StartTimer)):
+                pending.append(command)
+            elif isinstance(command, CancelTimer):
+                pending = [p for p in pending if p.seq != command.timer]
+        if instance.done:
+            return history
+        pick = choices.draw(st.integers(0, len(pending)))  # len(pending): a signal instead
+        if pick == len(pending):
+            jobs = (Signal("note", (now_ms,)),)
+            continue
+        command = pending.pop(pick)
+        if isinstance(command, StartTimer):
+            jobs = (FireTimer(command.seq),)
+        elif choices.draw(st.booleans()):
+            jobs = (ResolveActivity(command.seq, command.seq * 10),)
+        else:
+            jobs = (ResolveActivity(command.seq, error_type="Boom", message=str(command.seq)),)
+    raise AssertionError("the run did not close in 200 activations")
+
+
+@settings(max_examples=150, deadline=None)
+@given(program=PROGRAMS, choices=st.data())
+def test_any_program_in_any_order_replays_to_the_same_commands_and_state(program, choices):
+    history = drive(program, choices)
+    original = history[-1].commands[-1]
+    assert isinstance(original, (CompleteWorkflow, FailWorkflow))
+    replayed = wf.replay(Interpreter, history, workflow_id="prop", seed=3)
+    assert replayed.done
+    if isinstance(original, CompleteWorkflow):
+        assert replayed.query("seen") == original.result

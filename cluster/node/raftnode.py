@@ -137,6 +137,9 @@ class RaftNode:
         self.refused: collections.Counter[str] = collections.Counter()  # messages refused, by rule
         self._refusal_logged: dict[str, float] = {}  # rule -> when a refusal of it was last logged
         self._checked_snapshot: tuple[bytes, DecodedSnapshot] | None = None  # a received snapshot, decoded
+        # A received snapshot decoded in a thread before the core sees it: (its bytes,
+        # the state or the SnapshotError), so that a large one never holds the loop.
+        self._predecoded: tuple[bytes, DecodedSnapshot | ValueError] | None = None
         self.stopped = asyncio.Event()
         self.failure: BaseException | None = None
 
@@ -210,8 +213,28 @@ class RaftNode:
     def _check_snapshot(self, data: bytes) -> None:
         """The core's snapshot_check: a received snapshot must decode before anything
         keeps it (a bad one written to disk would stop the node at every restart).
-        The decoded state is kept for the Ready that installs it."""
-        self._checked_snapshot = (data, self.machine.decode_snapshot(data))
+        The decoded state is kept for the Ready that installs it. A snapshot the
+        transport decoded already (`predecode_snapshot`) is not decoded again."""
+        predecoded, self._predecoded = self._predecoded, None
+        if predecoded is not None and predecoded[0] is data:
+            decoded = predecoded[1]
+            if isinstance(decoded, ValueError):
+                raise decoded
+        else:
+            decoded = self.machine.decode_snapshot(data)
+        self._checked_snapshot = (data, decoded)
+
+    async def predecode_snapshot(self, data: bytes) -> None:
+        """Decode a received snapshot in a thread, for the core's check to find (the
+        transport calls it before it hands the snapshot in)."""
+        def decode() -> DecodedSnapshot | ValueError:
+            try:
+                return self.machine.decode_snapshot(data)
+            except ValueError as exc:
+                return exc
+
+        decoded = await asyncio.get_running_loop().run_in_executor(None, decode)
+        self._predecoded = (data, decoded)
 
     def _read_entries(self, lo: int, hi: int):
         with self._storage_lock:

@@ -118,6 +118,7 @@ class NodeServer:
             cfg.cluster_id, cfg.id, cfg.peers, node.deliver, transport.last_heard, transport.faults,
             identity=peer_node_ids if self.tls else None,
             spool_dir=cfg.data_dir, max_snapshot_bytes=cfg.raft_config().max_snapshot_bytes, refused=node.refused,
+            prepare_snapshot=node.predecode_snapshot,
         )
         peer_pb2_grpc.add_PeerServicer_to_server(self.peer_service, server)
         client_pb2_grpc.add_ClientServicer_to_server(ClientService(node, access), server)

@@ -22,7 +22,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
@@ -258,13 +258,17 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         identity: Callable[[object], list[int]] | None = None,
         spool_dir: str | None = None, max_snapshot_bytes: int = 512 << 20,
         refused: collections.Counter[str] | None = None,
+        prepare_snapshot: Callable[[bytes], Awaitable[None]] | None = None,
     ) -> None:
         """`identity(context)`: the node ids the caller's certificate names; None
         in insecure mode (then nothing binds a sender to its connection).
         `spool_dir`: where incoming snapshots are spooled (the data dir); None
         hands each chunk to the node as it comes, which holds them in memory.
         `refused`: streams refused, counted by rule (the node's own counter, so
-        that its status shows them beside the core's refusals)."""
+        that its status shows them beside the core's refusals).
+        `prepare_snapshot(data)`: decodes a whole snapshot off the loop before the
+        node's core checks it."""
+        self.prepare_snapshot = prepare_snapshot
         self.cluster_id = cluster_id
         self.identity = identity
         self.spool_dir = spool_dir
@@ -402,6 +406,8 @@ class PeerService(peer_pb2_grpc.PeerServicer):
                     log.error("node %d cannot spool a snapshot from node %d: %s", self.self_id, chunk.from_id, exc)
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"cannot spool the snapshot: {exc}")
                 if whole is not None:
+                    if self.prepare_snapshot is not None:
+                        await self.prepare_snapshot(whole.snapshot.data)
                     self._deliver(chunk.from_id, [whole])
         finally:
             if spool is not None:
