@@ -62,6 +62,7 @@ BENCHES = (
     Bench("workflow", "workflow_bench.py", (), ("--quick", "--restate-nodes", "3"), True, 900, 180, "--no-reference"),
     Bench("security", "security_bench.py", (), ("--quick",), True, 900, 240),
     Bench("check", "check_bench.py", (), ("--operations", "2000", "--repeats", "1"), False, 300, 60),
+    Bench("replay", "replay_bench.py", (), ("--repeats", "1"), False, 300, 60),
     Bench("scale", "scale_bench.py", (), ("--entries", "50000"), True, 1200, 120),
 )
 
