@@ -257,6 +257,10 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
         try:
             access.check(principal, permission, queue)
         except AccessDenied as denied:
+            if kind in _TASK_OPS and principal.may(Permission.WORK, next(iter(principal.queues), None)):
+                # Not the queue's name: a worker must not learn other queues by probing task ids.
+                raise NodeError(denied.code, f"token {principal.token_id} (worker) may not report on task "
+                                f"{op.task_id}: it is not on one of its task queues") from None
             raise NodeError(denied.code, denied.message) from None
 
     def _submit(self, cmd: client_pb2.Command, principal: Principal) -> asyncio.Future:
