@@ -92,10 +92,6 @@ class SessionTable:
         session = self._sessions.get(session_id)
         return None if session is None else session.owner
 
-    def owned(self, owner: str) -> int:
-        """How many sessions `owner` holds."""
-        return len(self._owned.get(owner, ()))
-
     def _forget(self, session_id: int) -> None:
         session = self._sessions.pop(session_id)
         owned = self._owned[session.owner]

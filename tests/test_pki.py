@@ -101,7 +101,7 @@ def test_tokens_round_trip_and_name_what_is_wrong():
     for text, match in [
         ("hello", r"has 1 part"),
         ("rft2.abc.def", r"starts with 'rft2'"),
-        ("rft1.a b.AAAA", r"token id 'a b'"),
+        ("rft1.a b.AAAA", r"token id is 'a b'; expected 1 to 64 characters"),
         ("rft1.abc.!!!!", r"not URL-safe base64"),
         ("rft1.abc.AAAA", r"secret is 3 bytes"),
     ]:

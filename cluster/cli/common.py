@@ -17,7 +17,7 @@ import sys
 
 from raftflow.cluster.client import Client, InvalidArgument, RaftflowError, parse_endpoints
 from raftflow.cluster.local import launcher
-from raftflow.cluster.security.credentials import Credentials, read_token_file
+from raftflow.cluster.security.credentials import Credentials
 from raftflow.raft.config import ConfigError
 
 EXIT_FAILURE = 1
@@ -63,22 +63,12 @@ def add_credentials(parser: argparse.ArgumentParser) -> None:
 
 
 def credentials(args: argparse.Namespace) -> Credentials:
-    """The CA and the token, each from its flag, else the environment, else the
-    cluster folder (so RAFTFLOW_TOKEN with a local cluster needs nothing more)."""
-    environ = os.environ
-    token = None
-    if getattr(args, "token_file", None):
-        token = read_token_file(args.token_file)
-    elif environ.get("RAFTFLOW_TOKEN"):
-        token = environ["RAFTFLOW_TOKEN"]
-    elif environ.get("RAFTFLOW_TOKEN_FILE"):
-        token = read_token_file(environ["RAFTFLOW_TOKEN_FILE"])
-    if getattr(args, "insecure", False) or environ.get("RAFTFLOW_INSECURE") in ("1", "true", "yes"):
-        return Credentials.plaintext(token)
-    ca_file = getattr(args, "ca_file", None) or environ.get("RAFTFLOW_CA_FILE")
-    if ca_file:
-        return Credentials.from_files(ca_file, token)
-    return Credentials.from_cluster_dir(args.dir, token)
+    """The CA and the token: --ca-file / --token-file / --insecure, else the
+    environment, else the cluster folder in --dir (Credentials.resolve)."""
+    return Credentials.resolve(
+        args.dir, ca_file=getattr(args, "ca_file", None), token_file=getattr(args, "token_file", None),
+        insecure=getattr(args, "insecure", False),
+    )
 
 
 def client_for(args: argparse.Namespace) -> Client:

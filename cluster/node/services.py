@@ -226,11 +226,9 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
         """NodeError unless the caller may propose `op`: writes need WRITE, token
         ops ADMIN, a worker's reports WORK on the queue of the task they name, and
         the session must be the caller's own."""
-        access = self.access
-        if not access.enabled:
+        if not self.access.enabled:
             return
-        if not access.still_valid(principal):
-            raise NodeError(grpc.StatusCode.UNAUTHENTICATED, f"token {principal.token_id} was revoked or expired")
+        self._still_valid(principal)
         node = self.node
         owner = node.machine.session_owner(session_id)
         if owner is None and node.node is not None and node.node.role is Role.LEADER and not node.state_is_current():
@@ -255,12 +253,23 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
         else:
             queue, permission = None, Permission.ADMIN if kind in _ADMIN_OPS else Permission.WRITE
         try:
-            access.check(principal, permission, queue)
-        except AccessDenied as denied:
+            self._check(principal, permission, queue)
+        except NodeError as denied:
             if kind in _TASK_OPS and principal.may(Permission.WORK, next(iter(principal.queues), None)):
                 # Not the queue's name: a worker must not learn other queues by probing task ids.
                 raise NodeError(denied.code, f"token {principal.token_id} (worker) may not report on task "
                                 f"{op.task_id}: it is not on one of its task queues") from None
+            raise
+
+    def _still_valid(self, principal: Principal) -> None:
+        """NodeError unless the token a stream opened with was not revoked or expired since."""
+        if not self.access.still_valid(principal):
+            raise NodeError(grpc.StatusCode.UNAUTHENTICATED, f"token {principal.token_id} was revoked or expired")
+
+    def _check(self, principal: Principal, permission: Permission, queue: str | None = None) -> None:
+        try:
+            self.access.check(principal, permission, queue)
+        except AccessDenied as denied:
             raise NodeError(denied.code, denied.message) from None
 
     def _submit(self, cmd: client_pb2.Command, principal: Principal) -> asyncio.Future:
@@ -343,7 +352,8 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
                     for cmd in batch.commands:
                         try:
                             if cmd.WhichOneof("op") == "read":
-                                self._permit_read(principal)
+                                self._still_valid(principal)
+                                self._check(principal, Permission.READ)
                                 future = asyncio.ensure_future(self._read(cmd.read))
                                 reads.add(future)
                                 future.add_done_callback(reads.discard)
@@ -371,14 +381,6 @@ class ClientService(_NodeService, client_pb2_grpc.ClientServicer):
             reader.cancel()
             for task in list(reads):
                 task.cancel()
-
-    def _permit_read(self, principal: Principal) -> None:
-        if not self.access.still_valid(principal):
-            raise NodeError(grpc.StatusCode.UNAUTHENTICATED, f"token {principal.token_id} was revoked or expired")
-        try:
-            self.access.check(principal, Permission.READ)
-        except AccessDenied as denied:
-            raise NodeError(denied.code, denied.message) from None
 
     @guarded(Permission.READ)
     async def Read(self, request, context):

@@ -94,16 +94,31 @@ class Credentials:
         RAFTFLOW_INSECURE=1; None when none of them is set."""
         env = os.environ if environ is None else environ
         ca_file = env.get("RAFTFLOW_CA_FILE")
-        token = env.get("RAFTFLOW_TOKEN") or None
-        if token is None and env.get("RAFTFLOW_TOKEN_FILE"):
-            token = read_token_file(env["RAFTFLOW_TOKEN_FILE"])
-        if env.get("RAFTFLOW_INSECURE") in ("1", "true", "yes"):
+        token = _env_token(env)
+        if _env_insecure(env):
             return cls.plaintext(token)
         if ca_file is None and token is None:
             return None
         if ca_file is None:
             raise ConfigError("RAFTFLOW_TOKEN is set but RAFTFLOW_CA_FILE is not: name the cluster's CA certificate")
         return cls(load_ca(ca_file), token)
+
+    @classmethod
+    def resolve(
+        cls, cluster_dir: str, *, ca_file: str | None = None, token_file: str | None = None, insecure: bool = False,
+        environ: dict[str, str] | None = None,
+    ) -> Credentials:
+        """The CA and the token, each from its argument (the CLI's flags), else the
+        environment, else the cluster folder: so RAFTFLOW_TOKEN with a local
+        cluster's folder needs nothing more."""
+        env = os.environ if environ is None else environ
+        token = read_token_file(token_file) if token_file else _env_token(env)
+        if insecure or _env_insecure(env):
+            return cls.plaintext(token)
+        ca_file = ca_file or env.get("RAFTFLOW_CA_FILE")
+        if ca_file:
+            return cls.from_files(ca_file, token)
+        return cls.from_cluster_dir(cluster_dir, token)
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -117,6 +132,19 @@ class Credentials:
             credentials = grpc.ssl_channel_credentials(root_certificates=self.ca_pem)
             channel = grpc.aio.secure_channel(address, credentials, options=options)
         return _WithMetadata(channel, self.metadata) if self.token else channel
+
+
+def _env_token(env) -> str | None:
+    """RAFTFLOW_TOKEN, else the contents of RAFTFLOW_TOKEN_FILE, else None."""
+    if env.get("RAFTFLOW_TOKEN"):
+        return env["RAFTFLOW_TOKEN"]
+    if env.get("RAFTFLOW_TOKEN_FILE"):
+        return read_token_file(env["RAFTFLOW_TOKEN_FILE"])
+    return None
+
+
+def _env_insecure(env) -> bool:
+    return env.get("RAFTFLOW_INSECURE") in ("1", "true", "yes")
 
 
 def read_token_file(path: str) -> str:

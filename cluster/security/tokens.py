@@ -14,15 +14,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 import secrets
 from dataclasses import dataclass
+
+from raftflow.statemachine import auth
 
 PREFIX = "rft1"
 ADMIN_TOKEN_ID = "admin"  # the bootstrap token's id; `auth issue` cannot take it
 METADATA_KEY = "authorization"  # gRPC metadata: "Bearer <token>"
 SECRET_BYTES = 32
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class TokenError(ValueError):
@@ -54,8 +54,8 @@ def new_token(token_id: str | None = None) -> Token:
 
 
 def check_token_id(token_id: str) -> None:
-    if not isinstance(token_id, str) or not _ID.fullmatch(token_id):
-        raise TokenError(f"token id {token_id!r} must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
+    """The replicated store's rule for a token id (statemachine/auth.py), as a TokenError."""
+    auth.check_token_id(token_id, "token id", TokenError)
 
 
 def parse_token(text: str) -> Token:
@@ -74,12 +74,6 @@ def parse_token(text: str) -> Token:
     if len(secret) != SECRET_BYTES:
         raise TokenError(f"token {parts[1]}: its secret is {len(secret)} bytes; tokens carry {SECRET_BYTES}")
     return Token(parts[1], secret)
-
-
-def bearer(token: Token | str) -> tuple[str, str]:
-    """The call metadata entry that carries a token."""
-    text = token.text if isinstance(token, Token) else token
-    return (METADATA_KEY, f"Bearer {text}")
 
 
 def token_of_metadata(metadata) -> str | None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from raftflow.cluster.client.durations import Duration, optional_seconds, seconds
 from raftflow.cluster.worker.activity import name_of
-from raftflow.statemachine.workflow.retry import RetryPolicy
+from raftflow.statemachine.workflow.retry import RetryPolicy, seconds_to_ms
 
 log = logging.getLogger("raftflow.workflow")
 
@@ -193,13 +193,17 @@ class NonDeterminism(Exception):
     something that is not in the history (the clock, randomness, I/O)."""
 
 
-class ChildWorkflowFailed(Exception):
-    """A child workflow the code awaited failed, was cancelled or terminated."""
+class _Failed(Exception):
+    """Something the workflow awaited failed elsewhere, and the history says how."""
 
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(f"{error_type}: {message}")
         self.error_type = error_type
         self.message = message
+
+
+class ChildWorkflowFailed(_Failed):
+    """A child workflow the code awaited failed, was cancelled or terminated."""
 
 
 class _ContinueAsNew(BaseException):
@@ -216,13 +220,8 @@ class WorkflowError(Exception):
     signal); raised where the mistake is made."""
 
 
-class ActivityFailed(Exception):
+class ActivityFailed(_Failed):
     """An activity the workflow awaited failed for good (or timed out)."""
-
-    def __init__(self, error_type: str, message: str) -> None:
-        super().__init__(f"{error_type}: {message}")
-        self.error_type = error_type
-        self.message = message
 
 
 # --- the class decorators --------------------------------------------------------------
@@ -570,8 +569,9 @@ class WorkflowInstance:
 
 
 def _ms(value: Duration | None, what: str) -> int | None:
-    found = optional_seconds(value, what)
-    return None if found is None else round(found * 1000)
+    """A timeout as a step list's are read (exact for a timedelta, whole
+    milliseconds, bounded): the engine will hold both kinds to the same rules."""
+    return None if value is None else seconds_to_ms(value, what)
 
 
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
