@@ -80,6 +80,8 @@ def test_each_role_may_do_what_it_says_and_nothing_more(secured):
             client.put("shared", b"by a reader")
         with pytest.raises(PermissionDenied, match="may not administer"):
             client.state_hash(secured.address(1))
+        with pytest.raises(PermissionDenied, match="may not administer"):
+            client.list_tokens()
     with client_with(secured, writer) as client:
         assert client.put("shared", b"v2").succeeded
         assert client.get("shared").value == b"v2"
@@ -89,6 +91,8 @@ def test_each_role_may_do_what_it_says_and_nothing_more(secured):
             client.transfer_leader(1)
         with pytest.raises(PermissionDenied):
             client.issue_token("admin")  # no way up
+        with pytest.raises(PermissionDenied):
+            client.revoke_token("admin")
         with pytest.raises(PermissionDenied):
             client.workflows.poll("payments", wait=0)
     assert admin.get("shared").value == b"v2"
